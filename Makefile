@@ -1,0 +1,35 @@
+# rewardlab: `make run` sets up and runs the quickstart experiment; `make test` sets up and runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export OMP_NUM_THREADS := 1
+export MUJOCO_GL := egl
+
+.PHONY: setup run test test-all bench clean
+
+setup: $(VENV)/.installed
+
+# torch==2.13.0 first: an unpinned torch (or a package asking for a newer one) pulls a multi-GB CUDA
+# build. gymnasium[mujoco] and metaworld resolve in one pip call (metaworld pins mujoco==3.3.0).
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -c "import mujoco, metaworld, stable_baselines3, torch; print('rewardlab env ready: torch', torch.__version__, 'mujoco', mujoco.__version__)"
+	touch $@
+
+run: setup
+	$(VENV)/bin/rewardlab run experiments/quickstart.yaml
+
+test: setup
+	$(PY) -m pytest -q -p no:cacheprovider
+
+test-all: setup
+	$(PY) -m pytest -q -p no:cacheprovider -m ""
+
+bench: setup
+	$(PY) -m benchmarks.run --out benchmarks/results.json
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,1 @@
+"""rewardlab's performance benchmarks: ``python -m benchmarks.run [--quick] [--out FILE]`` (see README.md)."""

@@ -1,0 +1,24 @@
+"""The one exception type that reaches users as a single clear line (no traceback)."""
+
+
+class UserError(Exception):
+    """A problem with the user's input (card, spec, reward program, file, flag).
+
+    The CLI prints ``str(error)`` on one line and exits non-zero; nothing else is shown.
+    """
+
+
+class RewardProgramError(UserError):
+    """A reward program was rejected: by the static policy, the sandbox trial or at run time.
+
+    :param rule: short name of the rule that rejected it (``import``, ``dunder``, ``non-finite``, ...)
+    :param message: what is wrong, in words
+    :param line: 1-based source line, when known
+    """
+
+    def __init__(self, rule: str, message: str, line: int | None = None):
+        self.rule = rule
+        self.message = message
+        self.line = line
+        where = f" (line {line})" if line else ""
+        super().__init__(f"reward program rejected [{rule}]{where}: {message}")

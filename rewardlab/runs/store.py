@@ -1,0 +1,380 @@
+"""The run store: one SQLite database (WAL mode) for runs, trials, reward programs, metrics and LLM
+exchanges; large artefacts (models, logs, videos) live in run directories beside it.
+
+This is the one place that writes the database. Every write is a short transaction, so a process
+killed at any moment leaves each trial either in its previous state or in its new one, never half
+written; a killed run leaves trials ``running``, which :meth:`RunStore.reset_interrupted` turns back
+into ``pending`` when the run is resumed.
+
+Trial life cycle: ``pending`` → ``running`` → ``done`` | ``failed``; resuming re-runs everything not
+``done``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from rewardlab.errors import UserError
+
+SCHEMA_VERSION = 1
+TrialStatus = Literal["pending", "running", "done", "failed"]
+TRIAL_STATUSES = ("pending", "running", "done", "failed")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (
+    version INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id        TEXT PRIMARY KEY,              -- <spec name>-<YYYYmmdd-HHMMSS>
+    spec_name TEXT NOT NULL,
+    spec_yaml TEXT NOT NULL,                 -- the spec file's text when the run was made
+    created   TEXT NOT NULL,                 -- ISO 8601, UTC
+    status    TEXT NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'done', 'failed'))
+);
+CREATE INDEX IF NOT EXISTS runs_by_spec ON runs (spec_name, created);
+CREATE TABLE IF NOT EXISTS reward_programs (
+    id        TEXT PRIMARY KEY,              -- sha256 of the source
+    source    TEXT NOT NULL,
+    origin    TEXT NOT NULL,                 -- file, reference, llm, shaper, ...
+    card_id   TEXT,
+    parent_id TEXT REFERENCES reward_programs (id),   -- lineage: the program this one was revised from
+    created   TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS trials (
+    id          INTEGER PRIMARY KEY,
+    run_id      TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    key         TEXT NOT NULL,               -- task|reward|algo|seed
+    task        TEXT NOT NULL,
+    reward      TEXT NOT NULL,               -- the reward source's name
+    algo        TEXT NOT NULL,
+    seed        INTEGER NOT NULL,
+    status      TEXT NOT NULL DEFAULT 'pending'
+                CHECK (status IN ('pending', 'running', 'done', 'failed')),
+    started     TEXT,
+    finished    TEXT,
+    result_json TEXT,
+    error       TEXT,
+    dir         TEXT,
+    program_id  TEXT REFERENCES reward_programs (id),  -- the program trained on (null for env)
+    UNIQUE (run_id, key)
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    trial_id INTEGER NOT NULL REFERENCES trials (id) ON DELETE CASCADE,
+    step     INTEGER NOT NULL,
+    name     TEXT NOT NULL,
+    value    REAL
+);
+CREATE INDEX IF NOT EXISTS metrics_by_trial ON metrics (trial_id, name, step);
+CREATE TABLE IF NOT EXISTS llm_exchanges (
+    id          INTEGER PRIMARY KEY,
+    run_id      TEXT REFERENCES runs (id),
+    provider    TEXT NOT NULL,
+    model       TEXT NOT NULL,
+    params_json TEXT,
+    prompt_json TEXT NOT NULL,
+    reply       TEXT,
+    tokens_in   INTEGER,
+    tokens_out  INTEGER,
+    latency_s   REAL,
+    error       TEXT,
+    created     TEXT NOT NULL
+);
+"""
+
+
+def now() -> str:
+    """The current time as stored: ISO 8601 in UTC with microseconds."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def program_id(source: str) -> str:
+    """A reward program's id: the sha256 of its source text."""
+    return hashlib.sha256(source.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One row of ``runs``."""
+
+    id: str
+    spec_name: str
+    spec_yaml: str
+    created: str
+    status: str
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One row of ``trials``; ``result`` is the parsed ``result_json`` (``None`` until done)."""
+
+    id: int
+    run_id: str
+    key: str
+    task: str
+    reward: str
+    algo: str
+    seed: int
+    status: TrialStatus
+    started: str | None
+    finished: str | None
+    result: dict[str, Any] | None
+    error: str | None
+    dir: str | None
+    program_id: str | None
+
+
+@dataclass(frozen=True)
+class ProgramRecord:
+    """One row of ``reward_programs``."""
+
+    id: str
+    source: str
+    origin: str
+    card_id: str | None
+    parent_id: str | None
+    created: str
+
+
+class RunStore:
+    """The SQLite run store (see the module docstring).
+
+    :param path: the database file; created with its folder and schema when missing
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # isolation_level=None: we open transactions ourselves, BEGIN IMMEDIATE, kept short.
+            self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.DatabaseError as e:
+            raise UserError(f"run store {self.path} cannot be opened: {e}") from None
+        self._create_schema()
+
+    def _create_schema(self) -> None:
+        with self._transaction() as db:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            row = db.execute("SELECT max(version) FROM schema_version").fetchone()
+            version = row[0]
+            if version is None:
+                db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            elif version > SCHEMA_VERSION:
+                raise UserError(
+                    f"run store {self.path} has schema version {version}, newer than this rewardlab "
+                    f"understands ({SCHEMA_VERSION}); upgrade rewardlab"
+                )
+
+    # -- plumbing ------------------------------------------------------------------------------
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One short write transaction: everything inside commits together or not at all."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        else:
+            self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "RunStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def journal_mode(self) -> str:
+        return str(self._db.execute("PRAGMA journal_mode").fetchone()[0])
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._db.execute("SELECT max(version) FROM schema_version").fetchone()[0])
+
+    # -- runs ----------------------------------------------------------------------------------
+    def create_run(self, run_id: str, spec_name: str, spec_yaml: str) -> RunRecord:
+        """Record a new run (status ``running``); raise :class:`UserError` when the id is taken."""
+        try:
+            with self._transaction() as db:
+                db.execute(
+                    "INSERT INTO runs (id, spec_name, spec_yaml, created, status) VALUES (?, ?, ?, ?, 'running')",
+                    (run_id, spec_name, spec_yaml, now()),
+                )
+        except sqlite3.IntegrityError:
+            raise UserError(f"run {run_id!r} already exists in {self.path}") from None
+        run = self.get_run(run_id)
+        assert run is not None
+        return run
+
+    def set_run_status(self, run_id: str, status: Literal["running", "done", "failed"]) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE runs SET status = ? WHERE id = ?", (status, run_id))
+
+    def update_spec_yaml(self, run_id: str, spec_yaml: str) -> None:
+        """Replace a run's stored spec text (a resumed run may have added trials)."""
+        with self._transaction() as db:
+            db.execute("UPDATE runs SET spec_yaml = ? WHERE id = ?", (spec_yaml, run_id))
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        row = self._db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return RunRecord(**dict(row)) if row else None
+
+    def latest_run(self, spec_name: str) -> RunRecord | None:
+        """The most recently created run of a spec, or ``None``."""
+        row = self._db.execute(
+            "SELECT * FROM runs WHERE spec_name = ? ORDER BY created DESC, rowid DESC LIMIT 1", (spec_name,)
+        ).fetchone()
+        return RunRecord(**dict(row)) if row else None
+
+    def list_runs(self) -> list[RunRecord]:
+        """All runs, newest first."""
+        rows = self._db.execute("SELECT * FROM runs ORDER BY created DESC, rowid DESC").fetchall()
+        return [RunRecord(**dict(r)) for r in rows]
+
+    # -- trials --------------------------------------------------------------------------------
+    def add_trials(self, run_id: str, trials: Iterable[Any], program_ids: dict[str, str | None] | None = None) -> int:
+        """Add ``pending`` trials to a run, skipping keys it already has; return how many were added.
+
+        :param trials: objects with ``key``, ``task``, ``reward_name``, ``algo`` and ``seed``
+            (:class:`rewardlab.runs.spec.TrialSpec`)
+        :param program_ids: reward program id per trial key, where the reward is a program
+        """
+        program_ids = program_ids or {}
+        with self._transaction() as db:
+            before = db.total_changes
+            db.executemany(
+                "INSERT OR IGNORE INTO trials (run_id, key, task, reward, algo, seed, status, program_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)",
+                [(run_id, t.key, t.task, t.reward_name, t.algo, t.seed, program_ids.get(t.key)) for t in trials],
+            )
+            return db.total_changes - before
+
+    def mark_running(self, trial_id: int, trial_dir: str | Path) -> None:
+        """A worker has started the trial: status ``running``, start time now, old outcome cleared."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE trials SET status = 'running', started = ?, finished = NULL, result_json = NULL, "
+                "error = NULL, dir = ? WHERE id = ?",
+                (now(), str(trial_dir), trial_id),
+            )
+            db.execute("DELETE FROM metrics WHERE trial_id = ?", (trial_id,))
+
+    def mark_done(
+        self, trial_id: int, result: dict[str, Any], metrics: Iterable[tuple[int, str, float | None]] = ()
+    ) -> None:
+        """The trial finished: store its result and its metrics ``(step, name, value)`` together."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM metrics WHERE trial_id = ?", (trial_id,))
+            db.executemany(
+                "INSERT INTO metrics (trial_id, step, name, value) VALUES (?, ?, ?, ?)",
+                [(trial_id, int(step), name, None if value is None else float(value)) for step, name, value in metrics],
+            )
+            db.execute(
+                "UPDATE trials SET status = 'done', finished = ?, result_json = ?, error = NULL WHERE id = ?",
+                (now(), json.dumps(result), trial_id),
+            )
+
+    def mark_failed(self, trial_id: int, error: str) -> None:
+        """The trial failed; ``error`` is one line saying why."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE trials SET status = 'failed', finished = ?, error = ? WHERE id = ?",
+                (now(), error, trial_id),
+            )
+
+    def reset_interrupted(self, run_id: str) -> int:
+        """Turn the run's ``running`` trials (left by a killed process) back into ``pending``."""
+        with self._transaction() as db:
+            cur = db.execute(
+                "UPDATE trials SET status = 'pending', started = NULL WHERE run_id = ? AND status = 'running'",
+                (run_id,),
+            )
+            return cur.rowcount
+
+    def trials(self, run_id: str, status: TrialStatus | None = None) -> list[TrialRecord]:
+        """The run's trials in insertion order, optionally only those with one status."""
+        sql, args = "SELECT * FROM trials WHERE run_id = ?", [run_id]
+        if status is not None:
+            sql += " AND status = ?"
+            args.append(status)
+        return [_trial(r) for r in self._db.execute(sql + " ORDER BY id", args).fetchall()]
+
+    def trial(self, trial_id: int) -> TrialRecord | None:
+        row = self._db.execute("SELECT * FROM trials WHERE id = ?", (trial_id,)).fetchone()
+        return _trial(row) if row else None
+
+    def status_counts(self, run_id: str) -> dict[str, int]:
+        """How many of the run's trials are in each status (every status present, zero or not)."""
+        counts = dict.fromkeys(TRIAL_STATUSES, 0)
+        for status, n in self._db.execute(
+            "SELECT status, count(*) FROM trials WHERE run_id = ? GROUP BY status", (run_id,)
+        ):
+            counts[status] = n
+        return counts
+
+    def metrics(self, trial_id: int, name: str | None = None) -> list[tuple[int, str, float | None]]:
+        """A trial's metrics as ``(step, name, value)`` ordered by name and step."""
+        sql, args = "SELECT step, name, value FROM metrics WHERE trial_id = ?", [trial_id]
+        if name is not None:
+            sql += " AND name = ?"
+            args.append(name)
+        return [tuple(r) for r in self._db.execute(sql + " ORDER BY name, step", args).fetchall()]  # type: ignore[misc]
+
+    # -- reward programs -----------------------------------------------------------------------
+    def add_program(
+        self, source: str, origin: str, card_id: str | None = None, parent_id: str | None = None
+    ) -> str:
+        """Record a reward program (insert-or-ignore: the same source is stored once); return its id.
+
+        :param origin: where it came from: ``file``, ``reference``, ``llm``, ...
+        :param parent_id: the program it was revised from (feedback lineage)
+        """
+        pid = program_id(source)
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO reward_programs (id, source, origin, card_id, parent_id, created) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (pid, source, origin, card_id, parent_id, now()),
+            )
+        return pid
+
+    def get_program(self, pid: str) -> ProgramRecord | None:
+        row = self._db.execute("SELECT * FROM reward_programs WHERE id = ?", (pid,)).fetchone()
+        return ProgramRecord(**dict(row)) if row else None
+
+    def lineage(self, pid: str) -> list[ProgramRecord]:
+        """The program and its ancestors, newest first."""
+        chain: list[ProgramRecord] = []
+        seen: set[str] = set()
+        current: str | None = pid
+        while current is not None and current not in seen:
+            seen.add(current)
+            record = self.get_program(current)
+            if record is None:
+                break
+            chain.append(record)
+            current = record.parent_id
+        return chain
+
+
+def _trial(row: sqlite3.Row) -> TrialRecord:
+    data = dict(row)
+    result_json = data.pop("result_json")
+    return TrialRecord(**data, result=json.loads(result_json) if result_json else None)

@@ -1,0 +1,495 @@
+"""Defence in depth for untrusted reward code (an LLM wrote it, and prompts can be injected).
+
+1. :func:`check_source` — a static policy on the AST: imports only from an allow-list, no dunder or
+   frame/format attributes, no ``exec``/``eval``/``open``/``getattr``..., no writes to ``self``, no global
+   state, size limits. Every rejection names the rule and the line.
+2. :func:`restricted_globals` — the namespace a program runs in: an allow-list of builtins, ``np`` as an
+   :class:`~rewardlab.arrays.ArrayFacade` (never the numpy module), ``math``; module-level values frozen.
+3. :func:`run_trial` — the program runs in a separate process with CPU-time, memory, file-size and
+   wall-clock limits on sampled states; output shape, dtype and finiteness are checked.
+4. At training time non-finite rewards are reported by :class:`~rewardlab.program.CompiledReward`,
+   never silently zeroed.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import json
+import math
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rewardlab.arrays import ArrayFacade, array_facade
+from rewardlab.errors import RewardProgramError
+
+MAX_SOURCE_BYTES = 100_000
+MAX_LINES = 2_000
+MAX_AST_NODES = 20_000
+
+#: Modules a program may import, and what the import binds.
+ALLOWED_IMPORTS = ("numpy", "numpy.linalg", "math", "typing", "__future__")
+
+#: Names that are never callable or referable, whatever shadows them.
+FORBIDDEN_NAMES = frozenset({
+    "exec", "eval", "compile", "open", "getattr", "setattr", "delattr", "globals", "locals", "vars",
+    "dir", "__import__", "input", "breakpoint", "help", "memoryview", "type", "object", "super",
+    "classmethod", "staticmethod", "property", "exit", "quit", "hasattr", "id", "callable",
+})
+
+#: Attribute names that lead out of the sandbox (frames, code, files, native memory, format traversal).
+FORBIDDEN_ATTRIBUTES = frozenset({
+    "format", "format_map", "mro", "tofile", "dump", "dumps", "ctypes", "setflags", "data_ptr",
+    "storage", "untyped_storage", "share_memory_", "from_file", "load", "save", "lib", "ctypeslib",
+    "memmap", "fromfile", "gi_frame", "gi_code", "gi_yieldfrom", "gi_running", "ag_frame", "ag_code",
+    "cr_frame", "cr_code", "f_back", "f_globals", "f_locals", "f_builtins", "f_code", "tb_frame",
+    "tb_next", "co_code", "co_consts", "func_globals", "func_code", "with_traceback", "register_hook",
+})
+
+_SAFE_BUILTIN_NAMES = (
+    "abs", "all", "any", "bool", "dict", "divmod", "enumerate", "filter", "float", "frozenset", "int",
+    "isinstance", "iter", "len", "list", "map", "max", "min", "next", "pow", "range", "repr", "reversed",
+    "round", "set", "slice", "sorted", "str", "sum", "tuple", "zip", "ArithmeticError", "AssertionError",
+    "Exception", "IndexError", "KeyError", "NotImplementedError", "OverflowError", "RuntimeError",
+    "StopIteration", "TypeError", "ValueError", "ZeroDivisionError", "True", "False", "None",
+)
+
+_FORBIDDEN_NODES: dict[type, str] = {
+    ast.Global: "global statements (hidden state across calls)",
+    ast.Nonlocal: "nonlocal statements (hidden state across calls)",
+    ast.ClassDef: "class definitions",
+    ast.AsyncFunctionDef: "async functions",
+    ast.Await: "await",
+    ast.Yield: "generators (yield)",
+    ast.YieldFrom: "generators (yield from)",
+    ast.AsyncFor: "async for",
+    ast.AsyncWith: "async with",
+    ast.With: "with statements",
+}
+if hasattr(ast, "TryStar"):
+    _FORBIDDEN_NODES[ast.TryStar] = "except* blocks"
+
+
+def _reject(rule: str, message: str, node: ast.AST | None = None) -> RewardProgramError:
+    return RewardProgramError(rule, message, getattr(node, "lineno", None))
+
+
+def _root_name(node: ast.AST) -> str | None:
+    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Starred)):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _is_immutable_default(node: ast.AST) -> bool:
+    if isinstance(node, (ast.Constant, ast.Name, ast.Attribute)):
+        return True
+    if isinstance(node, ast.UnaryOp):
+        return _is_immutable_default(node.operand)
+    if isinstance(node, ast.Tuple):
+        return all(_is_immutable_default(e) for e in node.elts)
+    return False
+
+
+class _Policy(ast.NodeVisitor):
+    """Walks the tree once; raises on the first violation."""
+
+    def __init__(self, module_names: set[str]):
+        self.module_names = module_names
+        self.function_locals: list[set[str]] = []
+
+    def generic_visit(self, node: ast.AST) -> None:
+        for kind, what in _FORBIDDEN_NODES.items():
+            if isinstance(node, kind):
+                raise _reject("statement", f"{what} are not allowed in reward programs", node)
+        super().generic_visit(node)
+
+    # imports ---------------------------------------------------------------------------------
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            if alias.name not in ALLOWED_IMPORTS:
+                raise _reject("import", f"import of {alias.name!r} is not allowed (allowed: numpy, math)", node)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        if node.level or node.module not in ALLOWED_IMPORTS:
+            raise _reject("import", f"import from {node.module!r} is not allowed (allowed: numpy, math)", node)
+        for alias in node.names:
+            if alias.name == "*":
+                raise _reject("import", f"'from {node.module} import *' is not allowed; import names explicitly", node)
+            if alias.name.startswith("_") and node.module != "__future__":
+                raise _reject("dunder", f"private name {alias.name!r} cannot be imported", node)
+
+    # names and attributes ---------------------------------------------------------------------
+    def visit_Name(self, node: ast.Name) -> None:
+        if node.id in FORBIDDEN_NAMES:
+            raise _reject("forbidden-name", f"{node.id!r} is not available in reward programs", node)
+        if node.id.startswith("__") and node.id.endswith("__"):
+            raise _reject("dunder", f"dunder name {node.id!r} is not allowed", node)
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        if node.attr.startswith("_"):
+            raise _reject("dunder", f"attribute {node.attr!r} is not allowed (no private or dunder attributes)", node)
+        if node.attr in FORBIDDEN_ATTRIBUTES:
+            raise _reject("forbidden-attribute", f"attribute {node.attr!r} is not allowed in reward programs", node)
+        if isinstance(node.ctx, (ast.Store, ast.Del)):
+            raise _reject("write-attribute", f"setting attributes ({_root_name(node) or '?'}.{node.attr}) is not allowed", node)
+        self.generic_visit(node)
+
+    # writes -------------------------------------------------------------------------------------
+    def _check_target(self, target: ast.AST) -> None:
+        if isinstance(target, (ast.Tuple, ast.List)):
+            for elt in target.elts:
+                self._check_target(elt)
+            return
+        if isinstance(target, ast.Starred):
+            self._check_target(target.value)
+            return
+        if isinstance(target, ast.Subscript):
+            root = _root_name(target)
+            if root == "self":
+                raise _reject("write-self", "the state view (self) is read-only", target)
+            if (root in self.module_names and self.function_locals
+                    and root not in self.function_locals[-1]):
+                raise _reject("global-state", f"module-level {root!r} is read-only inside functions", target)
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        for target in node.targets:
+            self._check_target(target)
+        self.generic_visit(node)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        self._check_target(node.target)
+        self.generic_visit(node)
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
+        self._check_target(node.target)
+        self.generic_visit(node)
+
+    def visit_Delete(self, node: ast.Delete) -> None:
+        for target in node.targets:
+            self._check_target(target)
+        self.generic_visit(node)
+
+    # functions ------------------------------------------------------------------------------------
+    def _visit_function(self, node: ast.FunctionDef | ast.Lambda) -> None:
+        for default in list(node.args.defaults) + [d for d in node.args.kw_defaults if d is not None]:
+            if not _is_immutable_default(default):
+                raise _reject("global-state", "mutable default arguments keep state across calls; use None", default)
+        local = {a.arg for a in node.args.args + node.args.kwonlyargs + node.args.posonlyargs}
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
+                local.add(sub.id)
+        self.function_locals.append(local)
+        self.generic_visit(node)
+        self.function_locals.pop()
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
+        if node.decorator_list:
+            raise _reject("statement", "decorators are not allowed in reward programs", node)
+        self._visit_function(node)
+
+    def visit_Lambda(self, node: ast.Lambda) -> None:
+        self._visit_function(node)
+
+    def visit_Call(self, node: ast.Call) -> None:
+        self.generic_visit(node)
+
+
+def _strip_annotations(tree: ast.Module) -> ast.Module:
+    """Remove type hints and ``from __future__`` imports: they never affect the reward."""
+
+    class Strip(ast.NodeTransformer):
+        def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
+            node.returns = None
+            for a in node.args.args + node.args.kwonlyargs + node.args.posonlyargs:
+                a.annotation = None
+            for a in (node.args.vararg, node.args.kwarg):
+                if a is not None:
+                    a.annotation = None
+            self.generic_visit(node)
+            return node
+
+        def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST | None:
+            if node.value is None:
+                return None
+            return ast.copy_location(ast.Assign(targets=[node.target], value=node.value), node)
+
+        def visit_ImportFrom(self, node: ast.ImportFrom) -> ast.AST | None:
+            return None if node.module == "__future__" else node
+
+    tree = Strip().visit(tree)
+    tree.body = tree.body or [ast.Pass()]
+    return ast.fix_missing_locations(tree)
+
+
+@dataclass
+class StaticReport:
+    """What the static check learnt about a program."""
+
+    tree: ast.Module
+    signature: tuple[str, ...]
+    docstring: str | None
+
+
+def check_source(source: str, entry: str = "compute_dense_reward") -> StaticReport:
+    """Apply the static policy; return the (annotation-stripped) tree, or raise RewardProgramError.
+
+    :param source: the program's Python source
+    :param entry: the function the program must define at module level
+    """
+    if len(source.encode()) > MAX_SOURCE_BYTES:
+        raise _reject("size", f"the program is {len(source.encode())} bytes; the limit is {MAX_SOURCE_BYTES}")
+    if source.count("\n") + 1 > MAX_LINES:
+        raise _reject("size", f"the program has more than {MAX_LINES} lines")
+    try:
+        tree = ast.parse(source, filename="<reward program>")
+    except SyntaxError as e:
+        raise RewardProgramError("syntax", f"{e.msg}", e.lineno) from None
+    nodes = sum(1 for _ in ast.walk(tree))
+    if nodes > MAX_AST_NODES:
+        raise _reject("size", f"the program has {nodes} syntax nodes; the limit is {MAX_AST_NODES}")
+
+    module_names: set[str] = set()
+    for stmt in tree.body:
+        if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.FunctionDef)):
+            continue
+        if isinstance(stmt, (ast.Assign, ast.AnnAssign)):
+            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+            for t in targets:
+                for n in ast.walk(t):
+                    if isinstance(n, ast.Name):
+                        module_names.add(n.id)
+            continue
+        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+            continue  # docstrings and stray strings
+        if isinstance(stmt, ast.If) and _is_main_guard(stmt):
+            continue
+        raise _reject(
+            "module-level",
+            f"{type(stmt).__name__} at module level; only imports, constants and function definitions may be there",
+            stmt,
+        )
+    tree.body = [s for s in tree.body if not (isinstance(s, ast.If) and _is_main_guard(s))]
+    _Policy(module_names).visit(tree)
+
+    entries = [s for s in tree.body if isinstance(s, ast.FunctionDef) and s.name == entry]
+    if not entries:
+        raise _reject("entry", f"the program must define {entry}(self, action) at module level")
+    fn = entries[-1]
+    params = tuple(a.arg for a in fn.args.posonlyargs + fn.args.args)
+    if len(params) not in (2, 3) or fn.args.vararg or fn.args.kwarg:
+        raise _reject("entry", f"{entry} must take (self, action) or (self, action, obs); it takes ({', '.join(params)})", fn)
+    return StaticReport(_strip_annotations(tree), params, ast.get_docstring(tree))
+
+
+def _is_main_guard(stmt: ast.If) -> bool:
+    t = stmt.test
+    return (isinstance(t, ast.Compare) and isinstance(t.left, ast.Name) and t.left.id == "__name__")
+
+
+# -- the restricted namespace ---------------------------------------------------------------------
+class _TypingStub:
+    """Stands in for ``typing`` names: programs import them only for (stripped) annotations."""
+
+    def __getattr__(self, name: str) -> "_TypingStub":
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self
+
+    def __getitem__(self, item: Any) -> "_TypingStub":
+        return self
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return args[-1] if args else None  # typing.cast(T, x) -> x
+
+
+def _freeze(value: Any) -> Any:
+    """Make module-level values immutable, so that no state survives between calls."""
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, dict):
+        return types.MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, set | frozenset):
+        return frozenset(value)
+    if isinstance(value, np.ndarray):
+        value = value.copy()
+        value.flags.writeable = False
+        return value
+    return value
+
+
+def restricted_globals(facade: ArrayFacade) -> dict[str, Any]:
+    """A fresh globals dict for one program: safe builtins, the facade as the only numpy."""
+    modules = {"numpy": facade, "numpy.linalg": facade.linalg, "math": math, "typing": _TypingStub()}
+
+    def guarded_import(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
+        if level == 0 and name not in modules and name in sys.modules:
+            # C code (torch's operators) imports through the running frame's builtins. The program's own
+            # import statements were allow-listed statically and `__import__` is unreachable by name, so
+            # only library internals get here; they get modules already loaded, never new ones.
+            return sys.modules[name]
+        if level or name not in modules:
+            raise ImportError(f"import of {name!r} is not allowed in reward programs")
+        if name == "numpy.linalg" and not fromlist:
+            return facade  # `import numpy.linalg` binds `numpy`
+        return modules[name]
+
+    safe = {name: getattr(builtins, name) for name in _SAFE_BUILTIN_NAMES}
+    safe["print"] = lambda *args, **kwargs: None  # programs may print while debugging; output is dropped
+    safe["__import__"] = guarded_import
+    return {"__builtins__": safe, "__name__": "reward_program", "np": facade, "math": math}
+
+
+def exec_program(code: types.CodeType, facade: ArrayFacade) -> dict[str, Any]:
+    """Run a checked program's module body in a restricted namespace and freeze its globals."""
+    namespace = restricted_globals(facade)
+    exec(code, namespace)  # noqa: S102 - the code passed check_source; see the module docstring
+    for name, value in list(namespace.items()):
+        if not name.startswith("__") and not isinstance(value, types.FunctionType):
+            namespace[name] = _freeze(value)
+    return namespace
+
+
+# -- the subprocess trial ----------------------------------------------------------------------------
+@dataclass
+class TrialLimits:
+    """Resource limits of one sandbox trial.
+
+    :param cpu_s: CPU seconds (RLIMIT_CPU); the process is killed past it
+    :param memory_mb: address space (RLIMIT_AS)
+    :param wall_s: wall-clock timeout
+    """
+
+    cpu_s: int = 10
+    memory_mb: int = 1024
+    wall_s: float = 20.0
+
+
+@dataclass
+class TrialReport:
+    """Outcome of a sandbox trial."""
+
+    ok: bool
+    mode: str = ""
+    rule: str = ""
+    message: str = ""
+    line: int | None = None
+    seconds: float = 0.0
+    total: dict[str, float] = field(default_factory=dict)
+    components: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def raise_if_failed(self) -> None:
+        if not self.ok:
+            raise RewardProgramError(self.rule, self.message, self.line)
+
+
+def _limit_child(limits: TrialLimits) -> None:
+    os.setsid()  # own process group, so a timeout kills everything it started
+    resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 1))
+    mem = limits.memory_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))  # no file may grow: nothing is written
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def run_trial(
+    source: str,
+    card_json: str,
+    states: np.ndarray,
+    actions: np.ndarray,
+    obs: np.ndarray | None = None,
+    limits: TrialLimits | None = None,
+    workdir: Path | None = None,
+) -> TrialReport:
+    """Run a program on sampled states in a separate, limited process.
+
+    :param source: the program source (already statically checked by the caller, checked again here)
+    :param card_json: the env card as JSON (the child builds the state view from it)
+    :param states: flat states ``(N, D)`` from :class:`~rewardlab.state.StateExtractor`
+    :param actions: actions ``(N, A)``
+    :param obs: raw observations ``(N, O)``, for compat-mode programs that take ``obs``
+    :param limits: resource limits
+    :param workdir: the child's working directory (an empty temporary one by default)
+    """
+    import io
+    import time
+
+    limits = limits or TrialLimits()
+    buf = io.BytesIO()
+    arrays = {"states": states, "actions": actions}
+    if obs is not None:
+        arrays["obs"] = obs
+    np.savez(buf, **arrays)
+    header = json.dumps({"source": source, "card": card_json}).encode()
+    payload = len(header).to_bytes(8, "little") + header + buf.getvalue()
+    env = {"OMP_NUM_THREADS": "1", "PATH": os.environ.get("PATH", "/usr/bin"), "PYTHONHASHSEED": "0"}
+    with tempfile.TemporaryDirectory(prefix="rewardlab-trial-", dir=workdir) as cwd:
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-I", "-c", "from rewardlab.sandbox import _trial_main; _trial_main()"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=env,
+            preexec_fn=lambda: _limit_child(limits),
+        )
+        try:
+            out, err = proc.communicate(payload, timeout=limits.wall_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            return TrialReport(False, rule="timeout", message=f"the program ran past the {limits.wall_s:g} s wall-clock limit",
+                               seconds=time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+    if proc.returncode in (-signal.SIGXCPU, -signal.SIGKILL) and not out:
+        return TrialReport(False, rule="cpu-time", message=f"the program used more than {limits.cpu_s} s of CPU time", seconds=seconds)
+    try:
+        result = json.loads(out.decode().strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        tail = err.decode(errors="replace").strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
+        return TrialReport(False, rule="crash", message=f"the trial process died: {tail[0][:300]}", seconds=seconds)
+    result["seconds"] = seconds
+    return TrialReport(**result)
+
+
+def _trial_main() -> None:
+    """Entry point of the trial process: read the payload from stdin, print one JSON line."""
+    sys.setrecursionlimit(1000)
+    raw = sys.stdin.buffer.read()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    import io
+
+    from rewardlab.errors import RewardProgramError as _Err
+
+    data = np.load(io.BytesIO(raw[8 + n :]))
+    try:
+        from rewardlab.cards import EnvCard
+        from rewardlab.program import RewardProgram
+        from rewardlab.state import StateExtractor
+
+        card = EnvCard.model_validate_json(header["card"])
+        extractor = StateExtractor(card)
+        program = RewardProgram(header["source"])
+        reward = program.bind(card)
+        obs = data["obs"] if "obs" in data.files else None
+        states, actions = data["states"], data["actions"]
+        # a single-env call first (cheap failures), then the whole batch
+        reward(extractor.view(states[:1].copy(), None if obs is None else obs[:1]), actions[:1])
+        total, comps = reward(extractor.view(states.copy(), obs), actions)
+        stats = lambda a: {"mean": float(np.mean(a)), "std": float(np.std(a)), "min": float(np.min(a)), "max": float(np.max(a))}  # noqa: E731
+        print(json.dumps({"ok": True, "mode": reward.mode, "total": stats(total),
+                          "components": {k: stats(v) for k, v in comps.items()}}))
+    except _Err as e:
+        print(json.dumps({"ok": False, "rule": e.rule, "message": e.message, "line": e.line}))
+    except MemoryError:
+        print(json.dumps({"ok": False, "rule": "memory", "message": "the program ran out of its memory limit"}))
+    except RecursionError:
+        print(json.dumps({"ok": False, "rule": "recursion", "message": "maximum recursion depth exceeded"}))

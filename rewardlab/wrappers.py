@@ -1,0 +1,213 @@
+"""Reward wrappers: replace an env's reward by a reward program's, batched, and keep the original.
+
+- :class:`StateCapture` (gymnasium, per env) reads the card's simulator fields at every step, before
+  any auto-reset, so the terminal state is the one a reward sees.
+- :class:`RewardVecEnv` (SB3 ``VecEnv``) computes the program reward for the whole batch in one call,
+  keeps the env's own reward in ``info["env_reward"]``, and at each episode end writes
+  ``info["episode_stats"]``: env return, program return, per-component sums, length and success.
+- :class:`ProgramReward` (a gymnasium ``Wrapper``) and :class:`ProgramRewardVector` (a gymnasium
+  ``VectorWrapper``) do the same for gymnasium code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+
+from rewardlab.cards import SuccessRule, parse_success
+from rewardlab.program import CompiledReward
+from rewardlab.state import StateExtractor
+
+SIM_KEY = "rewardlab_sim"
+
+
+class StateCapture(gym.Wrapper):
+    """Put the card's simulator fields of the state reached by each step into ``info[SIM_KEY]``.
+
+    :param env: one gymnasium env made from the card
+    :param extractor: the card's :class:`StateExtractor`
+    """
+
+    def __init__(self, env: gym.Env, extractor: StateExtractor):
+        super().__init__(env)
+        self.extractor = extractor
+
+    def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        info[SIM_KEY] = self.extractor.sim_vector(self.env)
+        return obs, reward, terminated, truncated, info
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(**kwargs)
+        info[SIM_KEY] = self.extractor.sim_vector(self.env)
+        return obs, info
+
+
+class EpisodeSuccess:
+    """Tracks a card's success rule over the episodes of a batch of envs."""
+
+    def __init__(self, rule: SuccessRule | None, extractor: StateExtractor, n_envs: int):
+        self.rule = rule
+        self.extractor = extractor
+        self.hit = np.zeros(n_envs, dtype=bool)
+        if rule is not None and rule.kind == "threshold":
+            self.slice = slice(*extractor.offsets[rule.key])
+
+    @property
+    def needs_state(self) -> bool:
+        return self.rule is not None and self.rule.kind == "threshold"
+
+    def update(self, infos: list[dict[str, Any]]) -> None:
+        if self.rule is not None and self.rule.kind == "info":
+            for i, info in enumerate(infos):
+                if info.get(self.rule.key):
+                    self.hit[i] = True
+
+    def finish(self, i: int, info: dict[str, Any], flat_row: np.ndarray | None) -> bool | None:
+        rule, hit = self.rule, bool(self.hit[i])
+        self.hit[i] = False
+        if rule is None:
+            return None
+        if rule.kind == "info":
+            return hit
+        if rule.kind == "survived":
+            return bool(info.get("TimeLimit.truncated", False))
+        value = float(np.asarray(flat_row)[self.slice].reshape(-1)[0])
+        return value < rule.value if rule.op == "<" else value > rule.value
+
+
+class RewardVecEnv(VecEnvWrapper):
+    """Compute a reward program for a whole SB3 ``VecEnv`` batch; record per-episode statistics.
+
+    With ``reward=None`` the env's own reward passes through and only the statistics are recorded, so
+    native and program runs report the same fields.
+
+    :param venv: a VecEnv whose sub-envs are wrapped in :class:`StateCapture` when the card has
+        simulator fields
+    :param extractor: the card's :class:`StateExtractor`
+    :param reward: the bound reward program, or None for the env's own reward
+    """
+
+    def __init__(self, venv: VecEnv, extractor: StateExtractor, reward: CompiledReward | None = None):
+        super().__init__(venv)
+        self.extractor = extractor
+        self.reward = reward
+        card = extractor.card
+        self.success = EpisodeSuccess(parse_success(card.success) if card.success else None, extractor, self.num_envs)
+        self._actions: np.ndarray | None = None
+        n = self.num_envs
+        self._env_return = np.zeros(n)
+        self._program_return = np.zeros(n)
+        self._length = np.zeros(n, dtype=np.int64)
+        self._components: dict[str, np.ndarray] = {}
+
+    def reset(self) -> Any:
+        self._env_return[:] = 0
+        self._program_return[:] = 0
+        self._length[:] = 0
+        for v in self._components.values():
+            v[:] = 0
+        return self.venv.reset()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = actions
+        self.venv.step_async(actions)
+
+    def step_wait(self) -> Any:
+        obs, env_reward, dones, infos = self.venv.step_wait()
+        done_idx = np.flatnonzero(dones)
+        flat = None
+        if self.reward is not None or self.success.needs_state:
+            state_obs = obs
+            if done_idx.size:  # the reward belongs to the terminal state, not the auto-reset one
+                state_obs = np.array(obs, copy=True)
+                for i in done_idx:
+                    state_obs[i] = infos[i]["terminal_observation"]
+            sim = np.stack([info[SIM_KEY] for info in infos]) if self.extractor.has_sim else None
+            flat = self.extractor.batch(state_obs, sim)
+        if self.reward is not None:
+            total, comps = self.reward(self.extractor.view(flat, state_obs), np.asarray(self._actions))
+            reward = np.asarray(total, dtype=np.float32)
+            self._program_return += reward
+            for name, value in comps.items():
+                acc = self._components.get(name)
+                if acc is None:
+                    acc = self._components[name] = np.zeros(self.num_envs)
+                acc += value
+            for i, info in enumerate(infos):
+                info["env_reward"] = float(env_reward[i])
+        else:
+            reward = env_reward
+        self._env_return += env_reward
+        self._length += 1
+        self.success.update(infos)
+        for i in done_idx:
+            infos[i]["episode_stats"] = {
+                "env_return": float(self._env_return[i]),
+                "program_return": float(self._program_return[i]) if self.reward is not None else None,
+                "length": int(self._length[i]),
+                "success": self.success.finish(i, infos[i], None if flat is None else flat[i]),
+                "components": {k: float(v[i]) for k, v in self._components.items()},
+            }
+            self._env_return[i] = self._program_return[i] = 0.0
+            self._length[i] = 0
+            for v in self._components.values():
+                v[i] = 0.0
+        return obs, reward, dones, infos
+
+
+class ProgramReward(gym.Wrapper):
+    """A single gymnasium env whose reward is a reward program's (the env's own is in ``info``).
+
+    :param env: a gymnasium env made from the card (raw, not yet wrapped in :class:`StateCapture`)
+    :param extractor: the card's :class:`StateExtractor`
+    :param reward: the bound reward program
+    """
+
+    def __init__(self, env: gym.Env, extractor: StateExtractor, reward: CompiledReward):
+        super().__init__(env)
+        self.extractor = extractor
+        self.reward = reward
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        obs, env_reward, terminated, truncated, info = self.env.step(action)
+        sim = self.extractor.sim_vector(self.env)[None] if self.extractor.has_sim else None
+        obs_b = np.asarray(obs)[None]
+        total, comps = self.reward(self.extractor.view(self.extractor.batch(obs_b, sim), obs_b), np.asarray(action)[None])
+        info["env_reward"] = float(env_reward)
+        info["reward_components"] = {k: float(v[0]) for k, v in comps.items()}
+        return obs, float(total[0]), terminated, truncated, info
+
+
+class ProgramRewardVector(gym.vector.VectorWrapper):
+    """A gymnasium vector env (``NEXT_STEP`` autoreset, sub-envs in :class:`StateCapture`) whose reward
+    is a reward program's, computed in one batched call per step.
+
+    In ``NEXT_STEP`` mode the step after an episode end only resets that env; its reward is 0, as the
+    env's own reward is.
+    """
+
+    def __init__(self, env: gym.vector.VectorEnv, extractor: StateExtractor, reward: CompiledReward):
+        super().__init__(env)
+        mode = env.metadata.get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP)
+        if mode != gym.vector.AutoresetMode.NEXT_STEP:
+            raise ValueError(f"ProgramRewardVector supports the NEXT_STEP autoreset mode, not {mode}")
+        self.extractor = extractor
+        self.reward = reward
+        self._resetting = np.zeros(self.num_envs, dtype=bool)
+
+    def reset(self, **kwargs: Any) -> Any:
+        self._resetting[:] = False
+        return self.env.reset(**kwargs)
+
+    def step(self, actions: Any) -> Any:
+        obs, env_reward, terminated, truncated, info = self.env.step(actions)
+        sim = np.asarray(info[SIM_KEY]) if self.extractor.has_sim else None
+        total, comps = self.reward(self.extractor.view(self.extractor.batch(obs, sim), obs), np.asarray(actions))
+        reward = np.where(self._resetting, 0.0, np.asarray(total, dtype=np.float64))
+        info = dict(info, env_reward=env_reward, reward_components={k: np.asarray(v) for k, v in comps.items()})
+        self._resetting = np.logical_or(terminated, truncated)
+        return obs, reward, terminated, truncated, info

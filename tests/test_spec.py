@@ -1,0 +1,132 @@
+"""Experiment specs: loading, validation errors as one clear line, trial expansion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rewardlab.errors import UserError
+from rewardlab.runs.spec import ExperimentSpec, TrialSpec, load_spec, parse_spec
+
+TASK = "mujoco/InvertedPendulum-v5"
+DROP = object()  # an override that removes the field
+PROGRAM = '''import numpy as np
+
+def compute_dense_reward(self, action):
+    upright = 1.0 - np.abs(self.pole.angle)
+    return upright, {"upright": upright}
+'''
+
+
+def _spec(**overrides: object) -> dict:
+    data: dict = {
+        "name": "tiny",
+        "tasks": [TASK],
+        "rewards": ["env", "reference"],
+        "algorithms": ["ppo"],
+        "seeds": [0, 1],
+        "budget": {"steps": 2048},
+    }
+    data.update(overrides)
+    return data
+
+
+def _write(tmp_path: Path, data: object, name: str = "spec.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_minimal_spec_loads_with_defaults(tmp_path: Path) -> None:
+    spec = load_spec(_write(tmp_path, _spec()))
+    assert isinstance(spec, ExperimentSpec)
+    assert spec.workers == 2
+    assert spec.evaluation.episodes == 5 and spec.evaluation.every is None
+    assert [r.name for r in spec.rewards] == ["env", "reference"]
+
+
+def test_trials_expand_the_product_with_stable_keys(tmp_path: Path) -> None:
+    spec = load_spec(_write(tmp_path, _spec(algorithms=["ppo", "sac"], evaluation={"episodes": 2, "every": 512})))
+    trials = spec.trials()
+    assert len(trials) == 1 * 2 * 2 * 2
+    assert trials[0] == TrialSpec(TASK, "env", "env", "ppo", 0, 2048, eval_episodes=2, eval_every=512)
+    assert trials[0].key == "mujoco/InvertedPendulum-v5|env|ppo|0"
+    assert [t.key for t in trials] == [t.key for t in load_spec(tmp_path / "spec.yaml").trials()]
+    assert len({t.dir_name for t in trials}) == len(trials)
+    assert "/" not in trials[0].dir_name and "|" not in trials[0].dir_name
+
+
+def test_program_paths_resolve_against_the_spec_folder(tmp_path: Path) -> None:
+    (tmp_path / "rewards").mkdir()
+    (tmp_path / "rewards" / "upright.py").write_text(PROGRAM)
+    (tmp_path / "specs").mkdir()
+    data = _spec(rewards=["../rewards/upright.py", {"name": "named", "path": "../rewards/upright.py"}])
+    spec = load_spec(_write(tmp_path / "specs", data))
+    program = str((tmp_path / "rewards" / "upright.py").resolve())
+    assert [(r.name, r.path) for r in spec.rewards] == [("upright", program), ("named", program)]
+    assert spec.trials()[0].reward == program
+    assert spec.trials()[0].key == f"{TASK}|upright|ppo|0"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "problem"),
+    [
+        ({"colour": "red"}, "'colour'", "unknown field"),
+        ({"budget": {"steps": 10, "epochs": 3}}, "'budget.epochs'", "unknown field"),
+        ({"budget": {"steps": "lots"}}, "'budget.steps'", "valid integer"),
+        ({"budget": DROP}, "'budget'", "missing required field"),
+        ({"budget": None}, "'budget'", "should be a mapping"),
+        ({"seeds": []}, "'seeds'", "at least one"),
+        ({"seeds": [0, "one"]}, "'seeds.1'", "valid integer"),
+        ({"tasks": ["mujoco/InvertedPendulum-v4"]}, "'tasks.0'", "unknown env id"),
+        ({"tasks": TASK}, "'tasks'", "valid list"),
+        ({"algorithms": ["ppo", "dqn"]}, "'algorithms.1'", "unknown algorithm 'dqn'"),
+        ({"rewards": ["env", "missing.py"]}, "'rewards.1.path'", "does not exist"),
+        ({"rewards": [{"name": "x"}]}, "'rewards.0.path'", "missing required field"),
+        ({"rewards": [7]}, "'rewards.0'", "reward source"),
+        ({"rewards": ["env", "env"]}, "", "more than once"),
+        ({"name": "has space"}, "'name'", "letters, digits"),
+        ({"workers": 0}, "'workers'", "greater than 0"),
+        ({"evaluation": {"episodes": 2, "every": -5}}, "'evaluation.every'", "greater than 0"),
+    ],
+)
+def test_bad_spec_is_one_clear_line(tmp_path: Path, overrides: dict, field: str, problem: str) -> None:
+    path = _write(tmp_path, {k: v for k, v in {**_spec(), **overrides}.items() if v is not DROP})
+    with pytest.raises(UserError) as info:
+        load_spec(path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"spec {path}: ")
+    assert field in message and problem in message, message
+
+
+def test_reference_without_a_reference_file_is_rejected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import rewardlab.cards as cards
+
+    card = tmp_path / "Pendulum.yaml"
+    card.write_text(cards.card_index()[TASK].read_text())  # the same card, no .py beside it
+    monkeypatch.setattr(cards, "card_index", lambda: {TASK: card})
+    with pytest.raises(UserError, match="'reference' needs a hand-written reference reward"):
+        load_spec(_write(tmp_path, _spec()))
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [("name: [unclosed", "not valid YAML"), ("- a\n- b\n", "must be a mapping"), ("", "must be a mapping")],
+)
+def test_unreadable_spec_file_is_one_line(tmp_path: Path, text: str, problem: str) -> None:
+    with pytest.raises(UserError, match=problem) as info:
+        load_spec(_write(tmp_path, text))
+    assert "\n" not in str(info.value)
+
+
+def test_missing_spec_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="nope.yaml.*does not exist"):
+        load_spec(tmp_path / "nope.yaml")
+
+
+def test_several_problems_are_counted_on_the_same_line() -> None:
+    with pytest.raises(UserError, match=r"\(and 1 more problem\)$"):
+        parse_spec({**_spec(), "colour": "red", "workers": 0}, "x.yaml")
