@@ -24,7 +24,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 envs_app = typer.Typer(no_args_is_help=True, help="List and show env cards.")
 app.add_typer(envs_app, name="envs")
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # one error, one line, whatever the width
 
 
 @envs_app.command("list")

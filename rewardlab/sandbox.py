@@ -30,12 +30,13 @@ from typing import Any
 
 import numpy as np
 
-from rewardlab.arrays import ArrayFacade, array_facade
+from rewardlab.arrays import FACADE_TYPES, ArrayFacade, array_facade
 from rewardlab.errors import RewardProgramError
 
 MAX_SOURCE_BYTES = 100_000
 MAX_LINES = 2_000
 MAX_AST_NODES = 20_000
+MAX_AST_DEPTH = 100  # the policy walk and compile() recurse per level; real programs nest < 30 deep
 
 #: Modules a program may import, and what the import binds.
 ALLOWED_IMPORTS = ("numpy", "numpy.linalg", "math", "typing", "__future__")
@@ -54,6 +55,29 @@ FORBIDDEN_ATTRIBUTES = frozenset({
     "memmap", "fromfile", "gi_frame", "gi_code", "gi_yieldfrom", "gi_running", "ag_frame", "ag_code",
     "cr_frame", "cr_code", "f_back", "f_globals", "f_locals", "f_builtins", "f_code", "tb_frame",
     "tb_next", "co_code", "co_consts", "func_globals", "func_code", "with_traceback", "register_hook",
+    # numpy: re-enabling writes on a read-only array, reaching the array a view was taken from
+    "flags", "base",
+    # torch: autograd graph and raw strided views
+    "grad_fn", "register_prehook", "as_strided",
+})
+
+
+def _attribute_violation(name: str) -> tuple[str, str] | None:
+    """The rule an attribute name breaks, if any (shared by ``x.name``, ``from m import name`` and
+    ``case C(name=...)``, which all look attributes up by name)."""
+    if name.startswith("_"):
+        return "dunder", f"attribute {name!r} is not allowed (no private or dunder attributes)"
+    if name in FORBIDDEN_ATTRIBUTES:
+        return "forbidden-attribute", f"attribute {name!r} is not allowed in reward programs"
+    if name.endswith("_"):
+        return "forbidden-attribute", f"attribute {name!r} is an in-place update (torch's trailing _), not allowed"
+    return None
+
+#: Modules never handed out, not even to library code that imports through a program's frame.
+_NEVER_IMPORTED = frozenset({
+    "os", "posix", "sys", "subprocess", "socket", "_socket", "ctypes", "_ctypes", "builtins", "importlib",
+    "shutil", "io", "_io", "pathlib", "pickle", "marshal", "runpy", "code", "signal", "multiprocessing",
+    "threading", "_thread", "gc", "inspect",
 })
 
 _SAFE_BUILTIN_NAMES = (
@@ -61,7 +85,8 @@ _SAFE_BUILTIN_NAMES = (
     "isinstance", "iter", "len", "list", "map", "max", "min", "next", "pow", "range", "repr", "reversed",
     "round", "set", "slice", "sorted", "str", "sum", "tuple", "zip", "ArithmeticError", "AssertionError",
     "Exception", "IndexError", "KeyError", "NotImplementedError", "OverflowError", "RuntimeError",
-    "StopIteration", "TypeError", "ValueError", "ZeroDivisionError", "True", "False", "None",
+    "StopIteration", "TypeError", "ValueError", "ZeroDivisionError", "AttributeError", "LookupError",
+    "FloatingPointError", "NameError", "True", "False", "None",
 )
 
 _FORBIDDEN_NODES: dict[type, str] = {
@@ -127,6 +152,8 @@ class _Policy(ast.NodeVisitor):
                 raise _reject("import", f"'from {node.module} import *' is not allowed; import names explicitly", node)
             if alias.name.startswith("_") and node.module != "__future__":
                 raise _reject("dunder", f"private name {alias.name!r} cannot be imported", node)
+            if node.module != "__future__" and (bad := _attribute_violation(alias.name)):
+                raise _reject(bad[0], bad[1], node)
 
     # names and attributes ---------------------------------------------------------------------
     def visit_Name(self, node: ast.Name) -> None:
@@ -136,12 +163,20 @@ class _Policy(ast.NodeVisitor):
             raise _reject("dunder", f"dunder name {node.id!r} is not allowed", node)
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
-        if node.attr.startswith("_"):
-            raise _reject("dunder", f"attribute {node.attr!r} is not allowed (no private or dunder attributes)", node)
-        if node.attr in FORBIDDEN_ATTRIBUTES:
-            raise _reject("forbidden-attribute", f"attribute {node.attr!r} is not allowed in reward programs", node)
+        if bad := _attribute_violation(node.attr):
+            raise _reject(bad[0], bad[1], node)
         if isinstance(node.ctx, (ast.Store, ast.Del)):
-            raise _reject("write-attribute", f"setting attributes ({_root_name(node) or '?'}.{node.attr}) is not allowed", node)
+            root = _root_name(node)
+            if root == "self":
+                raise _reject("write-self", f"the state view (self) is read-only: cannot set .{node.attr}", node)
+            raise _reject("write-attribute", f"setting attributes ({root or '?'}.{node.attr}) is not allowed", node)
+        self.generic_visit(node)
+
+    def visit_MatchClass(self, node: ast.MatchClass) -> None:
+        # `case C(attr=x)` reads C's attribute by name: the same rules as `x.attr`
+        for name in node.kwd_attrs:
+            if bad := _attribute_violation(name):
+                raise _reject(bad[0], bad[1], node)
         self.generic_visit(node)
 
     # writes -------------------------------------------------------------------------------------
@@ -218,10 +253,10 @@ def _strip_annotations(tree: ast.Module) -> ast.Module:
             self.generic_visit(node)
             return node
 
-        def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST | None:
-            if node.value is None:
-                return None
-            return ast.copy_location(ast.Assign(targets=[node.target], value=node.value), node)
+        def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST:
+            if node.value is None:  # a bare `x: int`; Pass keeps a body that held only this non-empty
+                return ast.copy_location(ast.Pass(), node)
+            return ast.copy_location(ast.Assign(targets=[node.target], value=self.visit(node.value)), node)
 
         def visit_ImportFrom(self, node: ast.ImportFrom) -> ast.AST | None:
             return None if node.module == "__future__" else node
@@ -254,25 +289,40 @@ def check_source(source: str, entry: str = "compute_dense_reward") -> StaticRepo
         tree = ast.parse(source, filename="<reward program>")
     except SyntaxError as e:
         raise RewardProgramError("syntax", f"{e.msg}", e.lineno) from None
-    nodes = sum(1 for _ in ast.walk(tree))
+    except ValueError as e:  # null bytes
+        raise RewardProgramError("syntax", str(e)) from None
+    except (RecursionError, MemoryError):
+        raise _reject("size", "the program is nested too deeply for the parser") from None
+    nodes, depth, deepest = 0, 0, None
+    stack: list[tuple[ast.AST, int]] = [(tree, 0)]
+    while stack:  # iterative: a recursive walk is what a deep program would overflow
+        node, d = stack.pop()
+        nodes += 1
+        if d > depth:
+            depth, deepest = d, node
+        stack.extend((child, d + 1) for child in ast.iter_child_nodes(node))
     if nodes > MAX_AST_NODES:
         raise _reject("size", f"the program has {nodes} syntax nodes; the limit is {MAX_AST_NODES}")
+    if depth > MAX_AST_DEPTH:
+        raise _reject("size", f"the program nests {depth} levels deep; the limit is {MAX_AST_DEPTH}", deepest)
+    # type hints never run (they are stripped before compiling), so they are not policed either
+    tree = _strip_annotations(tree)
 
     module_names: set[str] = set()
     for stmt in tree.body:
-        if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.FunctionDef)):
+        if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.Pass)):
             continue
-        if isinstance(stmt, (ast.Assign, ast.AnnAssign)):
-            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
-            for t in targets:
-                for n in ast.walk(t):
-                    if isinstance(n, ast.Name):
-                        module_names.add(n.id)
+        if isinstance(stmt, ast.Assign):
+            for n in ast.walk(stmt):
+                if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+                    module_names.add(n.id)  # targets and `:=` names
             continue
         if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
             continue  # docstrings and stray strings
         if isinstance(stmt, ast.If) and _is_main_guard(stmt):
             continue
+        if type(stmt) in _FORBIDDEN_NODES:
+            raise _reject("statement", f"{_FORBIDDEN_NODES[type(stmt)]} are not allowed in reward programs", stmt)
         raise _reject(
             "module-level",
             f"{type(stmt).__name__} at module level; only imports, constants and function definitions may be there",
@@ -288,7 +338,7 @@ def check_source(source: str, entry: str = "compute_dense_reward") -> StaticRepo
     params = tuple(a.arg for a in fn.args.posonlyargs + fn.args.args)
     if len(params) not in (2, 3) or fn.args.vararg or fn.args.kwarg:
         raise _reject("entry", f"{entry} must take (self, action) or (self, action, obs); it takes ({', '.join(params)})", fn)
-    return StaticReport(_strip_annotations(tree), params, ast.get_docstring(tree))
+    return StaticReport(tree, params, ast.get_docstring(tree))
 
 
 def _is_main_guard(stmt: ast.If) -> bool:
@@ -312,19 +362,76 @@ class _TypingStub:
         return args[-1] if args else None  # typing.cast(T, x) -> x
 
 
-def _freeze(value: Any) -> Any:
-    """Make module-level values immutable, so that no state survives between calls."""
-    if isinstance(value, list | tuple):
-        return tuple(_freeze(v) for v in value)
-    if isinstance(value, dict):
-        return types.MappingProxyType({k: _freeze(v) for k, v in value.items()})
-    if isinstance(value, set | frozenset):
-        return frozenset(value)
-    if isinstance(value, np.ndarray):
-        value = value.copy()
-        value.flags.writeable = False
-        return value
-    return value
+_IMMUTABLE_TYPES: tuple[type, ...] = (
+    bool, int, float, complex, str, bytes, type(None), type(Ellipsis), range, slice, type,
+    types.ModuleType, np.generic, np.dtype, np.ufunc, type(np.clip), ArrayFacade, _TypingStub, *FACADE_TYPES,
+)
+_MAX_FREEZE_DEPTH = 32
+
+
+class _Frozen:
+    """Freezes a program's module-level values after its module body ran, so that no state survives
+    between calls: containers become tuples, read-only mappings and frozensets, numpy arrays read-only
+    copies; torch tensors (which cannot be read-only) become inference-mode copies, which refuse
+    in-place updates, and are also listed in ``guards`` with a snapshot to compare after each call.
+    Program functions get their defaults and closure cells frozen too. Anything else that can hold
+    state (iterators, generators, bound methods of mutable objects, object arrays) is rejected."""
+
+    def __init__(self, filename: str):
+        self.filename = filename
+        self.guards: list[tuple[Any, Any]] = []
+        self._functions: set[int] = set()
+
+    def __call__(self, value: Any, name: str, depth: int = 0) -> Any:
+        if depth > _MAX_FREEZE_DEPTH:
+            raise _reject("global-state", f"module-level {name!r} is nested too deeply to be frozen")
+        if isinstance(value, _IMMUTABLE_TYPES):
+            return value
+        if isinstance(value, list | tuple):
+            return tuple(self(v, name, depth + 1) for v in value)
+        if isinstance(value, dict | types.MappingProxyType):
+            return types.MappingProxyType({k: self(v, name, depth + 1) for k, v in value.items()})
+        if isinstance(value, set | frozenset):
+            return frozenset(self(v, name, depth + 1) for v in value)
+        if isinstance(value, np.ndarray):
+            if value.dtype.kind == "O":
+                raise _reject("global-state", f"module-level {name!r} is an object array (its items stay mutable)")
+            value = value.copy()
+            value.flags.writeable = False
+            return value
+        if type(value).__module__.startswith("torch"):
+            import torch
+
+            if isinstance(value, torch.Tensor):
+                with torch.inference_mode():
+                    frozen = value.clone()
+                self.guards.append((frozen, frozen.clone()))
+                return frozen
+            if isinstance(value, torch.dtype | torch.device):
+                return value
+        if isinstance(value, types.FunctionType):
+            if value.__code__.co_filename != self.filename or id(value) in self._functions:
+                return value  # a library function (the facade's, print), or one already frozen
+            self._functions.add(id(value))
+            if value.__defaults__:  # bound when `def` ran, before the names they came from were frozen
+                value.__defaults__ = tuple(self(v, name, depth + 1) for v in value.__defaults__)
+            if value.__kwdefaults__:
+                value.__kwdefaults__ = {k: self(v, name, depth + 1) for k, v in value.__kwdefaults__.items()}
+            for cell in value.__closure__ or ():
+                try:
+                    contents = cell.cell_contents
+                except ValueError:  # not yet bound
+                    continue
+                cell.cell_contents = self(contents, name, depth + 1)
+            return value
+        if isinstance(value, types.BuiltinMethodType | types.MethodType | types.MethodWrapperType):
+            owner = getattr(value, "__self__", None)
+            if owner is None or isinstance(owner, _IMMUTABLE_TYPES):
+                return value  # math.sqrt, a ufunc's .reduce, (1.0).hex
+            raise _reject("global-state", f"module-level {name!r} is a method bound to a mutable "
+                          f"{type(owner).__name__}, which keeps state between calls")
+        raise _reject("global-state", f"module-level {name!r} is a {type(value).__name__}, which can keep "
+                      "state between calls; compute it inside the function")
 
 
 def restricted_globals(facade: ArrayFacade) -> dict[str, Any]:
@@ -332,7 +439,7 @@ def restricted_globals(facade: ArrayFacade) -> dict[str, Any]:
     modules = {"numpy": facade, "numpy.linalg": facade.linalg, "math": math, "typing": _TypingStub()}
 
     def guarded_import(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
-        if level == 0 and name not in modules and name in sys.modules:
+        if level == 0 and name not in modules and name in sys.modules and name.split(".")[0] not in _NEVER_IMPORTED:
             # C code (torch's operators) imports through the running frame's builtins. The program's own
             # import statements were allow-listed statically and `__import__` is unreachable by name, so
             # only library internals get here; they get modules already loaded, never new ones.
@@ -349,13 +456,22 @@ def restricted_globals(facade: ArrayFacade) -> dict[str, Any]:
     return {"__builtins__": safe, "__name__": "reward_program", "np": facade, "math": math}
 
 
-def exec_program(code: types.CodeType, facade: ArrayFacade) -> dict[str, Any]:
-    """Run a checked program's module body in a restricted namespace and freeze its globals."""
+def exec_program(code: types.CodeType, facade: ArrayFacade, guards: list[tuple[Any, Any]] | None = None) -> dict[str, Any]:
+    """Run a checked program's module body in a restricted namespace and freeze its globals.
+
+    :param code: the compiled, statically checked program
+    :param facade: the ``np`` it sees
+    :param guards: if given, receives ``(tensor, snapshot)`` for each module-level torch tensor, to be
+        compared after every call (torch has no read-only tensors)
+    """
     namespace = restricted_globals(facade)
     exec(code, namespace)  # noqa: S102 - the code passed check_source; see the module docstring
+    freeze = _Frozen(code.co_filename)
     for name, value in list(namespace.items()):
-        if not name.startswith("__") and not isinstance(value, types.FunctionType):
-            namespace[name] = _freeze(value)
+        if not name.startswith("__"):
+            namespace[name] = freeze(value, name)
+    if guards is not None:
+        guards.extend(freeze.guards)
     return namespace
 
 
@@ -436,27 +552,42 @@ def run_trial(
     with tempfile.TemporaryDirectory(prefix="rewardlab-trial-", dir=workdir) as cwd:
         start = time.perf_counter()
         proc = subprocess.Popen(
-            [sys.executable, "-I", "-c", "from rewardlab.sandbox import _trial_main; _trial_main()"],
+            [sys.executable, "-I", "-B", "-c", "from rewardlab.sandbox import _trial_main; _trial_main()"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=env,
             preexec_fn=lambda: _limit_child(limits),
         )
         try:
             out, err = proc.communicate(payload, timeout=limits.wall_s)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:  # it ended meanwhile
+                pass
             proc.communicate()
             return TrialReport(False, rule="timeout", message=f"the program ran past the {limits.wall_s:g} s wall-clock limit",
                                seconds=time.perf_counter() - start)
         seconds = time.perf_counter() - start
-    if proc.returncode in (-signal.SIGXCPU, -signal.SIGKILL) and not out:
+    if proc.returncode == -signal.SIGXCPU:
         return TrialReport(False, rule="cpu-time", message=f"the program used more than {limits.cpu_s} s of CPU time", seconds=seconds)
+    if proc.returncode == -signal.SIGKILL:
+        return TrialReport(False, rule="killed", message=f"the trial process was killed (past {limits.cpu_s + 1} s of CPU "
+                           f"time or out of {limits.memory_mb} MB of memory)", seconds=seconds)
     try:
         result = json.loads(out.decode().strip().splitlines()[-1])
-    except (ValueError, IndexError):
+        result = {k: result[k] for k in ("ok", "mode", "rule", "message", "line", "total", "components") if k in result}
+        report = TrialReport(**result, seconds=seconds)
+    except (ValueError, IndexError, KeyError, TypeError, AttributeError):
         tail = err.decode(errors="replace").strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
-        return TrialReport(False, rule="crash", message=f"the trial process died: {tail[0][:300]}", seconds=seconds)
-    result["seconds"] = seconds
-    return TrialReport(**result)
+        return TrialReport(False, rule="crash", message=f"the trial process died: {one_line(tail[0])}", seconds=seconds)
+    if proc.returncode != 0 and report.ok:
+        return TrialReport(False, rule="crash", message=f"the trial process exited with code {proc.returncode}", seconds=seconds)
+    return report
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """A message squeezed onto one line (no traceback, no multi-line library errors), at most ``limit`` chars."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _trial_main() -> None:
@@ -488,8 +619,9 @@ def _trial_main() -> None:
         print(json.dumps({"ok": True, "mode": reward.mode, "total": stats(total),
                           "components": {k: stats(v) for k, v in comps.items()}}))
     except _Err as e:
-        print(json.dumps({"ok": False, "rule": e.rule, "message": e.message, "line": e.line}))
+        print(json.dumps({"ok": False, "rule": e.rule, "message": one_line(e.message), "line": e.line}))
     except MemoryError:
         print(json.dumps({"ok": False, "rule": "memory", "message": "the program ran out of its memory limit"}))
     except RecursionError:
         print(json.dumps({"ok": False, "rule": "recursion", "message": "maximum recursion depth exceeded"}))
+    sys.stdout.flush()

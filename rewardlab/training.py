@@ -242,6 +242,9 @@ def train(
             super().__init__()
             self.next_eval = eval_every
 
+        def _on_training_start(self) -> None:
+            curve.append(_summary(evaluate(self.model, eval_env, eval_episodes), 0))  # the untrained policy
+
         def _on_step(self) -> bool:
             for info in self.locals.get("infos", []):
                 ep = info.get("episode_stats")

@@ -41,7 +41,7 @@ def test_same_seed_same_result_and_artefacts(tmp_path: Path, toy_card_path: Path
     assert (run_dir / "reward.py").read_text() == UPRIGHT
     saved = json.loads((run_dir / "result.json").read_text())
     assert saved["eval"]["program_return"] == runs[0].eval["program_return"]
-    assert [p["step"] for p in runs[0].curve] == [1024, 2048]
+    assert [p["step"] for p in runs[0].curve] == [0, 1024, 2048]
     assert len(runs[0].eval["env_return"]) == 2 and runs[0].eval["success"][0] in (True, False)
 
 

@@ -1,0 +1,639 @@
+"""rewardlab's three performance figures, measured side by side and written to JSON.
+
+    python -m benchmarks.run [--quick] [--out benchmarks/results.json] [--only a,b,c]
+
+(a) ``training_throughput_ratio``: PPO training steps/s with a reward program / with the env's own
+    reward, same env (mujoco/HalfCheetah-v5, the ``agents/mujoco.yaml`` preset: 4 DummyVecEnv envs,
+    VecNormalize), same process. The two arms are built exactly as :func:`rewardlab.training.train`
+    builds them (``make_vec_env`` -> ``VecNormalize`` -> ``PPO``) minus evaluation, checkpoints and
+    TensorBoard, and differ only in ``make_vec_env``'s ``program`` (None vs the hand-written
+    reference). Runs alternate in pairs (order flipped every pair, so a linear drift in machine
+    speed cancels); the figure is the median of the pairwise ratios. Goal >= 0.97.
+(b) ``batched_speedup``: one batched call of a bound reference program on B=1024 sampled states /
+    the same bound program called once per state on B=1 views, per-state times, interleaved
+    timeit-style repeats; the figure is the smaller of the two tasks' medians. Goal >= 100x.
+(c) ``check_seconds``: wall time of ``check_program(source, card)`` (static check + sandbox trial
+    in a subprocess) with the sampled-state cache warm, median of the runs, the larger of the two
+    programs' medians. Goal <= 1 s. The cold time (empty state cache: env creation and a 256-step
+    random rollout first) is reported beside it.
+
+Everything is recorded: machine, versions, sizes, every raw sample, medians, goals. ``--quick`` runs
+the same code paths at tiny sizes (a smoke test, seconds); its numbers mean little.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before numpy/torch load (see training.limit_threads)
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import argparse
+import cProfile
+import dataclasses
+import datetime as _dt
+import gc
+import json
+import platform
+import pstats
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = REPO / "benchmarks" / "results.json"
+
+GOALS: dict[str, dict[str, Any]] = {
+    "training_throughput_ratio": {"op": ">=", "value": 0.97, "unit": "x"},
+    "batched_speedup": {"op": ">=", "value": 100.0, "unit": "x"},
+    "check_seconds": {"op": "<=", "value": 1.0, "unit": "s"},
+}
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much of everything to run. :data:`FULL` is the reported run; :data:`QUICK` a smoke test."""
+
+    # (a) training throughput
+    train_card: str = "mujoco/HalfCheetah-v5"
+    train_steps: int = 8192  # per run (PPO rounds up to whole rollouts of n_steps * n_envs)
+    train_pairs: int = 6  # native/program pairs; order flips every pair
+    warmup_steps: int = 2048  # one discarded run per arm first (imports, allocator, caches)
+    ppo_overrides: dict[str, Any] = field(default_factory=dict)  # on top of agents/mujoco.yaml
+    env_steps: int = 2000  # diagnostics: vector steps per repeat of the env-only loop
+    env_repeats: int = 5
+    wrapper_steps: int = 20000  # diagnostics: RewardVecEnv over a replayed step
+    wrapper_repeats: int = 5
+    # (b) batched program evaluation
+    batch_cards: tuple[str, ...] = ("metaworld/drawer-open-v3", "mujoco/HalfCheetah-v5")
+    batch_size: int = 1024
+    batch_repeats: int = 7
+    min_repeat_s: float = 0.2  # each timed repeat runs at least this long (timeit autorange)
+    # (c) check_program
+    check_cards: tuple[str, ...] = ("mujoco/HalfCheetah-v5", "metaworld/drawer-open-v3")
+    check_runs: int = 10
+    check_states: int = 256  # check_program's default
+
+
+FULL = Sizes()
+QUICK = Sizes(
+    train_steps=512, train_pairs=2, warmup_steps=256, ppo_overrides={"n_steps": 64, "n_epochs": 1},
+    env_steps=100, env_repeats=2, wrapper_steps=500, wrapper_repeats=2,
+    batch_size=64, batch_repeats=3, min_repeat_s=0.01, check_runs=2,
+)
+
+
+def _median(xs: list[float]) -> float:
+    return float(statistics.median(xs))
+
+
+def _met(name: str, value: float) -> bool:
+    goal = GOALS[name]
+    return bool(value >= goal["value"]) if goal["op"] == ">=" else bool(value <= goal["value"])
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# -- machine and versions --------------------------------------------------------------------------
+def machine_info() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    import torch
+
+    cpu_model = None
+    mem_gb = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem_gb = round(int(line.split()[1]) / 2**20, 1)
+                break
+    except OSError:
+        pass
+    return {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "cpu_model": cpu_model,
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "memory_gb": mem_gb,
+        "loadavg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def versions() -> dict[str, str | None]:
+    from importlib import metadata
+
+    import rewardlab
+
+    out: dict[str, str | None] = {"rewardlab": rewardlab.__version__}
+    for dist in ("numpy", "torch", "stable-baselines3", "gymnasium", "mujoco", "metaworld"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+# -- (a) training throughput -------------------------------------------------------------------------
+def _build_ppo(card: Any, extractor: Any, program: Any, seed: int, overrides: dict[str, Any]) -> tuple[Any, Any]:
+    """The training env and model exactly as ``training.train`` builds them, minus evaluation,
+    checkpoints and TensorBoard."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from rewardlab.training import _policy_kwargs, load_preset, make_vec_env
+
+    params = load_preset(card, "ppo", overrides)
+    n_envs = int(params.pop("n_envs", 1))
+    normalize = bool(params.pop("normalize", False))
+    policy = params.pop("policy", "MlpPolicy")
+    params["policy_kwargs"] = _policy_kwargs(params.get("policy_kwargs"))
+    env = make_vec_env(card, extractor, program, n_envs, seed)
+    if normalize:
+        env = VecNormalize(env, norm_obs=True, norm_reward=True, gamma=params.get("gamma", 0.99))
+    model = PPO(policy, env, seed=seed, device="cpu", verbose=0, **params)
+    return model, env
+
+
+def _phase_timer() -> Any:
+    """A callback timing the rollout-collection phase (policy forward + env step + reward) of PPO."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class PhaseTimer(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rollout_s = 0.0
+            self._t0 = 0.0
+
+        def _on_rollout_start(self) -> None:
+            self._t0 = time.perf_counter()
+
+        def _on_rollout_end(self) -> None:
+            self.rollout_s += time.perf_counter() - self._t0
+
+        def _on_step(self) -> bool:
+            return True
+
+    return PhaseTimer()
+
+
+def _train_once(card: Any, extractor: Any, program: Any, arm: str, steps: int, seed: int,
+                overrides: dict[str, Any]) -> dict[str, Any]:
+    model, env = _build_ppo(card, extractor, program, seed, overrides)
+    timer = _phase_timer()
+    gc.collect()
+    w0, c0 = time.perf_counter(), time.process_time()
+    model.learn(total_timesteps=steps, callback=timer)
+    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+    n = int(model.num_timesteps)
+    env.close()
+    del model, env
+    return {
+        "arm": arm, "seed": seed, "steps": n, "wall_s": wall, "cpu_s": cpu, "rollout_s": timer.rollout_s,
+        "steps_per_s": n / wall, "steps_per_cpu_s": n / cpu, "rollout_steps_per_s": n / timer.rollout_s,
+    }
+
+
+def _replay_vec_env(template: Any, step: tuple[Any, ...]) -> Any:
+    """A VecEnv standing in for the DummyVecEnv under :class:`RewardVecEnv`: it returns one recorded
+    step forever, so the wrapper's own cost is timed without the simulator's."""
+    from stable_baselines3.common.vec_env import VecEnv
+
+    class Replay(VecEnv):
+        def __init__(self) -> None:
+            super().__init__(template.num_envs, template.observation_space, template.action_space)
+
+        def reset(self) -> Any:
+            return step[0]
+
+        def step_async(self, actions: Any) -> None:
+            pass
+
+        def step_wait(self) -> Any:
+            return step
+
+        def close(self) -> None:
+            pass
+
+        def get_attr(self, name: str, indices: Any = None) -> list[Any]:
+            return [None] * self.num_envs
+
+        def set_attr(self, name: str, value: Any, indices: Any = None) -> None:
+            pass
+
+        def env_method(self, *args: Any, **kwargs: Any) -> list[Any]:
+            return [None] * self.num_envs
+
+        def env_is_wrapped(self, wrapper_class: Any, indices: Any = None) -> list[bool]:
+            return [False] * self.num_envs
+
+    return Replay()
+
+
+def _interleaved(arms: dict[str, Callable[[], float]], repeats: int) -> dict[str, list[float]]:
+    """Run each arm's timing function once per repeat, arms in rotating order; raw samples per arm."""
+    names = list(arms)
+    out: dict[str, list[float]] = {k: [] for k in names}
+    for r in range(repeats):
+        order = names[r % len(names):] + names[: r % len(names)]
+        for k in order:
+            gc.collect()
+            out[k].append(arms[k]())
+    return out
+
+
+def _training_diagnostics(card: Any, extractor: Any, program: Any, sizes: Sizes) -> dict[str, Any]:
+    """Where the program arm's extra time per vector step goes, measured without PPO's noise."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
+
+    from rewardlab.sims import make_env
+    from rewardlab.training import make_vec_env
+    from rewardlab.wrappers import RewardVecEnv
+
+    n_envs = 4
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(card.action.low, card.action.high,
+                          (sizes.env_steps, n_envs) + tuple(card.action.shape)).astype(np.float32)
+
+    # 1. env-only loop (no policy): bare gymnasium envs, the native arm's stack, the program arm's stack
+    def bare() -> Any:
+        venv = DummyVecEnv([(lambda i=i: make_env(card, seed=i)) for i in range(n_envs)])
+        venv.seed(0)
+        return VecMonitor(venv)
+
+    stacks = {
+        "bare": bare,
+        "native": lambda: make_vec_env(card, extractor, None, n_envs, 0),
+        "program": lambda: make_vec_env(card, extractor, program, n_envs, 0),
+    }
+
+    def env_loop(make: Callable[[], Any]) -> Callable[[], float]:
+        def run() -> float:
+            venv = make()
+            venv.reset()
+            t0 = time.perf_counter()
+            for a in actions:
+                venv.step(a)
+            dt = time.perf_counter() - t0
+            venv.close()
+            return dt / len(actions) * 1e6
+        return run
+
+    env_us = _interleaved({k: env_loop(v) for k, v in stacks.items()}, sizes.env_repeats)
+
+    # 2. RewardVecEnv alone over a replayed real step (no episode end in it)
+    real = make_vec_env(card, extractor, None, n_envs, 0, monitor=False)
+    real.reset()
+    step = real.venv.step(actions[0])  # the DummyVecEnv under RewardVecEnv: its raw output
+    inner = real.venv
+    a0 = actions[0]
+    bound = program.bind(card)
+
+    def wrapper_loop(reward: Any) -> Callable[[], float]:
+        def run() -> float:
+            w = RewardVecEnv(_replay_vec_env(inner, step), extractor, reward)
+            w.reset()
+            t0 = time.perf_counter()
+            for _ in range(sizes.wrapper_steps):
+                w.step_async(a0)
+                w.step_wait()
+            return (time.perf_counter() - t0) / sizes.wrapper_steps * 1e6
+        return run
+
+    wrapper_us = _interleaved({"native": wrapper_loop(None), "program": wrapper_loop(bound)}, sizes.wrapper_repeats)
+
+    # 3. cProfile of the program arm's wrapper loop: the hot spots, per vector step
+    w = RewardVecEnv(_replay_vec_env(inner, step), extractor, bound)
+    w.reset()
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(sizes.wrapper_steps):
+        w.step_async(a0)
+        w.step_wait()
+    prof.disable()
+    real.close()
+
+    med_env = {k: _median(v) for k, v in env_us.items()}
+    med_wrap = {k: _median(v) for k, v in wrapper_us.items()}
+    return {
+        "n_envs": n_envs,
+        "env_step_us": {"samples": env_us, "median": med_env,
+                        "note": "per vector step of 4 envs, random actions, no policy; bare = DummyVecEnv of "
+                                "make_env + VecMonitor; native/program = make_vec_env(None / reference)"},
+        "wrapper_step_us": {"samples": wrapper_us, "median": med_wrap,
+                            "program_minus_native": med_wrap["program"] - med_wrap["native"],
+                            "note": "RewardVecEnv.step_async+step_wait over a replayed DummyVecEnv step (no simulator)"},
+        "profile_top": _profile_rows(prof, sizes.wrapper_steps),
+    }
+
+
+def _profile_rows(prof: cProfile.Profile, steps: int, top: int = 15) -> list[dict[str, Any]]:
+    stats = pstats.Stats(prof)
+    rows = []
+    for (filename, line, name), (cc, nc, tt, ct, _) in stats.stats.items():  # type: ignore[attr-defined]
+        short = filename
+        for marker in ("site-packages/", str(REPO) + "/"):
+            if marker in filename:
+                short = filename.split(marker, 1)[1]
+        rows.append({"function": f"{short}:{line}({name})", "calls_per_step": nc / steps,
+                     "tottime_us_per_step": tt / steps * 1e6, "cumtime_us_per_step": ct / steps * 1e6})
+    rows.sort(key=lambda r: -r["tottime_us_per_step"])
+    return rows[:top]
+
+
+def bench_training(sizes: Sizes) -> dict[str, Any]:
+    """Figure (a)."""
+    from rewardlab.cards import load_card
+    from rewardlab.program import reference_program
+    from rewardlab.state import StateExtractor
+    from rewardlab.training import limit_threads
+
+    limit_threads()
+    card = load_card(sizes.train_card)
+    extractor = StateExtractor(card)
+    program = reference_program(card)
+    arms = {"native": None, "program": program}
+    ov = dict(sizes.ppo_overrides)
+
+    _log(f"(a) warm-up: one {sizes.warmup_steps}-step run per arm")
+    warmup = [_train_once(card, extractor, arms[k], k, sizes.warmup_steps, 0, ov) for k in ("native", "program")]
+    runs: list[dict[str, Any]] = []
+    pairs: list[dict[str, Any]] = []
+    for p in range(sizes.train_pairs):
+        order = ("native", "program") if p % 2 == 0 else ("program", "native")
+        got = {}
+        for k in order:
+            got[k] = _train_once(card, extractor, arms[k], k, sizes.train_steps, p, ov)
+            got[k]["pair"] = p
+            runs.append(got[k])
+        n, g = got["native"], got["program"]
+        pairs.append({
+            "pair": p, "order": list(order),
+            "ratio_wall": g["steps_per_s"] / n["steps_per_s"],
+            "ratio_cpu": g["steps_per_cpu_s"] / n["steps_per_cpu_s"],
+            "ratio_rollout": g["rollout_steps_per_s"] / n["rollout_steps_per_s"],
+        })
+        _log(f"(a) pair {p}: native {n['steps_per_s']:.0f} steps/s, program {g['steps_per_s']:.0f} steps/s, "
+             f"ratio {pairs[-1]['ratio_wall']:.3f} (cpu {pairs[-1]['ratio_cpu']:.3f})")
+
+    value = _median([q["ratio_wall"] for q in pairs])
+    native_sps = _median([r["steps_per_s"] for r in runs if r["arm"] == "native"])
+    program_sps = _median([r["steps_per_s"] for r in runs if r["arm"] == "program"])
+
+    _log("(a) diagnostics: env-only loop, wrapper over a replayed step, profile")
+    diag = _training_diagnostics(card, extractor, program, sizes)
+    # What the wrapper's measured extra cost per vector step predicts for the training ratio.
+    us_per_vec_step = diag["n_envs"] / native_sps * 1e6
+    extra = diag["wrapper_step_us"]["program_minus_native"]
+    diag["training_us_per_vector_step"] = us_per_vec_step
+    diag["implied_ratio"] = us_per_vec_step / (us_per_vec_step + extra)
+    # The same against bare envs (no StateCapture, no RewardVecEnv), from the env-only loop: what the
+    # whole reward path costs next to plain SB3 with the env's own reward.
+    env_med = diag["env_step_us"]["median"]
+    diag["implied_ratio_vs_bare"] = us_per_vec_step / (us_per_vec_step + env_med["program"] - env_med["bare"])
+
+    return {
+        "figure": "a",
+        "title": "PPO training throughput, reference program / native reward",
+        "value": value,
+        "goal": GOALS["training_throughput_ratio"],
+        "met": _met("training_throughput_ratio", value),
+        "method": "median over pairs of (steps/s program) / (steps/s native), wall clock; model.learn only",
+        "card": card.id,
+        "preset": {"file": "agents/mujoco.yaml", "algo": "ppo", "overrides": ov},
+        "median_ratio_cpu": _median([q["ratio_cpu"] for q in pairs]),
+        "median_ratio_rollout": _median([q["ratio_rollout"] for q in pairs]),
+        "median_steps_per_s": {"native": native_sps, "program": program_sps},
+        "pairs": pairs,
+        "samples": runs,
+        "warmup": warmup,
+        "diagnostics": diag,
+    }
+
+
+# -- (b) batched vs per-env loop -------------------------------------------------------------------
+def _autorange(fn: Callable[[], Any], min_s: float) -> int:
+    n = 1
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        if time.perf_counter() - t0 >= min_s:
+            return n
+        n *= 2
+
+
+def bench_batched(sizes: Sizes) -> dict[str, Any]:
+    """Figure (b)."""
+    from rewardlab.cards import load_card
+    from rewardlab.checks import sample_states
+    from rewardlab.program import reference_program
+    from rewardlab.state import StateExtractor
+
+    B = sizes.batch_size
+    tasks = {}
+    for cid in sizes.batch_cards:
+        card = load_card(cid)
+        ex = StateExtractor(card)
+        sampled = sample_states(card, n=B, seed=0)
+        flat, obs, act = sampled.states, sampled.obs, sampled.actions
+        fn = reference_program(card).bind(card)
+
+        def batched(fn: Any = fn, ex: Any = ex, flat: Any = flat, obs: Any = obs, act: Any = act) -> Any:
+            return fn(ex.view(flat, obs), act)
+
+        def loop(fn: Any = fn, ex: Any = ex, flat: Any = flat, obs: Any = obs, act: Any = act) -> list[Any]:
+            return [fn(ex.view(flat[i:i + 1], obs[i:i + 1]), act[i:i + 1]) for i in range(B)]
+
+        total_b, _ = batched()
+        total_l = np.concatenate([np.asarray(t) for t, _ in loop()])
+        agree = bool(np.allclose(total_b, total_l, rtol=1e-12, atol=1e-12))
+        numbers = {"batched": _autorange(batched, sizes.min_repeat_s), "loop": _autorange(loop, sizes.min_repeat_s)}
+
+        def timed(f: Callable[[], Any], number: int) -> Callable[[], float]:
+            def run() -> float:
+                t0 = time.perf_counter()
+                for _ in range(number):
+                    f()
+                return (time.perf_counter() - t0) / number / B * 1e6  # us per state
+            return run
+
+        samples = _interleaved({"batched": timed(batched, numbers["batched"]), "loop": timed(loop, numbers["loop"])},
+                               sizes.batch_repeats)
+        ratios = [lp / b for b, lp in zip(samples["batched"], samples["loop"])]
+        tasks[cid] = {
+            "results_agree": agree,
+            "mode": fn.mode,
+            "number_per_repeat": numbers,
+            "us_per_state": samples,
+            "median_us_per_state": {k: _median(v) for k, v in samples.items()},
+            "repeat_ratios": ratios,
+            "median_ratio": _median(ratios),
+        }
+        _log(f"(b) {cid}: batched {tasks[cid]['median_us_per_state']['batched']:.3f} us/state, "
+             f"loop {tasks[cid]['median_us_per_state']['loop']:.2f} us/state, ratio {tasks[cid]['median_ratio']:.0f}x")
+
+    value = min(t["median_ratio"] for t in tasks.values())
+    return {
+        "figure": "b",
+        "title": f"batched program evaluation at B={B} / per-env loop of B=1 calls (per-state time)",
+        "value": value,
+        "goal": GOALS["batched_speedup"],
+        "met": _met("batched_speedup", value),
+        "method": "per task: median over interleaved repeats of (loop us/state) / (batched us/state); "
+                  "value = the smaller task median. Both arms include building the state view.",
+        "batch_size": B,
+        "tasks": tasks,
+    }
+
+
+# -- (c) check_program -------------------------------------------------------------------------------
+def bench_check(sizes: Sizes) -> dict[str, Any]:
+    """Figure (c). Uses a fresh, temporary state cache, so the first call per card is truly cold."""
+    from rewardlab.cards import load_card
+    from rewardlab.checks import check_program
+
+    programs = {}
+    old = os.environ.get("REWARDLAB_CACHE")
+    with tempfile.TemporaryDirectory(prefix="rewardlab-bench-cache-") as tmp:
+        os.environ["REWARDLAB_CACHE"] = tmp
+        try:
+            for cid in sizes.check_cards:
+                card = load_card(cid)
+                source = card.reference_reward_path().read_text()
+                sim_module = f"rewardlab.sims.{card.simulator}"
+                imported_before = sim_module in sys.modules
+                t0 = time.perf_counter()
+                report = check_program(source, card, n_states=sizes.check_states)
+                cold = time.perf_counter() - t0
+                warm, trial = [], []
+                oks = [report.ok]
+                for _ in range(sizes.check_runs):
+                    gc.collect()
+                    t0 = time.perf_counter()
+                    r = check_program(source, card, n_states=sizes.check_states)
+                    warm.append(time.perf_counter() - t0)
+                    trial.append(r.seconds)
+                    oks.append(r.ok)
+                programs[cid] = {
+                    "program": f"reference reward of {cid}",
+                    "ok": all(oks), "mode": report.mode, "message": report.message,
+                    "cold_seconds": cold, "simulator_module_imported_before_cold": imported_before,
+                    "warm_seconds": warm, "median_warm_seconds": _median(warm),
+                    "trial_subprocess_seconds": trial, "median_trial_subprocess_seconds": _median(trial),
+                }
+                _log(f"(c) {cid}: cold {cold:.2f} s, warm median {_median(warm):.3f} s "
+                     f"(subprocess {_median(trial):.3f} s), ok={all(oks)}")
+        finally:
+            if old is None:
+                os.environ.pop("REWARDLAB_CACHE", None)
+            else:
+                os.environ["REWARDLAB_CACHE"] = old
+
+    value = max(p["median_warm_seconds"] for p in programs.values())
+    return {
+        "figure": "c",
+        "title": "check_program(source, card) wall time, state cache warm",
+        "value": value,
+        "goal": GOALS["check_seconds"],
+        "met": _met("check_seconds", value),
+        "method": "per program: median wall time of the warm runs; value = the larger median. cold = the first "
+                  "call with an empty state cache (env creation + random rollout + trial), reported apart.",
+        "n_states": sizes.check_states,
+        "cold_seconds": {cid: p["cold_seconds"] for cid, p in programs.items()},
+        "programs": programs,
+    }
+
+
+# -- driver ------------------------------------------------------------------------------------------
+FIGURES: dict[str, tuple[str, Callable[[Sizes], dict[str, Any]]]] = {
+    # (c) first: its cold time then includes first-time simulator imports, as a fresh `rewardlab check` would
+    "c": ("check_seconds", bench_check),
+    "b": ("batched_speedup", bench_batched),
+    "a": ("training_throughput_ratio", bench_training),
+}
+
+
+def _table(results: dict[str, Any]) -> str:
+    lines = [f"{'figure':<62} {'value':>10} {'goal':>10}  met"]
+    for name, fig in results["figures"].items():
+        unit = GOALS[name]["unit"]
+        fmt = (lambda v: f"{v:.3f} {unit}") if name != "batched_speedup" else (lambda v: f"{v:.0f} {unit}")
+        goal = f"{fig['goal']['op']} {fig['goal']['value']:g}"
+        lines.append(f"({fig['figure']}) {fig['title'][:58]:<58} {fmt(fig['value']):>10} {goal:>10}  "
+                     f"{'yes' if fig['met'] else 'NO'}")
+        if name == "check_seconds":
+            cold = ", ".join(f"{k} {v:.2f} s" for k, v in fig["cold_seconds"].items())
+            lines.append(f"    cold (empty state cache): {cold}")
+        if name == "training_throughput_ratio":
+            d = fig["diagnostics"]
+            lines.append(f"    cpu-time ratio {fig['median_ratio_cpu']:.3f}, rollout-phase ratio "
+                         f"{fig['median_ratio_rollout']:.3f}; wrapper +{d['wrapper_step_us']['program_minus_native']:.1f} "
+                         f"us per vector step -> implied ratio {d['implied_ratio']:.3f} "
+                         f"({d['implied_ratio_vs_bare']:.3f} vs bare envs)")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of the code paths (~20 s)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON results file (default {DEFAULT_OUT})")
+    parser.add_argument("--only", default="a,b,c", help="comma-separated subset of the figures a, b, c")
+    args = parser.parse_args(argv)
+    only = {s.strip() for s in args.only.split(",") if s.strip()}
+    if not only <= set(FIGURES):
+        parser.error(f"--only takes a subset of a,b,c, not {args.only!r}")
+
+    import torch
+
+    torch.set_num_threads(1)
+    sizes = QUICK if args.quick else FULL
+    start = time.perf_counter()
+    results: dict[str, Any] = {
+        "schema": 1,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": [sys.executable, "-m", "benchmarks.run", *(argv if argv is not None else sys.argv[1:])],
+        "quick": args.quick,
+        "machine": machine_info(),
+        "versions": versions(),
+        "sizes": dataclasses.asdict(sizes),
+        "goals": GOALS,
+        "figures": {},
+    }
+    for key, (name, fn) in FIGURES.items():
+        if key in only:
+            t0 = time.perf_counter()
+            results["figures"][name] = fn(sizes)
+            results["figures"][name]["bench_wall_s"] = time.perf_counter() - t0
+    results["machine"]["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    results["total_wall_s"] = time.perf_counter() - start
+    # the table in figure order a, b, c
+    results["figures"] = {n: results["figures"][n] for n in GOALS if n in results["figures"]}
+
+    out: Path = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(results, indent=1) + "\n")
+    tmp.replace(out)
+    print(_table(results))
+    print(f"total {results['total_wall_s']:.0f} s{' (--quick: smoke-test sizes, not the figures)' if args.quick else ''}; "
+          f"wrote {out}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
