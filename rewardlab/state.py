@@ -9,32 +9,40 @@ tensors as well as numpy arrays.
 
 from __future__ import annotations
 
+import ast
+import builtins
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
-from rewardlab.cards import EnvCard, FieldSpec, eval_source
+from rewardlab.cards import EnvCard, FieldSpec, parse_success
 from rewardlab.errors import UserError
 
 
 class StateExtractor:
     """Turns observations (and, for ``sim`` fields, the simulator) into flat state vectors.
 
-    Observation fields are gathered for the whole batch with one fancy index; simulator fields are
-    read per env (:meth:`sim_vector`) at step time, before any auto-reset, so that the terminal state
-    is the one a reward sees.
+    Simulator fields are read per env (:meth:`sim_vector`) at step time, before any auto-reset, so
+    that the terminal state is the one a reward sees; :meth:`batch` then gathers observation and
+    simulator columns for the whole batch with one index.
 
     :param card: the env card whose fields to extract
+    :param fields: dotted field names to extract (default: all); see :func:`fields_used_by`
     """
 
-    def __init__(self, card: EnvCard):
+    def __init__(self, card: EnvCard, fields: Iterable[str] | None = None):
         self.card = card
-        self.fields: dict[str, FieldSpec] = card.fields()
+        every = card.fields()
+        wanted = set(every) if fields is None else set(fields)
+        unknown = wanted - set(every)
+        if unknown:
+            raise UserError(f"env card {card.id} has no field {sorted(unknown)[0]!r}")
+        self.fields: dict[str, FieldSpec] = {k: v for k, v in every.items() if k in wanted}
         self.offsets: dict[str, tuple[int, int]] = {}
-        obs_pos: list[int] = []
-        obs_cols: list[int] = []
-        sim_pos: list[int] = []
-        self._sim_code = []
+        self._columns: list[tuple[str, int]] = []  # per flat position: ("obs", column) or ("sim", index)
+        sim_sources: list[str] = []
+        sim_size = 0
         pos = 0
         for name, spec in self.fields.items():
             self.offsets[name] = (pos, pos + spec.size)
@@ -45,38 +53,76 @@ class StateExtractor:
                         f"env card {card.id}: {name} source {spec.source} gives {len(cols)} values, "
                         f"shape {spec.shape} needs {spec.size}"
                     )
-                obs_pos += range(pos, pos + spec.size)
-                obs_cols += cols
+                self._columns += [("obs", c) for c in cols]
             else:
-                sim_pos += range(pos, pos + spec.size)
-                self._sim_code.append(compile(spec.source, f"<card {card.id}: {name}>", "eval"))
+                sim_sources.append(spec.source)
+                self._columns += [("sim", sim_size + k) for k in range(spec.size)]
+                sim_size += spec.size
             pos += spec.size
         self.dim = pos
-        self.obs_pos = np.asarray(obs_pos, dtype=np.intp)
-        self.obs_cols = np.asarray(obs_cols, dtype=np.intp)
-        self.sim_pos = np.asarray(sim_pos, dtype=np.intp)
-        self.has_sim = bool(self._sim_code)
+        self.sim_dim = sim_size
+        self.has_sim = bool(sim_sources)
+        # One compiled function reads every simulator field: a step pays one call, not one per field.
+        self._sim_fn = eval(  # noqa: S307 - card sources, checked by FieldSpec (attribute chains only)
+            compile(f"lambda env, data, model, np: ({', '.join(sim_sources)},)", f"<card {card.id}>", "eval"),
+            {"__builtins__": builtins},
+        ) if sim_sources else None
+        self._scalar_sim = all(spec.size == 1 and not spec.shape for spec in self.fields.values() if spec.kind == "sim")
+        self._gather: dict[int, np.ndarray] = {}
         self.view_class = make_view_class(card, self.offsets)
 
+    @classmethod
+    def for_program(cls, card: EnvCard, source: str | None) -> "StateExtractor":
+        """An extractor of only what a program (None: the env's own reward) and the success rule read."""
+        fields = set(fields_used_by(card, source)) if source is not None else set()
+        if card.success:
+            rule = parse_success(card.success)
+            if rule.kind == "threshold":
+                fields.add(rule.key)
+        return cls(card, fields)
+
     def sim_vector(self, env: Any) -> np.ndarray:
-        """Values of every simulator field of one env, concatenated (float64)."""
-        parts = [np.ravel(eval_source(code, env)) for code in self._sim_code]
-        return np.concatenate(parts).astype(np.float64) if parts else np.empty(0)
+        """Values of the simulator fields of one env, concatenated (float64)."""
+        if self._sim_fn is None:
+            return np.empty(0)
+        base = getattr(env, "unwrapped", env)
+        values = self._sim_fn(base, getattr(base, "data", None), getattr(base, "model", None), np)
+        if self._scalar_sim:
+            return np.array(values, dtype=np.float64)
+        return np.concatenate([np.ravel(v) for v in values]).astype(np.float64, copy=False)
+
+    def _index(self, obs_dim: int) -> np.ndarray:
+        index = self._gather.get(obs_dim)
+        if index is None:
+            index = np.array([c if kind == "obs" else obs_dim + c for kind, c in self._columns], dtype=np.intp)
+            self._gather[obs_dim] = index
+        return index
 
     def batch(self, obs: np.ndarray, sim: np.ndarray | None = None) -> np.ndarray:
         """Flat states ``(B, D)`` from observations ``(B, O)`` and simulator vectors ``(B, S)``."""
         obs = np.asarray(obs)
-        out = np.empty((obs.shape[0], self.dim), dtype=np.float64)
-        out[:, self.obs_pos] = obs[:, self.obs_cols]
-        if self.has_sim:
-            out[:, self.sim_pos] = sim
-        return out
+        source = np.concatenate((obs, sim), axis=1) if self.has_sim else obs
+        return source.take(self._index(obs.shape[1]), axis=1)
 
     def view(self, flat: Any, obs: Any = None) -> "StateView":
         """A read-only view over flat states ``(B, D)`` or ``(D,)`` (numpy or torch)."""
         if isinstance(flat, np.ndarray):
             flat.flags.writeable = False
         return self.view_class(flat, obs)
+
+
+def fields_used_by(card: EnvCard, source: str) -> list[str]:
+    """The card fields a program can read: those whose name appears as an attribute in its source.
+
+    Sound because programs cannot reach attributes other than by ``x.name`` syntax (``getattr`` and
+    friends are rejected by the sandbox), so unused fields need not be extracted every step.
+    """
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return list(card.fields())
+    names = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+    return [name for name in card.fields() if name.rsplit(".", 1)[-1] in names]
 
 
 class StateView:
@@ -117,13 +163,15 @@ def make_view_class(card: EnvCard, offsets: dict[str, tuple[int, int]]) -> type[
     attrs: dict[str, Any] = {"__slots__": ()}
     for name, value in card.entities.items():
         if isinstance(value, FieldSpec):
-            start, stop = offsets[name]
-            attrs[name] = _field_property(start, stop, tuple(value.shape), value.doc)
+            if name in offsets:
+                start, stop = offsets[name]
+                attrs[name] = _field_property(start, stop, tuple(value.shape), value.doc)
             continue
         sub: dict[str, Any] = {"__slots__": ()}
         for fname, spec in value.items():
-            start, stop = offsets[f"{name}.{fname}"]
-            sub[fname] = _field_property(start, stop, tuple(spec.shape), spec.doc)
+            if f"{name}.{fname}" in offsets:
+                start, stop = offsets[f"{name}.{fname}"]
+                sub[fname] = _field_property(start, stop, tuple(spec.shape), spec.doc)
         entity_cls = type(f"{name.title().replace('_', '')}View", (StateView,), sub)
         attrs[name] = property(lambda self, _c=entity_cls: _c(self._flat, self._obs))
     return type("EnvStateView", (StateView,), attrs)

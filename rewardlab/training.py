@@ -200,8 +200,8 @@ def train(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     card = load_card(card_id)
-    extractor = StateExtractor(card)
     program = resolve_reward(card, reward)
+    extractor = StateExtractor.for_program(card, program.source if program else None)
     if program is not None:
         (run_dir / "reward.py").write_text(program.source)
         if check:

@@ -137,8 +137,8 @@ class RewardVecEnv(VecEnvWrapper):
                 if acc is None:
                     acc = self._components[name] = np.zeros(self.num_envs)
                 acc += value
-            for i, info in enumerate(infos):
-                info["env_reward"] = float(env_reward[i])
+            for info, r in zip(infos, env_reward.tolist()):
+                info["env_reward"] = r
         else:
             reward = env_reward
         self._env_return += env_reward
