@@ -150,23 +150,11 @@ def versions() -> dict[str, str | None]:
 
 # -- (a) training throughput -------------------------------------------------------------------------
 def _build_ppo(card: Any, extractor: Any, program: Any, seed: int, overrides: dict[str, Any]) -> tuple[Any, Any]:
-    """The training env and model exactly as ``training.train`` builds them, minus evaluation,
-    checkpoints and TensorBoard."""
-    from stable_baselines3 import PPO
-    from stable_baselines3.common.vec_env import VecNormalize
+    """The training env and model exactly as ``training.train`` builds them (``build_agent``), minus
+    evaluation, checkpoints and TensorBoard."""
+    from rewardlab.training import build_agent
 
-    from rewardlab.training import _policy_kwargs, load_preset, make_vec_env
-
-    params = load_preset(card, "ppo", overrides)
-    n_envs = int(params.pop("n_envs", 1))
-    normalize = bool(params.pop("normalize", False))
-    policy = params.pop("policy", "MlpPolicy")
-    params["policy_kwargs"] = _policy_kwargs(params.get("policy_kwargs"))
-    env = make_vec_env(card, extractor, program, n_envs, seed)
-    if normalize:
-        env = VecNormalize(env, norm_obs=True, norm_reward=True, gamma=params.get("gamma", 0.99))
-    model = PPO(policy, env, seed=seed, device="cpu", verbose=0, **params)
-    return model, env
+    return build_agent(card, extractor, program, "ppo", seed, 10**9, overrides)
 
 
 def _phase_timer() -> Any:
@@ -302,6 +290,7 @@ def _training_diagnostics(card: Any, extractor: Any, program: Any, sizes: Sizes)
     from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
     from rewardlab.sims import make_env
+    from rewardlab.state import StateExtractor
     from rewardlab.training import make_vec_env
     from rewardlab.wrappers import RewardVecEnv
 
@@ -318,7 +307,7 @@ def _training_diagnostics(card: Any, extractor: Any, program: Any, sizes: Sizes)
 
     stacks = {
         "bare": bare,
-        "native": lambda: make_vec_env(card, extractor, None, n_envs, 0),
+        "native": lambda: make_vec_env(card, StateExtractor.for_program(card, None), None, n_envs, 0),
         "program": lambda: make_vec_env(card, extractor, program, n_envs, 0),
     }
 
@@ -406,20 +395,22 @@ def bench_training(sizes: Sizes) -> dict[str, Any]:
 
     limit_threads()
     card = load_card(sizes.train_card)
-    extractor = StateExtractor(card)
     program = reference_program(card)
     arms = {"native": None, "program": program}
+    # each arm extracts what training.train would: only the fields its reward (and success rule) reads
+    extractors = {k: StateExtractor.for_program(card, p.source if p else None) for k, p in arms.items()}
+    extractor = extractors["program"]
     ov = dict(sizes.ppo_overrides)
 
     _log(f"(a) warm-up: one {sizes.warmup_steps}-step run per arm")
-    warmup = [_train_once(card, extractor, arms[k], k, sizes.warmup_steps, 0, ov) for k in ("native", "program")]
+    warmup = [_train_once(card, extractors[k], arms[k], k, sizes.warmup_steps, 0, ov) for k in ("native", "program")]
     runs: list[dict[str, Any]] = []
     pairs: list[dict[str, Any]] = []
     for p in range(sizes.train_pairs):
         order = ("native", "program") if p % 2 == 0 else ("program", "native")
         got = {}
         for k in order:
-            got[k] = _train_once(card, extractor, arms[k], k, sizes.train_steps, p, ov)
+            got[k] = _train_once(card, extractors[k], arms[k], k, sizes.train_steps, p, ov)
             got[k]["pair"] = p
             runs.append(got[k])
         n, g = got["native"], got["program"]
@@ -438,7 +429,7 @@ def bench_training(sizes: Sizes) -> dict[str, Any]:
 
     _log("(a) diagnostics: wrapper cost inside training, env-only loop, wrapper over a replayed step, profile")
     diag = _training_diagnostics(card, extractor, program, sizes)
-    situ = {k: _in_training_wrapper_cost(card, extractor, arms[k], k, sizes.train_steps, ov) for k in ("native", "program")}
+    situ = {k: _in_training_wrapper_cost(card, extractors[k], arms[k], k, sizes.train_steps, ov) for k in ("native", "program")}
     extra = situ["program"]["wrapper_own_us"] - situ["native"]["wrapper_own_us"]
     diag["in_training"] = {
         "runs": situ,

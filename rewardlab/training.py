@@ -163,6 +163,50 @@ def _summary(ev: dict[str, list[Any]], step: int) -> dict[str, Any]:
 
 
 # -- training ------------------------------------------------------------------------------------------
+def build_agent(
+    card: EnvCard,
+    extractor: StateExtractor,
+    program: RewardProgram | None,
+    algo: str,
+    seed: int,
+    steps: int,
+    preset_overrides: dict[str, Any] | None = None,
+    tensorboard_log: Path | None = None,
+) -> tuple[Any, Any]:
+    """The SB3 model and its training env, from the card's preset (what :func:`train` and the
+    benchmarks use).
+
+    :param steps: the training budget; ``learning_starts`` is capped to a fifth of it, so a short
+        budget still learns something
+    :return: ``(model, env)``; ``env`` is a ``VecNormalize`` when the preset says ``normalize``
+    """
+    from stable_baselines3 import PPO, SAC, TD3
+    from stable_baselines3.common.noise import NormalActionNoise
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    params = load_preset(card, algo, preset_overrides)
+    n_envs = int(params.pop("n_envs", 1))
+    normalize = bool(params.pop("normalize", False))
+    policy = params.pop("policy", "MlpPolicy")
+    params["policy_kwargs"] = _policy_kwargs(params.get("policy_kwargs"))
+    if isinstance(params.get("action_noise"), dict):
+        sigma = float(params["action_noise"].get("sigma", 0.1))
+        params["action_noise"] = NormalActionNoise(np.zeros(card.action.shape), sigma * np.ones(card.action.shape))
+    if "learning_starts" in params:
+        params["learning_starts"] = min(int(params["learning_starts"]), max(steps // 5, 100))
+
+    env = make_vec_env(card, extractor, program, n_envs, seed)
+    if normalize:
+        env = VecNormalize(env, norm_obs=True, norm_reward=True, gamma=params.get("gamma", 0.99))
+    algo_cls = {"ppo": PPO, "sac": SAC, "td3": TD3}[algo]
+    try:
+        model = algo_cls(policy, env, seed=seed, device="cpu", verbose=0,
+                         tensorboard_log=str(tensorboard_log) if tensorboard_log else None, **params)
+    except TypeError as e:
+        raise UserError(f"invalid {algo} hyperparameter: {e}") from None
+    return model, env
+
+
 def train(
     card_id: str,
     reward: str,
@@ -191,9 +235,7 @@ def train(
     :param check: run the sandbox trial on the program before training (leave on for untrusted code)
     """
     limit_threads()
-    from stable_baselines3 import PPO, SAC, TD3
     from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
-    from stable_baselines3.common.noise import NormalActionNoise
     from stable_baselines3.common.vec_env import VecNormalize
 
     start = time.perf_counter()
@@ -209,27 +251,9 @@ def train(
 
             check_program(program, card, seed=seed).raise_if_failed()
 
-    params = load_preset(card, algo, preset_overrides)
-    n_envs = int(params.pop("n_envs", 1))
-    normalize = bool(params.pop("normalize", False))
-    policy = params.pop("policy", "MlpPolicy")
-    params["policy_kwargs"] = _policy_kwargs(params.get("policy_kwargs"))
-    if isinstance(params.get("action_noise"), dict):
-        sigma = float(params["action_noise"].get("sigma", 0.1))
-        params["action_noise"] = NormalActionNoise(np.zeros(card.action.shape), sigma * np.ones(card.action.shape))
-    for key in ("learning_starts",):  # a short budget still learns something
-        if key in params:
-            params[key] = min(int(params[key]), max(steps // 5, 100))
-
-    env = make_vec_env(card, extractor, program, n_envs, seed)
-    if normalize:
-        env = VecNormalize(env, norm_obs=True, norm_reward=True, gamma=params.get("gamma", 0.99))
-    algo_cls = {"ppo": PPO, "sac": SAC, "td3": TD3}[algo]
-    try:
-        model = algo_cls(policy, env, seed=seed, device="cpu", verbose=0,
-                         tensorboard_log=str(run_dir / "tb"), **params)
-    except TypeError as e:
-        raise UserError(f"invalid {algo} hyperparameter: {e}") from None
+    model, env = build_agent(card, extractor, program, algo, seed, steps, preset_overrides, run_dir / "tb")
+    normalize = isinstance(env, VecNormalize)
+    n_envs = env.num_envs
 
     eval_every = eval_every or max(steps // 10, 1)
     eval_env = _eval_env(card, extractor, program, eval_episodes, seed, env)
