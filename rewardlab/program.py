@@ -9,7 +9,9 @@ loops over the batch, with a warning, since it is slow.
 from __future__ import annotations
 
 import hashlib
+import math
 import traceback
+import types
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +21,7 @@ import numpy as np
 
 from rewardlab.arrays import array_facade, backend_of
 from rewardlab.errors import RewardProgramError, UserError
-from rewardlab.sandbox import check_source, exec_program
+from rewardlab.sandbox import check_source, exec_program, one_line
 
 ENTRY = "compute_dense_reward"
 _FILENAME = "<reward program>"
@@ -68,26 +70,36 @@ class RewardProgram:
         :param mode: ``batched``, ``scalar`` (per-env compat loop) or ``auto`` (decided on the first call)
         """
         facade = array_facade(backend, device)
+        guards: list[tuple[Any, Any]] = []
         try:
-            namespace = exec_program(self._code, facade)
-        except RewardProgramError:
+            namespace = exec_program(self._code, facade, guards)
+        except (RewardProgramError, MemoryError):
             raise
         except Exception as e:  # the module body itself failed (a bad constant, a failed import)
             raise _runtime_error(e) from None
-        fn = namespace[ENTRY]
-        if len(self.params) == 3:
-            mode = "scalar"  # Text2Reward's (self, action, obs) signature is per-env
-        return CompiledReward(fn, mode=mode, card_id=getattr(card, "id", None), backend=backend)
+        fn = namespace.get(ENTRY)
+        if not isinstance(fn, types.FunctionType) or fn.__name__ != ENTRY or fn.__code__.co_filename != _FILENAME:
+            raise RewardProgramError("entry", f"{ENTRY} must stay the function the program defines (it was rebound at module level)")
+        if len(self.params) == 3:  # Text2Reward's (self, action, obs) signature is per-env
+            mode = "scalar"
+            warnings.warn(
+                f"reward program for {getattr(card, 'id', None) or 'this env'} takes (self, action, obs), the "
+                "per-environment Text2Reward signature; running it in compat mode (a Python loop over the "
+                "batch, slow). Write it as (self, action) with array ops to run batched.",
+                CompatModeWarning, stacklevel=2,
+            )
+        return CompiledReward(fn, mode=mode, card_id=getattr(card, "id", None), backend=backend, guards=guards)
 
 
 def load_program(source_or_path: str | Path, origin: str | None = None) -> RewardProgram:
     """Load a program from a file path or from source text; raise :class:`UserError` if unreadable.
 
-    :param source_or_path: a ``.py`` path, or the source itself (anything containing a newline)
+    :param source_or_path: a ``.py`` path, or the source itself (anything with a newline, or one
+        line starting with ``def``/``import``/``from``)
     :param origin: override the recorded origin
     """
     text = str(source_or_path)
-    if "\n" not in text:
+    if "\n" not in text and not text.lstrip().startswith(("def ", "import ", "from ")):
         path = Path(text)
         if not path.is_file():
             raise UserError(f"reward program file not found: {path}")
@@ -105,51 +117,118 @@ def _runtime_error(e: BaseException) -> RewardProgramError:
     for frame in traceback.extract_tb(e.__traceback__):
         if frame.filename == _FILENAME:
             line = frame.lineno
-    return RewardProgramError("runtime", f"{type(e).__name__}: {e}", line)
+    text = one_line(f"{type(e).__name__}: {e}")
+    if (isinstance(e, ValueError) and "read-only" in text) or (isinstance(e, RuntimeError) and "inference tensor" in text):
+        return RewardProgramError("read-only", "the program wrote into a read-only array (the state view, the "
+                                  "action, obs and module-level constants are read-only; copy with np.array first)", line)
+    if isinstance(e, RecursionError):
+        return RewardProgramError("recursion", "maximum recursion depth exceeded", line)
+    return RewardProgramError("runtime", text, line)
 
 
 class CompiledReward:
     """The callable reward: ``reward(view, action) -> (total (B,), {name: (B,)})``.
 
-    Checks every output: shape ``(B,)`` (scalars broadcast), real numeric dtype, and finiteness.
-    Non-finite values raise :class:`RewardProgramError` naming the component; they are never zeroed.
+    The program sees private, read-only copies of the state, the action and the observation (torch
+    tensors cannot be read-only: it gets inference-mode copies, which refuse in-place updates, and any
+    change that slips past them is detected after the call), so it can neither corrupt the caller's
+    arrays nor keep state in them. Checks every output: shape ``(B,)`` (scalars broadcast), real numeric
+    dtype, finiteness, and the same component names on every call. Non-finite values raise
+    :class:`RewardProgramError` naming the component; they are never zeroed.
+
+    In ``auto`` mode the first batched call (B > 1) decides: a program that fails on a batch with the
+    errors per-env code raises, or whose batched result differs from its result on single envs (e.g.
+    ``np.linalg.norm(d)`` without ``axis`` reduces over the whole batch), runs in compat mode.
+
+    :param fn: the program's ``compute_dense_reward``
+    :param mode: ``auto``, ``batched`` or ``scalar``
+    :param card_id: the card's id, for messages
+    :param backend: ``numpy`` or ``torch``
+    :param guards: ``(tensor, snapshot)`` pairs of module-level torch tensors, checked after each call
     """
 
-    def __init__(self, fn: Callable[..., Any], mode: str, card_id: str | None, backend: str):
+    def __init__(self, fn: Callable[..., Any], mode: str, card_id: str | None, backend: str,
+                 guards: list[tuple[Any, Any]] | None = None):
         if mode not in ("auto", "batched", "scalar"):
             raise ValueError(f"mode must be auto, batched or scalar, not {mode!r}")
         self.fn = fn
         self.mode = mode
         self.card_id = card_id
         self.backend = backend
+        self.guards = list(guards or ())
         self.component_names: tuple[str, ...] | None = None
+        self._device: Any = None
+        self._takes_obs = fn.__code__.co_argcount == 3
 
     def __call__(self, view: Any, action: Any, obs: Any = None) -> tuple[Any, dict[str, Any]]:
         batch = view.batch_size
+        flat, raw_obs = view._flat, view._obs if obs is None else obs  # noqa: SLF001
+        self._device = getattr(flat, "device", None)  # torch: where constant outputs are put
+        if self._takes_obs and raw_obs is None:
+            raise RewardProgramError("entry", f"{ENTRY}(self, action, obs) needs the raw observation, and this "
+                                     "state view was built without one")
+        private = [_private(flat), _private(action), _private(raw_obs)]
+        pairs = [(p, o) for p, o in zip(private, (flat, action, raw_obs)) if p is not None]
+        try:
+            out = self._run(type(view)(private[0], private[2]), private[1], batch)
+        except RewardProgramError as e:
+            if e.rule != "read-only":  # that one already names the line
+                self._check_untouched(pairs)
+            raise
+        self._check_untouched(pairs)
+        return out
+
+    def _run(self, view: Any, action: Any, batch: int) -> tuple[Any, dict[str, Any]]:
         if self.mode == "scalar":
             return self._scalar(view, action, batch)
         try:
-            out = self.fn(view, action)
-            total, comps = self._validate(out, batch)
-        except (ValueError, TypeError, RewardProgramError) as e:
+            total, comps = self._validate(self.fn(view, action), batch)
+        except (ValueError, TypeError, RuntimeError, RewardProgramError) as e:  # torch's `if tensor:` is a RuntimeError
+            error = e if isinstance(e, RewardProgramError) else _runtime_error(e)
             if self.mode == "auto" and batch > 1 and _looks_scalar(e):
-                warnings.warn(
-                    f"reward program for {self.card_id or 'this env'} is written per environment; running it in "
-                    "compat mode (a Python loop over the batch, slow). Write it with array ops to run batched.",
-                    CompatModeWarning, stacklevel=2,
-                )
-                self.mode = "scalar"
-                return self._scalar(view, action, batch)
-            raise e if isinstance(e, RewardProgramError) else _runtime_error(e) from None
-        except RecursionError:
-            raise RewardProgramError("recursion", "maximum recursion depth exceeded") from None
+                return self._try_scalar(view, action, batch, error)
+            raise error from None
         except MemoryError:
             raise
         except Exception as e:
             raise _runtime_error(e) from None
         if self.mode == "auto" and batch > 1:
+            if not self._agrees_per_env(view, action, total, comps):
+                return self._try_scalar(view, action, batch, None)
             self.mode = "batched"
         return total, comps
+
+    def _try_scalar(self, view: Any, action: Any, batch: int, batched_error: RewardProgramError | None) -> tuple[Any, dict[str, Any]]:
+        """Run per env; on success switch to compat mode for good (with a warning)."""
+        names, self.component_names = self.component_names, None
+        try:
+            out = self._scalar(view, action, batch)
+        except RewardProgramError:
+            self.component_names = names
+            if batched_error is not None and batched_error.rule == "output":
+                raise batched_error from None  # a batched program with a wrong output shape, not per-env code
+            raise
+        warnings.warn(
+            f"reward program for {self.card_id or 'this env'} is written per environment; running it in "
+            "compat mode (a Python loop over the batch, slow). Write it with array ops to run batched.",
+            CompatModeWarning, stacklevel=4,
+        )
+        self.mode = "scalar"
+        return out
+
+    def _agrees_per_env(self, view: Any, action: Any, total: Any, comps: dict[str, Any]) -> bool:
+        """Whether the batched result matches the program run on single envs (first and last)."""
+        names = self.component_names
+        for i in (0, view.batch_size - 1):
+            try:
+                t, c = self._validate(self.fn(view.row(i), action[i]), 1, scalar=True, names=False)
+            except Exception:  # batched code need not run on one unbatched env (x[:, 0], axis=1)
+                return True
+            got = [t] + [c.get(k) for k in names or ()]
+            want = [total[i]] + [comps[k][i] for k in names or ()]
+            if set(c) != set(names or ()) or not all(_close(g, w) for g, w in zip(got, want)):
+                return False
+        return True
 
     def _scalar(self, view: Any, action: Any, batch: int) -> tuple[Any, dict[str, Any]]:
         totals, comps_rows = [], []
@@ -157,52 +236,67 @@ class CompiledReward:
         for i in range(batch):
             row = view.row(i) if batched_input else view
             args = (row, action[i] if batched_input else action)
-            if self.fn.__code__.co_argcount == 3:
+            if self._takes_obs:
                 args += (row._obs,)  # noqa: SLF001 - the raw observation, for (self, action, obs) programs
             try:
                 out = self.fn(*args)
-            except RecursionError:
-                raise RewardProgramError("recursion", "maximum recursion depth exceeded") from None
             except MemoryError:
                 raise
             except RewardProgramError:
                 raise
             except Exception as e:
                 raise _runtime_error(e) from None
-            t, c = self._validate(out, 1, scalar=True)
+            t, c = self._validate(out, 1, scalar=True, row=i if batched_input else None)
             totals.append(t)
             comps_rows.append(c)
         stack = _stacker(self.backend)
         total = stack(totals)
-        names = comps_rows[0].keys() if comps_rows else ()
+        names = self.component_names or ()
         return total, {k: stack([c[k] for c in comps_rows]) for k in names}
 
-    def _validate(self, out: Any, batch: int, scalar: bool = False) -> tuple[Any, dict[str, Any]]:
+    def _validate(self, out: Any, batch: int, scalar: bool = False, row: int | None = None,
+                  names: bool = True) -> tuple[Any, dict[str, Any]]:
         if isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict):
             total, comps = out
         elif isinstance(out, tuple):
             raise RewardProgramError("output", f"{ENTRY} returned a tuple of {len(out)}; return total or (total, {{name: value}})")
         else:
             total, comps = out, {}
-        total = self._as_vector(total, batch, "the total", scalar)
+        where = "" if row is None else f" (env {row})"
+        total = self._as_vector(total, batch, "the total" + where, scalar)
         checked = {}
         for name, value in comps.items():
             if not isinstance(name, str):
-                raise RewardProgramError("output", f"component names must be strings, got {name!r}")
-            checked[name] = self._as_vector(value, batch, f"component {name!r}", scalar)
-        if self.component_names is None:
-            self.component_names = tuple(checked)
+                raise RewardProgramError("output", f"component names must be strings, got {one_line(repr(name), 60)}")
+            checked[name] = self._as_vector(value, batch, f"component {name!r}" + where, scalar)
+        if names:
+            if self.component_names is None:
+                self.component_names = tuple(checked)
+            elif set(checked) != set(self.component_names):
+                raise RewardProgramError(
+                    "output", f"the components changed{where}: {sorted(checked)} after {sorted(self.component_names)}; "
+                    "return the same components every time (0 where a term does not apply)")
         return total, checked
 
     def _as_vector(self, value: Any, batch: int, what: str, scalar: bool) -> Any:
         if self.backend == "torch":
             import torch
 
-            v = value if isinstance(value, torch.Tensor) else torch.as_tensor(value)
-            if v.dtype == torch.bool or not (v.is_floating_point() or v.dtype in (torch.int32, torch.int64)):
-                if v.dtype != torch.bool:
-                    raise RewardProgramError("output", f"{what} has dtype {v.dtype}; a real number is needed")
-            v = v.to(torch.float32) if not v.is_floating_point() else v
+            try:
+                if isinstance(value, torch.Tensor):
+                    v = value
+                elif isinstance(value, float | int) and not isinstance(value, bool):
+                    v = torch.as_tensor(value, dtype=torch.float64, device=self._device)
+                else:
+                    v = torch.as_tensor(value, device=self._device)
+            except Exception:
+                raise RewardProgramError("output", f"{what} is a {type(value).__name__}, not a number or array") from None
+            if v.is_complex():
+                raise RewardProgramError("output", f"{what} has dtype {v.dtype}; a real number is needed")
+            if not v.is_floating_point():
+                v = v.to(torch.float64)
+            elif v.is_inference():
+                v = v.clone()  # a slice of the state view: hand the caller an ordinary tensor
             finite = bool(torch.isfinite(v).all())
         else:
             try:
@@ -225,6 +319,48 @@ class CompiledReward:
             raise RewardProgramError("non-finite", f"{what} is not finite (NaN or inf) for some states")
         return v
 
+    def _check_untouched(self, pairs: list[tuple[Any, Any]]) -> None:
+        """Torch only: the private inputs and module-level tensors still equal what they were."""
+        if self.backend != "torch" and not self.guards:
+            return
+        import torch
+
+        for i, (mine, original) in enumerate(pairs + self.guards):
+            if isinstance(mine, torch.Tensor) and not _same(mine, original):
+                what = "its inputs (state view, action, obs)" if i < len(pairs) else "a module-level constant"
+                raise RewardProgramError("read-only", f"the program modified {what}; they are read-only")
+
+
+def _private(x: Any) -> Any:
+    """A read-only copy of an input array for the program (torch: an inference-mode copy)."""
+    if x is None:
+        return None
+    if isinstance(x, np.ndarray | list | tuple):
+        x = np.array(x)
+        x.flags.writeable = False
+        return x
+    if type(x).__module__.startswith("torch"):
+        import torch
+
+        with torch.inference_mode():
+            return x.clone()
+    return x
+
+
+def _same(a: Any, b: Any) -> bool:
+    import torch
+
+    if torch.equal(a, b):
+        return True
+    if not a.is_floating_point() or a.shape != b.shape:
+        return False
+    return bool(((a == b) | (torch.isnan(a) & torch.isnan(b))).all())  # NaN states are not changes
+
+
+def _close(a: Any, b: Any) -> bool:
+    a, b = float(a), float(b)
+    return math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-6) or (math.isnan(a) and math.isnan(b))
+
 
 def _looks_scalar(e: BaseException) -> bool:
     """Errors that per-env (scalar) code raises when handed a batch."""
@@ -233,6 +369,7 @@ def _looks_scalar(e: BaseException) -> bool:
         "truth value of an array", "only length-1 arrays", "only 0-dimensional arrays",
         "one element can be converted", "Boolean value of Tensor", "expected (",
         "must be a scalar", "can only convert an array of size 1",
+        "only one element tensors", "cannot be converted to Scalar",  # torch's float(t), t.item()
     ))
 
 

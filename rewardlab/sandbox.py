@@ -4,7 +4,9 @@
    frame/format attributes, no ``exec``/``eval``/``open``/``getattr``..., no writes to ``self``, no global
    state, size limits. Every rejection names the rule and the line.
 2. :func:`restricted_globals` — the namespace a program runs in: an allow-list of builtins, ``np`` as an
-   :class:`~rewardlab.arrays.ArrayFacade` (never the numpy module), ``math``; module-level values frozen.
+   :class:`~rewardlab.arrays.ArrayFacade` (never the numpy module), ``math``; :func:`exec_program`
+   freezes module-level values (and rejects those that could keep state), and
+   :class:`~rewardlab.program.CompiledReward` hands the program read-only copies of its inputs.
 3. :func:`run_trial` — the program runs in a separate process with CPU-time, memory, file-size and
    wall-clock limits on sampled states; output shape, dtype and finiteness are checked.
 4. At training time non-finite rewards are reported by :class:`~rewardlab.program.CompiledReward`,
@@ -30,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from rewardlab.arrays import FACADE_TYPES, ArrayFacade, array_facade
+from rewardlab.arrays import FACADE_TYPES, ArrayFacade
 from rewardlab.errors import RewardProgramError
 
 MAX_SOURCE_BYTES = 100_000
@@ -57,21 +59,10 @@ FORBIDDEN_ATTRIBUTES = frozenset({
     "tb_next", "co_code", "co_consts", "func_globals", "func_code", "with_traceback", "register_hook",
     # numpy: re-enabling writes on a read-only array, reaching the array a view was taken from
     "flags", "base",
-    # torch: autograd graph and raw strided views
-    "grad_fn", "register_prehook", "as_strided",
+    # torch: autograd graph, raw strided views, uninitialised memory (like np.empty)
+    "grad_fn", "register_prehook", "as_strided", "new_empty", "new_empty_strided", "new",
 })
 
-
-def _attribute_violation(name: str) -> tuple[str, str] | None:
-    """The rule an attribute name breaks, if any (shared by ``x.name``, ``from m import name`` and
-    ``case C(name=...)``, which all look attributes up by name)."""
-    if name.startswith("_"):
-        return "dunder", f"attribute {name!r} is not allowed (no private or dunder attributes)"
-    if name in FORBIDDEN_ATTRIBUTES:
-        return "forbidden-attribute", f"attribute {name!r} is not allowed in reward programs"
-    if name.endswith("_"):
-        return "forbidden-attribute", f"attribute {name!r} is an in-place update (torch's trailing _), not allowed"
-    return None
 
 #: Modules never handed out, not even to library code that imports through a program's frame.
 _NEVER_IMPORTED = frozenset({
@@ -103,6 +94,18 @@ _FORBIDDEN_NODES: dict[type, str] = {
 }
 if hasattr(ast, "TryStar"):
     _FORBIDDEN_NODES[ast.TryStar] = "except* blocks"
+
+
+def _attribute_violation(name: str) -> tuple[str, str] | None:
+    """The rule an attribute name breaks, if any (shared by ``x.name``, ``from m import name`` and
+    ``case C(name=...)``, which all look attributes up by name)."""
+    if name.startswith("_"):
+        return "dunder", f"attribute {name!r} is not allowed (no private or dunder attributes)"
+    if name in FORBIDDEN_ATTRIBUTES:
+        return "forbidden-attribute", f"attribute {name!r} is not allowed in reward programs"
+    if name.endswith("_"):
+        return "forbidden-attribute", f"attribute {name!r} is an in-place update (torch's trailing _), not allowed"
+    return None
 
 
 def _reject(rule: str, message: str, node: ast.AST | None = None) -> RewardProgramError:
@@ -209,6 +212,14 @@ class _Policy(ast.NodeVisitor):
         self._check_target(node.target)
         self.generic_visit(node)
 
+    def visit_For(self, node: ast.For) -> None:
+        self._check_target(node.target)
+        self.generic_visit(node)
+
+    def visit_comprehension(self, node: ast.comprehension) -> None:
+        self._check_target(node.target)
+        self.generic_visit(node)
+
     def visit_Delete(self, node: ast.Delete) -> None:
         for target in node.targets:
             self._check_target(target)
@@ -293,18 +304,19 @@ def check_source(source: str, entry: str = "compute_dense_reward") -> StaticRepo
         raise RewardProgramError("syntax", str(e)) from None
     except (RecursionError, MemoryError):
         raise _reject("size", "the program is nested too deeply for the parser") from None
-    nodes, depth, deepest = 0, 0, None
-    stack: list[tuple[ast.AST, int]] = [(tree, 0)]
+    nodes, depth, deepest_line = 0, 0, None
+    stack: list[tuple[ast.AST, int, int | None]] = [(tree, 0, None)]
     while stack:  # iterative: a recursive walk is what a deep program would overflow
-        node, d = stack.pop()
+        node, d, line = stack.pop()
+        line = getattr(node, "lineno", line)
         nodes += 1
         if d > depth:
-            depth, deepest = d, node
-        stack.extend((child, d + 1) for child in ast.iter_child_nodes(node))
+            depth, deepest_line = d, line
+        stack.extend((child, d + 1, line) for child in ast.iter_child_nodes(node))
     if nodes > MAX_AST_NODES:
         raise _reject("size", f"the program has {nodes} syntax nodes; the limit is {MAX_AST_NODES}")
     if depth > MAX_AST_DEPTH:
-        raise _reject("size", f"the program nests {depth} levels deep; the limit is {MAX_AST_DEPTH}", deepest)
+        raise RewardProgramError("size", f"the program nests {depth} levels deep; the limit is {MAX_AST_DEPTH}", deepest_line)
     # type hints never run (they are stripped before compiling), so they are not policed either
     tree = _strip_annotations(tree)
 
@@ -385,7 +397,9 @@ class _Frozen:
     def __call__(self, value: Any, name: str, depth: int = 0) -> Any:
         if depth > _MAX_FREEZE_DEPTH:
             raise _reject("global-state", f"module-level {name!r} is nested too deeply to be frozen")
-        if isinstance(value, _IMMUTABLE_TYPES):
+        if isinstance(value, np.void):  # a structured scalar can be a writable view into an array
+            value = np.array(value)
+        elif isinstance(value, _IMMUTABLE_TYPES):
             return value
         if isinstance(value, list | tuple):
             return tuple(self(v, name, depth + 1) for v in value)
@@ -620,8 +634,11 @@ def _trial_main() -> None:
                           "components": {k: stats(v) for k, v in comps.items()}}))
     except _Err as e:
         print(json.dumps({"ok": False, "rule": e.rule, "message": one_line(e.message), "line": e.line}))
-    except MemoryError:
-        print(json.dumps({"ok": False, "rule": "memory", "message": "the program ran out of its memory limit"}))
-    except RecursionError:
-        print(json.dumps({"ok": False, "rule": "recursion", "message": "maximum recursion depth exceeded"}))
+    except (MemoryError, RecursionError) as e:
+        from rewardlab.program import _runtime_error
+
+        line = _runtime_error(e).line
+        rule, message = ("memory", "the program ran out of its memory limit") if isinstance(e, MemoryError) else (
+            "recursion", "maximum recursion depth exceeded")
+        print(json.dumps({"ok": False, "rule": rule, "message": message, "line": line}))
     sys.stdout.flush()
