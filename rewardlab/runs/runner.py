@@ -197,8 +197,19 @@ def _execute(
                     if trial_dir.exists():  # a partial directory from an interrupted or failed try
                         shutil.rmtree(trial_dir)
                     trial_dir.mkdir(parents=True)
+                    try:
+                        future = executor.submit(work, trial, str(trial_dir))
+                    except BrokenProcessPool:
+                        # the pool broke before wait() saw the dead worker's future: retry the trial later
+                        queue.appendleft((row, trial))
+                        if not in_flight:
+                            executor.shutdown(wait=False, cancel_futures=True)
+                            executor = _new_executor(n_workers)
+                        break
                     store.mark_running(row.id, trial_dir)
-                    in_flight[executor.submit(work, trial, str(trial_dir))] = (row, trial)
+                    in_flight[future] = (row, trial)
+                if not in_flight:
+                    continue
                 finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 broken = False
                 for future in finished:
