@@ -30,3 +30,13 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
 @pytest.fixture
 def toy_card_path() -> Path:
     return FIXTURES / "toy-card.yaml"
+
+
+@pytest.fixture
+def llm_server():
+    """A scripted OpenAI-compatible chat server on 127.0.0.1 (see tests/llm_server.py); script it with
+    ``llm_server.script(("code", text), ("status", 429), ...)`` and point a client at ``llm_server.base_url``."""
+    from llm_server import ScriptedLLMServer
+
+    with ScriptedLLMServer() as server:
+        yield server

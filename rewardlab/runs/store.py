@@ -80,13 +80,19 @@ CREATE TABLE IF NOT EXISTS llm_exchanges (
     model       TEXT NOT NULL,
     params_json TEXT,
     prompt_json TEXT NOT NULL,
-    reply       TEXT,
+    reply       TEXT,                        -- JSON list of the reply texts, one per sample (NULL: a failed attempt)
     tokens_in   INTEGER,
     tokens_out  INTEGER,
     latency_s   REAL,
     error       TEXT,
-    created     TEXT NOT NULL
+    created     TEXT NOT NULL,
+    request_key TEXT,                        -- LLMRequest.key(): the hash replay finds replies by
+    n           INTEGER,                     -- samples asked for
+    purpose     TEXT,                        -- what the request was for (initial, error feedback, ...)
+    card_id     TEXT
 );
+CREATE INDEX IF NOT EXISTS llm_exchanges_by_key ON llm_exchanges (request_key, id);
+CREATE INDEX IF NOT EXISTS llm_exchanges_by_run ON llm_exchanges (run_id, id);
 """
 
 
@@ -129,6 +135,32 @@ class TrialRecord:
     error: str | None
     dir: str | None
     program_id: str | None
+
+
+@dataclass(frozen=True)
+class ExchangeRecord:
+    """One row of ``llm_exchanges``, JSON columns parsed.
+
+    ``texts`` is the reply's texts, one per sample (``None`` when the attempt failed; ``error`` says
+    why); ``messages`` the chat messages sent; ``params`` the request parameters and its metadata.
+    """
+
+    id: int
+    run_id: str | None
+    provider: str
+    model: str
+    params: dict[str, Any]
+    messages: list[dict[str, str]]
+    texts: list[str] | None
+    tokens_in: int | None
+    tokens_out: int | None
+    latency_s: float | None
+    error: str | None
+    created: str
+    request_key: str | None
+    n: int | None
+    purpose: str | None
+    card_id: str | None
 
 
 @dataclass(frozen=True)
@@ -372,6 +404,87 @@ class RunStore:
             chain.append(record)
             current = record.parent_id
         return chain
+
+    # -- LLM exchanges -------------------------------------------------------------------------
+    def add_exchange(
+        self,
+        provider: str,
+        model: str,
+        messages: list[dict[str, str]],
+        params: dict[str, Any],
+        texts: list[str] | None,
+        *,
+        run_id: str | None = None,
+        request_key: str | None = None,
+        n: int | None = None,
+        purpose: str | None = None,
+        card_id: str | None = None,
+        tokens_in: int | None = None,
+        tokens_out: int | None = None,
+        latency_s: float | None = None,
+        error: str | None = None,
+    ) -> int:
+        """Record one LLM exchange (one attempt: a failed one has ``texts=None`` and an ``error``);
+        return its id. Ids grow with time, so ordering by id is the order the calls were made.
+
+        :param run_id: the run it belongs to, or ``None`` outside a run (``rewardlab generate``)
+        :param request_key: :meth:`rewardlab.llm.base.LLMRequest.key`, what replay looks replies up by
+        """
+        try:
+            with self._transaction() as db:
+                cur = db.execute(
+                    "INSERT INTO llm_exchanges (run_id, provider, model, params_json, prompt_json, reply, tokens_in, "
+                    "tokens_out, latency_s, error, created, request_key, n, purpose, card_id) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        run_id, provider, model, json.dumps(params, default=str), json.dumps(messages),
+                        None if texts is None else json.dumps(list(texts)), tokens_in, tokens_out, latency_s,
+                        error, now(), request_key, n, purpose, card_id,
+                    ),
+                )
+        except sqlite3.IntegrityError:
+            raise UserError(f"run {run_id!r} is not in {self.path}: create the run before logging exchanges to it") from None
+        return int(cur.lastrowid)  # type: ignore[arg-type]
+
+    def find_exchanges(
+        self, request_key: str, run_id: str | None = None, provider: str | None = None
+    ) -> list[ExchangeRecord]:
+        """The exchanges made for one request key, oldest first, failed attempts included.
+
+        :param run_id: only those of this run (``None``: every run)
+        :param provider: only those of this provider
+        """
+        sql, args = "SELECT * FROM llm_exchanges WHERE request_key = ?", [request_key]
+        if run_id is not None:
+            sql += " AND run_id = ?"
+            args.append(run_id)
+        if provider is not None:
+            sql += " AND provider = ?"
+            args.append(provider)
+        return [_exchange(r) for r in self._db.execute(sql + " ORDER BY id", args).fetchall()]
+
+    def exchanges(self, run_id: str | None = None) -> list[ExchangeRecord]:
+        """Every stored exchange, or one run's, oldest first."""
+        if run_id is None:
+            rows = self._db.execute("SELECT * FROM llm_exchanges ORDER BY id").fetchall()
+        else:
+            rows = self._db.execute("SELECT * FROM llm_exchanges WHERE run_id = ? ORDER BY id", (run_id,)).fetchall()
+        return [_exchange(r) for r in rows]
+
+    def exchange(self, exchange_id: int) -> ExchangeRecord | None:
+        row = self._db.execute("SELECT * FROM llm_exchanges WHERE id = ?", (exchange_id,)).fetchone()
+        return _exchange(row) if row else None
+
+
+def _exchange(row: sqlite3.Row) -> ExchangeRecord:
+    data = dict(row)
+    params_json, prompt_json, reply = data.pop("params_json"), data.pop("prompt_json"), data.pop("reply")
+    return ExchangeRecord(
+        **data,
+        params=json.loads(params_json) if params_json else {},
+        messages=json.loads(prompt_json),
+        texts=json.loads(reply) if reply is not None else None,
+    )
 
 
 def _trial(row: sqlite3.Row) -> TrialRecord:
