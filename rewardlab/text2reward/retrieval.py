@@ -1,0 +1,181 @@
+"""Few-shot retrieval: the hand-written reference rewards most similar to a task, by instruction.
+
+Text2Reward retrieves its few-shot example with OpenAI embeddings in a vector store (k=1, the target
+task left out). Here the pool is every shipped card that has a reference reward beside it
+(:meth:`EnvCard.reference_reward_path`), and similarity is the cosine of TF-IDF vectors of the
+instruction plus the task name, computed with numpy: no model download, no network, deterministic.
+
+The task name counts because it is the shortest description of the task (``drawer-open`` and
+``drawer-close`` share the object; their instructions share few words). Tokens are lower-cased words
+with a light suffix stripping (``pulling`` ~ ``pull``, ``closes`` ~ ``close``) and common English words
+dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal
+
+import numpy as np
+
+from rewardlab.cards import EnvCard, list_cards
+
+#: How many times the task-name tokens count against the instruction's.
+TASK_NAME_WEIGHT = 2
+
+_STOPWORDS = frozenset("""
+a an and are as at be by for from in into is it its of on or so such that the their then there these
+this to until up with without while when where which who will as possible using keep make little
+""".split())
+
+
+_REFERENCE_OPENING = re.compile(
+    r'^(\s*(?:[rRuU]?(?:"""|\'\'\'))?\s*)Hand-written reference reward for (\S+) \(not LLM output\)\.?')
+
+
+@dataclass(frozen=True)
+class Example:
+    """A reference reward offered as a few-shot example.
+
+    :param card_id: the card the reward was written for
+    :param instruction: that card's instruction
+    :param source: the reward program's source
+    :param score: similarity to the query (cosine in [0, 1]; 0 in :func:`reference_pool`)
+    """
+
+    card_id: str
+    instruction: str
+    source: str
+    score: float = 0.0
+
+    @property
+    def family(self) -> str:
+        return self.card_id.split("/", 1)[0]
+
+    @property
+    def task(self) -> str:
+        return self.card_id.split("/", 1)[-1]
+
+    @property
+    def prompt_source(self) -> str:
+        """The source as shown in prompts: the docstring's opening "Hand-written reference reward for
+        <id> (not LLM output)." becomes "Reward for <id>, written by hand.", so a model that copies the
+        docstring does not produce a program that calls itself a reference reward
+        (:attr:`rewardlab.program.RewardProgram.is_reference`)."""
+        return _REFERENCE_OPENING.sub(
+            lambda m: f"{m.group(1)}Reward for {m.group(2)}, written by hand.", self.source, count=1)
+
+
+@lru_cache(maxsize=1)
+def _pool() -> tuple[Example, ...]:
+    pool = []
+    for card in list_cards():
+        path = card.reference_reward_path()
+        if path is not None:
+            pool.append(Example(card.id, card.instruction, path.read_text()))
+    return tuple(pool)
+
+
+def reference_pool() -> list[Example]:
+    """Every shipped card with a hand-written reference reward, sorted by card id (score 0)."""
+    return list(_pool())
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased word stems of ``text``, without common English words and single letters."""
+    out = []
+    for word in re.findall(r"[a-z]+", text.lower()):
+        if len(word) < 2 or word in _STOPWORDS:
+            continue
+        out.append(_stem(word))
+    return out
+
+
+def _stem(word: str) -> str:
+    for suffix in ("ing", "ed", "es", "s"):
+        if len(word) > len(suffix) + 3 and word.endswith(suffix) and not word.endswith("ss"):
+            return word[: -len(suffix)]
+    return word
+
+
+def _document(instruction: str, task: str) -> list[str]:
+    task_words = re.sub(r"-v\d+$", "", task.split("/")[-1])
+    return tokenize(instruction) + tokenize(task_words.replace("-", " ").replace("_", " ")) * TASK_NAME_WEIGHT
+
+
+def tfidf_similarity(query: list[str], documents: list[list[str]]) -> np.ndarray:
+    """Cosine similarity of the query's TF-IDF vector to each document's.
+
+    IDF is fitted on the documents plus the query, smoothed (``log((1 + n) / (1 + df)) + 1``) so a
+    word found everywhere still counts a little; term frequencies are raw counts.
+
+    :param query: the query's tokens
+    :param documents: each document's tokens
+    :return: ``(len(documents),)`` similarities in [0, 1]
+    """
+    corpus = documents + [query]
+    vocab = {w: i for i, w in enumerate(sorted({w for doc in corpus for w in doc}))}
+    counts = np.zeros((len(corpus), len(vocab)))
+    for row, doc in enumerate(corpus):
+        for word, c in Counter(doc).items():
+            counts[row, vocab[word]] = c
+    df = (counts > 0).sum(axis=0)
+    idf = np.log((1 + len(corpus)) / (1 + df)) + 1.0
+    vectors = counts * idf
+    norms = np.linalg.norm(vectors, axis=1)
+    norms[norms == 0] = 1.0
+    vectors /= norms[:, None]
+    return vectors[:-1] @ vectors[-1]
+
+
+def rank_examples(
+    card: EnvCard,
+    instruction: str | None = None,
+    exclude_self: bool = True,
+    family: Literal["prefer", "only", "any"] = "prefer",
+) -> list[Example]:
+    """Every pool example ranked by similarity to the card's task, best first (see :func:`retrieve_examples`)."""
+    if family not in ("prefer", "only", "any"):
+        raise ValueError(f"family must be 'prefer', 'only' or 'any', not {family!r}")
+    pool = [ex for ex in _pool() if not (exclude_self and ex.card_id == card.id)]
+    if family == "only":
+        pool = [ex for ex in pool if ex.family == card.family]
+    if not pool:
+        return []
+    query = _document(instruction or card.instruction, card.task)
+    scores = tfidf_similarity(query, [_document(ex.instruction, ex.task) for ex in pool])
+    ranked = [Example(ex.card_id, ex.instruction, ex.source, round(float(s), 6)) for ex, s in zip(pool, scores)]
+
+    def order(ex: Example) -> tuple[int, float, str]:
+        other_family = int(family == "prefer" and ex.family != card.family)
+        return other_family, -ex.score, ex.card_id
+
+    return sorted(ranked, key=order)
+
+
+def retrieve_examples(
+    card: EnvCard,
+    k: int = 1,
+    exclude_self: bool = True,
+    instruction: str | None = None,
+    family: Literal["prefer", "only", "any"] = "prefer",
+) -> list[Example]:
+    """The ``k`` reference rewards whose tasks read most like the card's, best first.
+
+    :param card: the target task
+    :param k: how many examples (Text2Reward uses 1); fewer come back if the pool is smaller
+    :param exclude_self: leave the target task's own reference out (leave-one-out, the default: a
+        few-shot prompt that shows the answer measures nothing)
+    :param instruction: the instruction to match instead of the card's (a user's override)
+    :param family: ``prefer``: examples from the card's simulator family first (MetaWorld examples
+        for a MetaWorld task), then the rest; ``only``: the card's family alone; ``any``: by score only
+    """
+    if k < 0:
+        raise ValueError(f"k must be >= 0, got {k}")
+    return rank_examples(card, instruction, exclude_self, family)[:k]
+
+
+__all__ = ["Example", "reference_pool", "retrieve_examples", "rank_examples", "tokenize", "tfidf_similarity"]
