@@ -158,8 +158,10 @@ def _eval_env(card: EnvCard, extractor: StateExtractor, program: RewardProgram |
 
 def _summary(ev: dict[str, list[Any]], step: int) -> dict[str, Any]:
     mean = lambda xs: float(np.mean(xs)) if xs and xs[0] is not None else None  # noqa: E731
+    names = ev["components"][0].keys() if ev["components"] else ()
+    components = {k: float(np.mean([c[k] for c in ev["components"]])) for k in names}
     return {"step": step, "return_env": mean(ev["env_return"]), "return_program": mean(ev["program_return"]),
-            "success": mean(ev["success"]), "length": mean(ev["length"])}
+            "success": mean(ev["success"]), "length": mean(ev["length"]), "components": components}
 
 
 # -- training ------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ others (interrupted, failed, new in the spec) are run again from a cleared direc
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import multiprocessing
 import os
 import shutil
@@ -40,7 +41,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rewardlab.cards import load_card
 from rewardlab.errors import UserError
 from rewardlab.runs.report import DB_NAME, final_value, write_report
-from rewardlab.runs.spec import ExperimentSpec, TrialSpec, load_spec
+from rewardlab.runs.spec import ExperimentSpec, TrialSpec, load_spec, safe_name
 from rewardlab.runs.store import RunStore, TrialRecord
 
 BACKENDS = ("local", "ray")
@@ -55,6 +56,7 @@ def run_experiment(
     workers: int | None = None,
     backend: str = "local",
     console: Console | None = None,
+    provider_overrides: dict[str, Any] | None = None,
 ) -> Path:
     """Run every trial of an experiment spec and write its report; return the run directory.
 
@@ -65,6 +67,8 @@ def run_experiment(
     :param workers: trials trained in parallel (default: the spec's ``workers``)
     :param backend: ``local`` (worker processes on this machine); ``ray`` is not available yet
     :param console: where progress and the summary go (a new rich console by default)
+    :param provider_overrides: ``provider``/``model``/``base_url`` replacing those of every generated
+        reward source of the spec
     """
     if backend == "ray":
         raise UserError("the ray backend is not available yet; use --backend local")
@@ -84,6 +88,7 @@ def run_experiment(
         run_dir = out / run_id
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "spec.yaml").write_text(spec_yaml)
+        trials = _generate_sources(spec, trials, run_dir, out, provider_overrides or {}, console)
         store.add_trials(run_id, trials, _record_programs(store, trials))
         rows = {r.key: r for r in store.trials(run_id)}
         todo = [(rows[t.key], t) for t in trials if rows[t.key].status != "done"]
@@ -139,6 +144,37 @@ def _open_run(store: RunStore, spec: ExperimentSpec, spec_yaml: str, resume: boo
     store.create_run(run_id, spec.name, spec_yaml)
     console.print(f"new run {run_id}")
     return run_id
+
+
+def _generate_sources(spec: ExperimentSpec, trials: list[TrialSpec], run_dir: Path, out: Path,
+                      overrides: dict[str, Any], console: Console) -> list[TrialSpec]:
+    """Run the generation loop once per (task, generated source) and point its trials at the best
+    program. Generated programs are kept in ``<run dir>/generated/``, so a resumed run reuses them."""
+    from rewardlab.text2reward.loop import GenerationConfig, generate
+
+    sources = {r.name: r for r in spec.rewards if r.generate is not None}
+    resolved: dict[tuple[str, str], str] = {}
+    out_trials = []
+    for trial in trials:
+        source = sources.get(trial.reward_name)
+        if source is None:
+            out_trials.append(trial)
+            continue
+        key = (trial.task, trial.reward_name)
+        if key not in resolved:
+            path = run_dir / "generated" / safe_name(trial.reward_name) / f"{safe_name(trial.task)}.py"
+            if not path.is_file():
+                settings = {**source.generate.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
+                console.print(f"generating {trial.reward_name} for {trial.task} ({settings['provider']})")
+                result = generate(GenerationConfig(card_id=trial.task, **settings), out=out)
+                if result.best_program_id is None:
+                    raise UserError(f"generation of {trial.reward_name} for {trial.task} gave no program that passed "
+                                    f"the checks (run {result.run_id}); see `rewardlab lineage` or the run store")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text((result.run_dir / "best_reward.py").read_text())
+            resolved[key] = str(path.resolve())
+        out_trials.append(replace(trial, reward=resolved[key]))
+    return out_trials
 
 
 def _record_programs(store: RunStore, trials: list[TrialSpec]) -> dict[str, str | None]:
@@ -260,12 +296,15 @@ def _record_outcome(
 def curve_metrics(result: dict[str, Any]) -> list[tuple[int, str, float]]:
     """A result's learning curve as metric rows ``(step, name, value)``: every number of every curve
     point (``return_env``, ``return_program``, ``success``, ``length``, ...) except ``None``s."""
-    return [
-        (int(point["step"]), name, float(value))
-        for point in result.get("curve", [])
-        for name, value in point.items()
-        if name != "step" and isinstance(value, (int, float))  # bools (success flags) count as numbers
-    ]
+    rows = []
+    for point in result.get("curve", []):
+        step = int(point["step"])
+        for name, value in point.items():
+            if name != "step" and isinstance(value, (int, float)):  # bools (success flags) count as numbers
+                rows.append((step, name, float(value)))
+        for name, value in (point.get("components") or {}).items():
+            rows.append((step, f"component/{name}", float(value)))
+    return rows
 
 
 def _describe_result(result: dict[str, Any]) -> str:

@@ -66,10 +66,33 @@ def _known_card(card_id: str) -> str:
 CardId = Annotated[str, AfterValidator(_known_card)]
 
 
-class RewardSource(BaseModel):
-    """One reward source of the spec: ``env``, ``reference`` or a reward program file.
+class GenerateSettings(BaseModel):
+    """A reward source generated per task by the Text2Reward loop before its trials train on it.
 
-    In YAML a source is either a string (``env``, ``reference`` or a path) or ``{name, path}``.
+    Field meanings as in :class:`rewardlab.text2reward.loop.GenerationConfig`; ``rewardlab run
+    --provider/--model/--base-url`` override the provider fields of every generated source.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    provider: str = Field(default="offline", description="openai, replay or offline (the no-LLM baseline)")
+    model: str | None = Field(default=None, description="model name")
+    base_url: str | None = Field(default=None, description="OpenAI-compatible endpoint")
+    few_shot: int = Field(default=0, ge=0, description="retrieved examples in the prompt (0: zero-shot)")
+    samples: int = Field(default=1, gt=0, description="programs per round (Text2Reward: 1)")
+    rounds: int = Field(default=1, gt=0, description="rounds of training reflection (Text2Reward: 1)")
+    probe_steps: int = Field(default=0, ge=0, description="training probe per candidate (0: rank by checks)")
+    fix_attempts: int = Field(default=2, ge=0, description="execution-error feedback retries per candidate")
+    temperature: float = Field(default=0.7, ge=0, description="sampling temperature")
+    max_tokens: int = Field(default=2048, gt=0, description="cap on each reply")
+    token_budget: int | None = Field(default=None, gt=0, description="stop asking after this many tokens")
+    seed: int = Field(default=0, ge=0, description="seed of sampling and probes")
+
+
+class RewardSource(BaseModel):
+    """One reward source of the spec: ``env``, ``reference``, a reward program file, or generated.
+
+    In YAML a source is either a string (``env``, ``reference`` or a path), ``{name, path}``, or
+    ``{name, generate: {...}}`` (see :class:`GenerateSettings`).
 
     :param name: the name shown in keys, directories and report tables (a file's stem by default)
     :param path: ``env``, ``reference`` or the program file; relative paths are resolved against the
@@ -78,7 +101,8 @@ class RewardSource(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
     name: str = Field(description="name used in trial keys, directories and tables")
-    path: str = Field(description="'env', 'reference' or a reward program file")
+    path: str = Field(description="'env', 'reference' or a reward program file ('generate:NAME' when generated)")
+    generate: GenerateSettings | None = Field(default=None, description="generate the program per task first")
 
     @model_validator(mode="before")
     @classmethod
@@ -86,6 +110,10 @@ class RewardSource(BaseModel):
         if isinstance(data, str):
             name = data if data in BUILTIN_REWARDS else Path(data).stem
             return {"name": name, "path": data}
+        if isinstance(data, dict) and "generate" in data:
+            if "path" in data:
+                raise ValueError("a generated reward source takes no path: its program is generated per task")
+            return {**data, "path": f"generate:{data.get('name', '')}"}
         return data
 
     @field_validator("name")
@@ -98,7 +126,7 @@ class RewardSource(BaseModel):
     @field_validator("path")
     @classmethod
     def _file_exists(cls, v: str, info: ValidationInfo) -> str:
-        if v in BUILTIN_REWARDS:
+        if v in BUILTIN_REWARDS or v.startswith("generate:"):
             return v
         base = Path((info.context or {}).get("base_dir", "."))
         path = Path(v).expanduser()
@@ -109,7 +137,7 @@ class RewardSource(BaseModel):
 
     @property
     def is_program_file(self) -> bool:
-        return self.path not in BUILTIN_REWARDS
+        return self.path not in BUILTIN_REWARDS and self.generate is None
 
 
 class Budget(BaseModel):

@@ -93,6 +93,34 @@ CREATE TABLE IF NOT EXISTS llm_exchanges (
 );
 CREATE INDEX IF NOT EXISTS llm_exchanges_by_key ON llm_exchanges (request_key, id);
 CREATE INDEX IF NOT EXISTS llm_exchanges_by_run ON llm_exchanges (run_id, id);
+CREATE TABLE IF NOT EXISTS candidates (        -- reward programs met during a generation run, scored
+    id          INTEGER PRIMARY KEY,
+    run_id      TEXT NOT NULL REFERENCES runs (id),
+    program_id  TEXT REFERENCES reward_programs (id),
+    round       INTEGER NOT NULL,
+    sample      INTEGER NOT NULL,
+    attempt     INTEGER NOT NULL DEFAULT 0,  -- 0 the sampled program, k the k-th error fix
+    status      TEXT NOT NULL,               -- rejected | checked | trained | failed
+    error       TEXT,
+    checks_json TEXT,                        -- sandbox trial and trajectory preference reports
+    probe_json  TEXT,                        -- the training probe's result
+    score       REAL,                        -- what ranks candidates: success rate, else env return
+    created     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS candidates_by_program ON candidates (program_id);
+CREATE TABLE IF NOT EXISTS corrections (       -- correction memory: (failing code, feedback, fixed code) pairs
+    id           INTEGER PRIMARY KEY,
+    family       TEXT NOT NULL,               -- the card's simulator family (metaworld, mujoco, ...)
+    card_id      TEXT NOT NULL,
+    rule         TEXT NOT NULL,               -- the rule the failing code broke (import, output, runtime, ...)
+    failing_code TEXT NOT NULL,
+    feedback     TEXT NOT NULL,               -- the one-line error the checks gave
+    fixed_code   TEXT NOT NULL,               -- verified: it passed check_program for the card
+    origin       TEXT NOT NULL CHECK (origin IN ('generation', 'teacher')),
+    created      TEXT NOT NULL,
+    UNIQUE (failing_code, fixed_code)
+);
+CREATE INDEX IF NOT EXISTS corrections_by_family ON corrections (family, rule);
 """
 
 
@@ -404,6 +432,98 @@ class RunStore:
             chain.append(record)
             current = record.parent_id
         return chain
+
+    def children(self, pid: str) -> list[ProgramRecord]:
+        """Programs revised from ``pid`` (one step down the lineage), oldest first."""
+        rows = self._db.execute("SELECT * FROM reward_programs WHERE parent_id = ? ORDER BY created, id", (pid,))
+        return [ProgramRecord(**dict(r)) for r in rows.fetchall()]
+
+    # -- generation candidates ------------------------------------------------------------------
+    def add_candidate(self, run_id: str, program_id: str | None, round: int, sample: int, attempt: int,
+                      status: str, error: str | None = None, checks: dict[str, Any] | None = None) -> int:
+        """Record a candidate program of a generation run; return its row id."""
+        with self._transaction() as db:
+            cur = db.execute(
+                "INSERT INTO candidates (run_id, program_id, round, sample, attempt, status, error, checks_json, created) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, program_id, round, sample, attempt, status, error,
+                 json.dumps(checks) if checks is not None else None, now()),
+            )
+            return int(cur.lastrowid)
+
+    def update_candidate(self, candidate_id: int, *, status: str | None = None, error: str | None = None,
+                         checks: dict[str, Any] | None = None, probe: dict[str, Any] | None = None,
+                         score: float | None = None) -> None:
+        """Set the given fields of a candidate (the others stay)."""
+        fields = {"status": status, "error": error, "score": score,
+                  "checks_json": json.dumps(checks) if checks is not None else None,
+                  "probe_json": json.dumps(probe) if probe is not None else None}
+        fields = {k: v for k, v in fields.items() if v is not None}
+        if not fields:
+            return
+        with self._transaction() as db:
+            db.execute(f"UPDATE candidates SET {', '.join(f'{k} = ?' for k in fields)} WHERE id = ?",
+                       (*fields.values(), candidate_id))
+
+    def candidates(self, run_id: str | None = None, program_id: str | None = None) -> list[dict[str, Any]]:
+        """Candidates of a run or of a program, oldest first, JSON columns parsed."""
+        where, args = [], []
+        if run_id is not None:
+            where.append("run_id = ?")
+            args.append(run_id)
+        if program_id is not None:
+            where.append("program_id = ?")
+            args.append(program_id)
+        sql = "SELECT * FROM candidates" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY id"
+        out = []
+        for row in self._db.execute(sql, args).fetchall():
+            d = dict(row)
+            d["checks"] = json.loads(d.pop("checks_json")) if d["checks_json"] else None
+            d["probe"] = json.loads(d.pop("probe_json")) if d["probe_json"] else None
+            out.append(d)
+        return out
+
+    def find_program(self, prefix: str) -> ProgramRecord:
+        """The program whose id starts with ``prefix`` (at least 6 characters); UserError otherwise."""
+        if len(prefix) < 6:
+            raise UserError(f"reward id {prefix!r} is too short; give at least 6 characters")
+        rows = self._db.execute("SELECT * FROM reward_programs WHERE id LIKE ? LIMIT 2", (prefix + "%",)).fetchall()
+        if not rows:
+            raise UserError(f"no reward program with id {prefix!r} in {self.path}")
+        if len(rows) > 1:
+            raise UserError(f"reward id {prefix!r} is ambiguous; give more characters")
+        return ProgramRecord(**dict(rows[0]))
+
+    # -- correction memory ---------------------------------------------------------------------
+    def add_correction(self, family: str, card_id: str, rule: str, failing_code: str, feedback: str,
+                       fixed_code: str, origin: Literal["generation", "teacher"]) -> tuple[int, bool]:
+        """Store a (failing code, feedback, fixed code) pair; the same pair is stored once.
+
+        The caller verifies the fix (:class:`rewardlab.text2reward.memory.CorrectionMemory` does).
+        Return the pair's id and whether it was new.
+        """
+        with self._transaction() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO corrections (family, card_id, rule, failing_code, feedback, fixed_code, "
+                "origin, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (family, card_id, rule, failing_code, feedback, fixed_code, origin, now()),
+            )
+            if cur.rowcount:
+                return int(cur.lastrowid), True  # type: ignore[arg-type]
+            row = db.execute("SELECT id FROM corrections WHERE failing_code = ? AND fixed_code = ?",
+                             (failing_code, fixed_code)).fetchone()
+            return int(row[0]), False
+
+    def corrections(self, family: str | None = None, card_id: str | None = None, rule: str | None = None,
+                    origin: str | None = None) -> list[dict[str, Any]]:
+        """Stored correction pairs, oldest first, optionally only those matching every given field."""
+        where, args = [], []
+        for column, value in (("family", family), ("card_id", card_id), ("rule", rule), ("origin", origin)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        sql = "SELECT * FROM corrections" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY id"
+        return [dict(r) for r in self._db.execute(sql, args).fetchall()]
 
     # -- LLM exchanges -------------------------------------------------------------------------
     def add_exchange(

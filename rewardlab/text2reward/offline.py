@@ -394,8 +394,12 @@ class OfflineProvider:
             if chosen.renames:
                 why += " (" + ", ".join(f"self.{k} -> {v}" for k, v in chosen.renames.items()) + ")"
         note = f" Note: {_PURPOSE_NOTES[purpose]}." if purpose in _PURPOSE_NOTES else ""
+        source = chosen.source.rstrip()
+        if purpose != "initial":  # a revision is a new version, even when it reuses a reference seen before
+            first, _, rest = source.partition("\n")
+            source = f"{first}\n# offline {purpose} revision: the next-ranked reference (this baseline cannot read feedback)\n{rest}"
         return (f"Offline baseline: no language model was called. It was not written for this task: {why}.{note}\n\n"
-                f"```python\n{chosen.source.rstrip()}\n```\n")
+                f"```python\n{source}\n```\n")
 
 
 def _previous_origin(messages: list[dict[str, str]]) -> str | None:
