@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export OMP_NUM_THREADS := 1
 export MUJOCO_GL := egl
 
-.PHONY: setup run test test-all bench clean
+.PHONY: setup run test test-all bench bench-preference clean
 
 setup: $(VENV)/.installed
 
@@ -30,6 +30,10 @@ test-all: setup
 
 bench: setup
 	$(PY) -m benchmarks.run --out benchmarks/results.json
+
+# issue 3's figure: does the pre-training preference check predict trained success? (~30 min on 2 cores)
+bench-preference: setup
+	$(PY) -m benchmarks.preference_spearman --out benchmarks/results_preference.json
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -73,3 +73,16 @@ def test_quick_benchmark_writes_the_three_figures(tmp_path: Path) -> None:
         assert _number(prog["cold_seconds"])
         assert len(prog["warm_seconds"]) == data["sizes"]["check_runs"]
         assert all(_number(x) and x > 0 for x in prog["warm_seconds"])
+
+
+@pytest.mark.slow
+def test_preference_spearman_benchmark_runs(tmp_path: Path) -> None:
+    from benchmarks.preference_spearman import run, spearman
+
+    assert spearman([1, 2, 3], [2, 4, 9]) == pytest.approx(1.0)
+    assert math.isnan(spearman([1, 1, 1], [1, 2, 3]))
+    report = run(["mujoco/Hopper-v5"], "offline", None, None, samples=3, probe_steps=512, probe_algo="ppo",
+                 out_root=tmp_path)
+    task = report["tasks"]["mujoco/Hopper-v5"]
+    assert task["candidates"] == 3 and len(task["preference_accuracy"]) == 3
+    assert all(isinstance(x, float) for x in task["probe_env_return"])
