@@ -267,9 +267,17 @@ def train(
         def __init__(self) -> None:
             super().__init__()
             self.next_eval = eval_every
+            self.last: tuple[int, dict[str, list[Any]]] | None = None
+
+        def _evaluate(self, step: int) -> dict[str, Any]:
+            ev = evaluate(self.model, eval_env, eval_episodes)
+            self.last = (step, ev)
+            point = _summary(ev, step)
+            curve.append(point)
+            return point
 
         def _on_training_start(self) -> None:
-            curve.append(_summary(evaluate(self.model, eval_env, eval_episodes), 0))  # the untrained policy
+            self._evaluate(0)  # the untrained policy
 
         def _on_step(self) -> bool:
             for info in self.locals.get("infos", []):
@@ -285,8 +293,7 @@ def train(
                     self.logger.record_mean(f"rewardlab/components/{name}", value)
             if self.num_timesteps >= self.next_eval:
                 self.next_eval += eval_every
-                point = _summary(evaluate(self.model, eval_env, eval_episodes), self.num_timesteps)
-                curve.append(point)
+                point = self._evaluate(self.num_timesteps)
                 for key in ("return_env", "return_program", "success"):
                     if point[key] is not None:
                         self.logger.record(f"eval/{key}", point[key])
@@ -294,16 +301,21 @@ def train(
                 progress(self.num_timesteps, steps)
             return True
 
+    curve_callback = Curve()
     checkpoints = CheckpointCallback(save_freq=max(steps // (4 * n_envs), 1), save_path=str(run_dir / "checkpoints"),
                                      name_prefix=algo, save_vecnormalize=normalize)
-    model.learn(total_timesteps=steps, callback=CallbackList([Curve(), checkpoints]), tb_log_name=algo)
+    model.learn(total_timesteps=steps, callback=CallbackList([curve_callback, checkpoints]), tb_log_name=algo)
 
     model_path = run_dir / "model.zip"
     model.save(model_path)
     if normalize:
         env.save(str(run_dir / "vecnormalize.pkl"))
-    final = evaluate(model, eval_env, eval_episodes)
-    if not curve or curve[-1]["step"] < model.num_timesteps:
+    # The final evaluation is the last curve point when one was taken at the end: every evaluation meets
+    # the next goals of a MetaWorld task's cycle, so a second one would disagree with the curve.
+    if curve_callback.last is not None and curve_callback.last[0] == model.num_timesteps:
+        final = curve_callback.last[1]
+    else:
+        final = evaluate(model, eval_env, eval_episodes)
         curve.append(_summary(final, model.num_timesteps))
     env.close()
     eval_env.close()

@@ -85,3 +85,11 @@ def test_metaworld_trains_with_reference_reward(tmp_path: Path) -> None:
     assert result.eval["success"][0] in (True, False)
     assert result.eval["length"] == [500]
     assert result.eval["program_return"][0] > 0
+
+
+def test_final_evaluation_is_the_last_curve_point(tmp_path: Path, toy_card_path: Path, reward_file: Path) -> None:
+    result = train(str(toy_card_path), str(reward_file), "ppo", 2048, seed=1, run_dir=tmp_path, eval_episodes=2,
+                   eval_every=1024)
+    last = result.curve[-1]
+    assert last["step"] == result.steps == 2048
+    assert last["return_env"] == pytest.approx(sum(result.eval["env_return"]) / 2)

@@ -50,7 +50,8 @@ def write_report(run: str | Path, out: Path = Path("runs")) -> Path:
             known = ", ".join(r.id for r in store.list_runs()[:5]) or "none"
             raise UserError(f"no run {run_id!r} in {db} (recent runs: {known})")
         trials = store.trials(run_id)
-        curves = {t.id: _curve(store, t) for t in trials if t.status == "done"}
+        done = [t for t in trials if t.status == "done"]
+        panels = {metric: {t.id: _curve(store, t, metric) for t in done} for metric in PANELS}
     run_dir = db.parent / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -61,7 +62,7 @@ def write_report(run: str | Path, out: Path = Path("runs")) -> Path:
     for task, task_trials in by_task.items():
         lines += [f"## {task}", ""]
         lines += _table(task_trials)
-        png = _plot_curves(task, task_trials, curves, run_dir / f"curves_{safe_name(task)}.png")
+        png = _plot_curves(task, task_trials, panels, run_dir / f"curves_{safe_name(task)}.png")
         if png is not None:
             lines += ["", f"![learning curves for {task}]({png.name})"]
         lines.append("")
@@ -184,14 +185,18 @@ def _md(text: str) -> str:
 
 
 # -- learning curves -----------------------------------------------------------------------------
-def _curve(store: RunStore, trial: TrialRecord) -> tuple[np.ndarray, np.ndarray] | None:
-    """A done trial's (steps, env return) curve: from the metrics table, else from its result."""
-    points = [(s, v) for s, _, v in store.metrics(trial.id, "return_env") if v is not None]
+#: What the learning-curve panels show (a panel is drawn when some trial has the metric).
+PANELS = {"return_env": "env return (deterministic evaluation)", "success": "success rate (deterministic evaluation)"}
+
+
+def _curve(store: RunStore, trial: TrialRecord, metric: str = "return_env") -> tuple[np.ndarray, np.ndarray] | None:
+    """A done trial's (steps, metric) curve: from the metrics table, else from its result."""
+    points = [(s, v) for s, _, v in store.metrics(trial.id, metric) if v is not None]
     if not points:
         points = [
-            (p["step"], p["return_env"])
+            (p["step"], p[metric])
             for p in (trial.result or {}).get("curve", [])
-            if p.get("return_env") is not None
+            if p.get(metric) is not None
         ]
     if not points:
         return None
@@ -218,38 +223,45 @@ def _align(curves: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.
 def _plot_curves(
     task: str,
     trials: list[TrialRecord],
-    curves: dict[int, tuple[np.ndarray, np.ndarray] | None],
+    panels: dict[str, dict[int, tuple[np.ndarray, np.ndarray] | None]],
     path: Path,
 ) -> Path | None:
+    """One panel per metric of :data:`PANELS` that some trial has: mean over seeds, 95% CI band."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series: list[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]] = []
-    for (reward, algo), group in _groups(trials).items():
-        found = [c for c in (curves.get(t.id) for t in group) if c is not None]
-        if not found:
-            continue
-        grid, stacked = _align(found)
-        if grid.size == 0:
-            continue
-        mean, half = mean_ci_curves(stacked)
-        series.append((f"{reward} / {algo} (n={len(found)})", grid, mean, half))
-    if not series:
+    drawn: list[tuple[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]]]] = []
+    for metric, curves in panels.items():
+        series = []
+        for (reward, algo), group in _groups(trials).items():
+            found = [c for c in (curves.get(t.id) for t in group) if c is not None]
+            if not found:
+                continue
+            grid, stacked = _align(found)
+            if grid.size == 0:
+                continue
+            mean, half = mean_ci_curves(stacked)
+            series.append((f"{reward} / {algo} (n={len(found)})", grid, mean, half))
+        if series:
+            drawn.append((PANELS[metric], series))
+    if not drawn:
         return None
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for label, grid, mean, half in series:
-        (line,) = ax.plot(grid, mean, marker="o" if grid.size < 3 else None, label=label)
-        if half is not None:
-            ax.fill_between(grid, mean - half, mean + half, color=line.get_color(), alpha=0.2, linewidth=0)
-    ax.set_title(f"{task}\nmean over seeds, band: 95% CI", fontsize="medium")
-    ax.set_xlabel("env steps")
-    ax.set_ylabel("env return (deterministic evaluation)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    fig, axes = plt.subplots(1, len(drawn), figsize=(7 * len(drawn), 4.2), squeeze=False)
+    for ax, (ylabel, series) in zip(axes[0], drawn):
+        for label, grid, mean, half in series:
+            (line,) = ax.plot(grid, mean, marker="o" if grid.size < 3 else None, label=label)
+            if half is not None:
+                ax.fill_between(grid, mean - half, mean + half, color=line.get_color(), alpha=0.2, linewidth=0)
+        if ylabel.startswith("success"):
+            ax.set_ylim(-0.05, 1.05)  # a rate: the band is clipped to what is possible
+        ax.set_xlabel("env steps")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.suptitle(f"{task}: mean over seeds, band: 95% CI", fontsize="medium")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
