@@ -86,6 +86,12 @@ class FieldSpec(BaseModel):
         return [start] if stop is None else list(range(start, int(stop)))
 
 
+def split_card_id(card_id: str) -> tuple[str, str]:
+    """``metaworld/drawer-open-v3`` -> ``("metaworld", "drawer-open-v3")``: the family, then the task."""
+    family, _, task = card_id.partition("/")
+    return family, task or family
+
+
 def _entity_kind(value: Any) -> str:
     """A mapping with a ``source`` is a top-level field; any other mapping is an entity of fields."""
     if isinstance(value, FieldSpec) or (isinstance(value, dict) and "source" in value):
@@ -149,11 +155,11 @@ class EnvCard(BaseModel):
 
     @property
     def family(self) -> str:
-        return self.id.split("/", 1)[0]
+        return split_card_id(self.id)[0]
 
     @property
     def task(self) -> str:
-        return self.id.split("/", 1)[-1]
+        return split_card_id(self.id)[1]
 
     def reference_reward_path(self) -> Path | None:
         """The hand-written reference reward stored beside the card (same stem, ``.py``)."""

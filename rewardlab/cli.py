@@ -209,8 +209,7 @@ def lineage(reward_id: str = typer.Argument(..., help="reward program id (or a u
     from rich.text import Text
     from rich.tree import Tree
 
-    from rewardlab.runs.store import RunStore
-    from rewardlab.text2reward.loop import DB_NAME
+    from rewardlab.runs.store import DB_NAME, RunStore
 
     db = out / DB_NAME
     if not db.is_file():
@@ -250,8 +249,7 @@ def memory_seed(family: Optional[str] = typer.Option(None, help="only cards of t
     """Seed teacher-guided pairs: realistic mistakes made in the hand-written rewards, with the checks'
     real feedback and the original as the fix (E2CL's teacher-guided exploration, for reward code)."""
     from rewardlab.cards import list_cards
-    from rewardlab.runs.store import RunStore
-    from rewardlab.text2reward.loop import DB_NAME
+    from rewardlab.runs.store import DB_NAME, RunStore
     from rewardlab.text2reward.memory import seed_teacher_pairs
 
     cards = [c for c in list_cards() if family is None or c.family == family]
@@ -265,8 +263,7 @@ def memory_seed(family: Optional[str] = typer.Option(None, help="only cards of t
 @memory_app.command("stats")
 def memory_stats(out: Out = Path("runs")) -> None:
     """Pairs in the memory per family and rule, and how often generated programs failed at first."""
-    from rewardlab.runs.store import RunStore
-    from rewardlab.text2reward.loop import DB_NAME
+    from rewardlab.runs.store import DB_NAME, RunStore
     from rewardlab.text2reward.memory import first_attempt_stats
 
     with RunStore(out / DB_NAME) as store:

@@ -15,10 +15,9 @@ import numpy as np
 
 from rewardlab.errors import UserError
 from rewardlab.runs.spec import safe_name
-from rewardlab.runs.store import RunRecord, RunStore, TrialRecord
+from rewardlab.runs.store import DB_NAME, RunRecord, RunStore, TrialRecord
 from rewardlab.stats import MeanCI, mean_ci, mean_ci_curves
 
-DB_NAME = "rewardlab.sqlite"
 
 
 def resolve_run(run: str | Path, out: Path = Path("runs")) -> tuple[Path, str]:

@@ -40,9 +40,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from rewardlab.cards import load_card
 from rewardlab.errors import UserError
-from rewardlab.runs.report import DB_NAME, final_value, write_report
+from rewardlab.runs.report import final_value, write_report
 from rewardlab.runs.spec import ExperimentSpec, TrialSpec, load_spec, safe_name
-from rewardlab.runs.store import RunStore, TrialRecord
+from rewardlab.runs.store import DB_NAME, RunStore, TrialRecord
 
 BACKENDS = ("local", "ray")
 # Thread counts pinned to one in workers: N trials on N cores, not N × all cores fighting.

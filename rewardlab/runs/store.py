@@ -25,6 +25,8 @@ from typing import Any, Literal
 from rewardlab.errors import UserError
 
 SCHEMA_VERSION = 1
+#: The store's file name inside a runs root (``<out>/rewardlab.sqlite``).
+DB_NAME = "rewardlab.sqlite"
 TrialStatus = Literal["pending", "running", "done", "failed"]
 TRIAL_STATUSES = ("pending", "running", "done", "failed")
 

@@ -33,13 +33,10 @@ from rewardlab.llm import make_provider
 from rewardlab.llm.base import LLMError, LLMProvider, LLMReply, LLMRequest
 from rewardlab.llm.log import ExchangeLog
 from rewardlab.program import RewardProgram
-from rewardlab.runs.store import RunStore
+from rewardlab.runs.store import DB_NAME, RunStore
 from rewardlab.text2reward.extract import extract_program
 from rewardlab.text2reward.prompts import PromptBuilder, TrainingStats
 from rewardlab.text2reward.retrieval import Example, retrieve_examples
-
-DB_NAME = "rewardlab.sqlite"
-
 
 @dataclass
 class GenerationConfig:
@@ -258,6 +255,12 @@ class Generator:
                        eval_episodes=self.cfg.eval_episodes, eval_every=max(steps // 4, 1), check=False).to_dict()
         return result
 
+    def _train_probe(self, cand: Candidate, steps: int, tag: str) -> None:
+        """Train a candidate for ``steps``; record its probe and score."""
+        cand.probe = self._probe(cand, steps, tag)
+        cand.score = self._score(cand.probe)
+        self.store.update_candidate(cand.row, status="trained", probe=_probe_summary(cand.probe), score=cand.score)
+
     @staticmethod
     def _score(result: dict[str, Any]) -> float:
         ev = result["eval"]
@@ -289,13 +292,11 @@ class Generator:
                     (c.preference or {}).get("accuracy", 0.0)) else 0.0)
                 for cand in checked:
                     if cfg.probe_steps:
-                        cand.probe = self._probe(cand, cfg.probe_steps, f"r{round}-s{cand.sample}")
-                        cand.score = self._score(cand.probe)
+                        self._train_probe(cand, cfg.probe_steps, f"r{round}-s{cand.sample}")
                     else:
                         accuracy = (cand.preference or {}).get("accuracy", float("nan"))
                         cand.score = 0.0 if math.isnan(accuracy) else accuracy
-                    self.store.update_candidate(cand.row, status="trained" if cand.probe else "checked",
-                                                probe=_probe_summary(cand.probe), score=cand.score)
+                        self.store.update_candidate(cand.row, score=cand.score)
                     self._say(f"  r{round} s{cand.sample}: score {cand.score:.3g}")
                 round_best = max(checked, key=lambda c: c.score if c.score is not None else -math.inf)
                 if best is None or (round_best.score or -math.inf) > (best.score or -math.inf):
@@ -315,6 +316,10 @@ class Generator:
             final = self._probe(best, cfg.final_steps, "final")
             best.score = self._score(final)
             self.store.update_candidate(best.row, probe=_probe_summary(final), score=best.score)
+        return self._finish(best, n_candidates, stopped)
+
+    def _finish(self, best: Candidate | None, n_candidates: int, stopped: str) -> GenerationResult:
+        """Save the best program and the summary; mark the run done (or failed: nothing passed)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if best is not None:
             (self.run_dir / "best_reward.py").write_text(best.source)
@@ -324,7 +329,6 @@ class Generator:
         (self.run_dir / "generation.json").write_text(json.dumps(result.to_dict(), indent=1))
         self.store.set_run_status(self.run_id, "done" if best is not None else "failed")
         return result
-
 
     def refine(self, parent_id: str, parent_source: str, feedback: str, observed: str | None = None) -> GenerationResult:
         """Text2Reward's human-feedback step: one revised program whose parent is ``parent_id``."""
@@ -338,21 +342,12 @@ class Generator:
                 if cand is None:
                     continue
                 if self.cfg.probe_steps:
-                    cand.probe = self._probe(cand, self.cfg.probe_steps, f"refine-s{i}")
-                    cand.score = self._score(cand.probe)
-                    self.store.update_candidate(cand.row, status="trained", probe=_probe_summary(cand.probe),
-                                                score=cand.score)
+                    self._train_probe(cand, self.cfg.probe_steps, f"refine-s{i}")
                 if best is None or (cand.score or -math.inf) > (best.score or -math.inf):
                     best = cand
         except _BudgetSpent:
             stopped = f"token budget {self.cfg.token_budget} spent"
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        if best is not None:
-            (self.run_dir / "best_reward.py").write_text(best.source)
-        self.store.set_run_status(self.run_id, "done" if best is not None else "failed")
-        return GenerationResult(self.run_id, self.run_dir, best.program_id if best else None,
-                                best.score if best else None, self.cfg.samples, self.rejected, self.first_failures,
-                                self.fixes, self.tokens, stopped if best else "no revision passed the checks")
+        return self._finish(best, self.cfg.samples, stopped if best else "no revision passed the checks")
 
 
 def _probe_summary(result: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from rewardlab.cards import EnvCard, list_cards
+from rewardlab.cards import EnvCard, list_cards, split_card_id
 from rewardlab.checks import check_program
 from rewardlab.errors import RewardProgramError
 from rewardlab.runs.store import RunStore
@@ -465,7 +465,7 @@ class SeedReport:
     def by_family_rule(self) -> dict[str, dict[str, int]]:
         out: dict[str, Counter[str]] = defaultdict(Counter)
         for p in self.pairs:
-            out[p["card_id"].split("/", 1)[0]][p["rule"]] += 1
+            out[split_card_id(p["card_id"])[0]][p["rule"]] += 1
         return {fam: dict(sorted(c.items())) for fam, c in sorted(out.items())}
 
     def to_dict(self) -> dict[str, Any]:

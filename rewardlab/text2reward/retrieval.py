@@ -21,7 +21,7 @@ from typing import Literal
 
 import numpy as np
 
-from rewardlab.cards import EnvCard, list_cards
+from rewardlab.cards import EnvCard, list_cards, split_card_id
 
 #: How many times the task-name tokens count against the instruction's.
 TASK_NAME_WEIGHT = 2
@@ -53,11 +53,11 @@ class Example:
 
     @property
     def family(self) -> str:
-        return self.card_id.split("/", 1)[0]
+        return split_card_id(self.card_id)[0]
 
     @property
     def task(self) -> str:
-        return self.card_id.split("/", 1)[-1]
+        return split_card_id(self.card_id)[1]
 
     @property
     def prompt_source(self) -> str:
