@@ -22,3 +22,9 @@ class RewardProgramError(UserError):
         self.line = line
         where = f" (line {line})" if line else ""
         super().__init__(f"reward program rejected [{rule}]{where}: {message}")
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """A message squeezed onto one line (no traceback, no multi-line library errors), at most ``limit`` chars."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

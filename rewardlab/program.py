@@ -15,13 +15,22 @@ import types
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from rewardlab.arrays import array_facade, backend_of
-from rewardlab.errors import RewardProgramError, UserError
-from rewardlab.sandbox import check_source, exec_program, one_line
+from rewardlab.cards import EnvCard, read_text_file
+from rewardlab.errors import RewardProgramError, UserError, one_line
+from rewardlab.sandbox import MAX_SOURCE_BYTES, check_source, exec_program
+from rewardlab.types import Array, Components, RewardOutput
+
+if TYPE_CHECKING:
+    from rewardlab.state import StateView
+
+Backend = Literal["numpy", "torch"]
+Mode = Literal["auto", "batched", "scalar"]
 
 ENTRY = "compute_dense_reward"
 _FILENAME = "<reward program>"
@@ -61,7 +70,8 @@ class RewardProgram:
         """True for the hand-written reference rewards (their docstring says so)."""
         return bool(self.doc and self.doc.lower().startswith("hand-written reference reward"))
 
-    def bind(self, card: Any = None, backend: str = "numpy", device: Any = None, mode: str = "auto") -> "CompiledReward":
+    def bind(self, card: EnvCard | None = None, backend: Backend = "numpy", device: Any = None,
+             mode: Mode = "auto") -> CompiledReward:
         """Execute the module body in a restricted namespace and return the callable reward.
 
         :param card: the env card the program is for (kept for messages)
@@ -83,12 +93,12 @@ class RewardProgram:
         if len(self.params) == 3:  # Text2Reward's (self, action, obs) signature is per-env
             mode = "scalar"
             warnings.warn(
-                f"reward program for {getattr(card, 'id', None) or 'this env'} takes (self, action, obs), the "
+                f"reward program for {card.id if card is not None else 'this env'} takes (self, action, obs), the "
                 "per-environment Text2Reward signature; running it in compat mode (a Python loop over the "
                 "batch, slow). Write it as (self, action) with array ops to run batched.",
                 CompatModeWarning, stacklevel=2,
             )
-        return CompiledReward(fn, mode=mode, card_id=getattr(card, "id", None), backend=backend, guards=guards)
+        return CompiledReward(fn, mode=mode, card_id=card.id if card is not None else None, backend=backend, guards=guards)
 
 
 def load_program(source_or_path: str | Path, origin: str | None = None) -> RewardProgram:
@@ -104,9 +114,12 @@ def load_program(source_or_path: str | Path, origin: str | None = None) -> Rewar
         if not path.is_file():
             raise UserError(f"reward program file not found: {path}")
         try:
-            text = path.read_text()
-        except (OSError, UnicodeDecodeError) as e:
-            raise UserError(f"cannot read reward program {path}: {e}") from None
+            size = path.stat().st_size
+        except OSError as e:
+            raise UserError(f"reward program {path} cannot be read: {e.strerror}") from None
+        if size > MAX_SOURCE_BYTES:  # refused before reading: a 10 MB file is not a reward program
+            raise RewardProgramError("size", f"{path} is {size} bytes; the limit is {MAX_SOURCE_BYTES}")
+        text = read_text_file(path, "reward program")
         origin = origin or str(path)
     return RewardProgram(text, origin=origin or "inline")
 
@@ -147,7 +160,7 @@ class CompiledReward:
     :param guards: ``(tensor, snapshot)`` pairs of module-level torch tensors, checked after each call
     """
 
-    def __init__(self, fn: Callable[..., Any], mode: str, card_id: str | None, backend: str,
+    def __init__(self, fn: Callable[..., Any], mode: Mode, card_id: str | None, backend: Backend,
                  guards: list[tuple[Any, Any]] | None = None):
         if mode not in ("auto", "batched", "scalar"):
             raise ValueError(f"mode must be auto, batched or scalar, not {mode!r}")
@@ -160,7 +173,7 @@ class CompiledReward:
         self._device: Any = None
         self._takes_obs = fn.__code__.co_argcount == 3
 
-    def __call__(self, view: Any, action: Any, obs: Any = None) -> tuple[Any, dict[str, Any]]:
+    def __call__(self, view: StateView, action: Array, obs: Array | None = None) -> RewardOutput:
         batch = view.batch_size
         flat, raw_obs = view._flat, view._obs if obs is None else obs  # noqa: SLF001
         self._device = getattr(flat, "device", None)  # torch: where constant outputs are put
@@ -178,7 +191,7 @@ class CompiledReward:
         self._check_untouched(pairs)
         return out
 
-    def _run(self, view: Any, action: Any, batch: int) -> tuple[Any, dict[str, Any]]:
+    def _run(self, view: StateView, action: Array, batch: int) -> RewardOutput:
         if self.mode == "scalar":
             return self._scalar(view, action, batch)
         try:
@@ -198,7 +211,8 @@ class CompiledReward:
             self.mode = "batched"
         return total, comps
 
-    def _try_scalar(self, view: Any, action: Any, batch: int, batched_error: RewardProgramError | None) -> tuple[Any, dict[str, Any]]:
+    def _try_scalar(self, view: StateView, action: Array, batch: int,
+                    batched_error: RewardProgramError | None) -> RewardOutput:
         """Run per env; on success switch to compat mode for good (with a warning)."""
         names, self.component_names = self.component_names, None
         try:
@@ -216,7 +230,7 @@ class CompiledReward:
         self.mode = "scalar"
         return out
 
-    def _agrees_per_env(self, view: Any, action: Any, total: Any, comps: dict[str, Any]) -> bool:
+    def _agrees_per_env(self, view: StateView, action: Array, total: Array, comps: Components) -> bool:
         """Whether the batched result matches the program run on single envs (first and last)."""
         names = self.component_names
         for i in (0, view.batch_size - 1):
@@ -230,7 +244,7 @@ class CompiledReward:
                 return False
         return True
 
-    def _scalar(self, view: Any, action: Any, batch: int) -> tuple[Any, dict[str, Any]]:
+    def _scalar(self, view: StateView, action: Array, batch: int) -> RewardOutput:
         totals, comps_rows = [], []
         batched_input = view._flat.ndim > 1  # noqa: SLF001
         for i in range(batch):
@@ -255,7 +269,7 @@ class CompiledReward:
         return total, {k: stack([c[k] for c in comps_rows]) for k in names}
 
     def _validate(self, out: Any, batch: int, scalar: bool = False, row: int | None = None,
-                  names: bool = True) -> tuple[Any, dict[str, Any]]:
+                  names: bool = True) -> RewardOutput:
         if isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict):
             total, comps = out
         elif isinstance(out, tuple):
@@ -278,7 +292,7 @@ class CompiledReward:
                     "return the same components every time (0 where a term does not apply)")
         return total, checked
 
-    def _as_vector(self, value: Any, batch: int, what: str, scalar: bool) -> Any:
+    def _as_vector(self, value: Any, batch: int, what: str, scalar: bool) -> Array:
         if self.backend == "torch":
             import torch
 
@@ -381,11 +395,15 @@ def _stacker(backend: str) -> Callable[[list[Any]], Any]:
     return lambda xs: np.asarray(xs, dtype=np.float64)
 
 
-def reference_program(card: Any) -> RewardProgram:
-    """The hand-written reference reward stored beside a card."""
+def reference_program(card: EnvCard) -> RewardProgram:
+    """The hand-written reference reward stored beside a card.
+
+    :raises UserError: the card has none
+    """
     path = card.reference_reward_path()
     if path is None:
-        raise UserError(f"{card.id} has no hand-written reference reward (expected {card.path.with_suffix('.py') if card.path else '?'})")
+        expected = card.path.with_suffix(".py") if card.path else "?"
+        raise UserError(f"{card.id} has no hand-written reference reward (expected {expected})")
     return load_program(path, origin=f"reference:{card.id}")
 
 

@@ -7,8 +7,8 @@
    :class:`~rewardlab.arrays.ArrayFacade` (never the numpy module), ``math``; :func:`exec_program`
    freezes module-level values (and rejects those that could keep state), and
    :class:`~rewardlab.program.CompiledReward` hands the program read-only copies of its inputs.
-3. :func:`run_trial` — the program runs in a separate process with CPU-time, memory, file-size and
-   wall-clock limits on sampled states; output shape, dtype and finiteness are checked.
+3. :func:`rewardlab.trial.run_trial` — the program runs in a separate process with CPU-time, memory,
+   file-size and wall-clock limits on sampled states; output shape, dtype and finiteness are checked.
 4. At training time non-finite rewards are reported by :class:`~rewardlab.program.CompiledReward`,
    never silently zeroed.
 """
@@ -17,23 +17,16 @@ from __future__ import annotations
 
 import ast
 import builtins
-import json
 import math
-import os
-import resource
-import signal
-import subprocess
 import sys
-import tempfile
 import types
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from rewardlab.arrays import FACADE_TYPES, ArrayFacade
-from rewardlab.errors import RewardProgramError
+from rewardlab.errors import RewardProgramError, one_line
 
 MAX_SOURCE_BYTES = 100_000
 MAX_LINES = 2_000
@@ -487,158 +480,3 @@ def exec_program(code: types.CodeType, facade: ArrayFacade, guards: list[tuple[A
     if guards is not None:
         guards.extend(freeze.guards)
     return namespace
-
-
-# -- the subprocess trial ----------------------------------------------------------------------------
-@dataclass
-class TrialLimits:
-    """Resource limits of one sandbox trial.
-
-    :param cpu_s: CPU seconds (RLIMIT_CPU); the process is killed past it
-    :param memory_mb: address space (RLIMIT_AS)
-    :param wall_s: wall-clock timeout
-    """
-
-    cpu_s: int = 10
-    memory_mb: int = 1024
-    wall_s: float = 20.0
-
-
-@dataclass
-class TrialReport:
-    """Outcome of a sandbox trial."""
-
-    ok: bool
-    mode: str = ""
-    rule: str = ""
-    message: str = ""
-    line: int | None = None
-    seconds: float = 0.0
-    total: dict[str, float] = field(default_factory=dict)
-    components: dict[str, dict[str, float]] = field(default_factory=dict)
-
-    def raise_if_failed(self) -> None:
-        if not self.ok:
-            raise RewardProgramError(self.rule, self.message, self.line)
-
-
-def _limit_child(limits: TrialLimits) -> None:
-    os.setsid()  # own process group, so a timeout kills everything it started
-    resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 1))
-    mem = limits.memory_mb * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))  # no file may grow: nothing is written
-    resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-
-def run_trial(
-    source: str,
-    card_json: str,
-    states: np.ndarray,
-    actions: np.ndarray,
-    obs: np.ndarray | None = None,
-    limits: TrialLimits | None = None,
-    workdir: Path | None = None,
-) -> TrialReport:
-    """Run a program on sampled states in a separate, limited process.
-
-    :param source: the program source (already statically checked by the caller, checked again here)
-    :param card_json: the env card as JSON (the child builds the state view from it)
-    :param states: flat states ``(N, D)`` from :class:`~rewardlab.state.StateExtractor`
-    :param actions: actions ``(N, A)``
-    :param obs: raw observations ``(N, O)``, for compat-mode programs that take ``obs``
-    :param limits: resource limits
-    :param workdir: the child's working directory (an empty temporary one by default)
-    """
-    import io
-    import time
-
-    limits = limits or TrialLimits()
-    buf = io.BytesIO()
-    arrays = {"states": states, "actions": actions}
-    if obs is not None:
-        arrays["obs"] = obs
-    np.savez(buf, **arrays)
-    header = json.dumps({"source": source, "card": card_json}).encode()
-    payload = len(header).to_bytes(8, "little") + header + buf.getvalue()
-    env = {"OMP_NUM_THREADS": "1", "PATH": os.environ.get("PATH", "/usr/bin"), "PYTHONHASHSEED": "0"}
-    with tempfile.TemporaryDirectory(prefix="rewardlab-trial-", dir=workdir) as cwd:
-        start = time.perf_counter()
-        proc = subprocess.Popen(
-            [sys.executable, "-I", "-B", "-c", "from rewardlab.sandbox import _trial_main; _trial_main()"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=env,
-            preexec_fn=lambda: _limit_child(limits),
-        )
-        try:
-            out, err = proc.communicate(payload, timeout=limits.wall_s)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:  # it ended meanwhile
-                pass
-            proc.communicate()
-            return TrialReport(False, rule="timeout", message=f"the program ran past the {limits.wall_s:g} s wall-clock limit",
-                               seconds=time.perf_counter() - start)
-        seconds = time.perf_counter() - start
-    if proc.returncode == -signal.SIGXCPU:
-        return TrialReport(False, rule="cpu-time", message=f"the program used more than {limits.cpu_s} s of CPU time", seconds=seconds)
-    if proc.returncode == -signal.SIGKILL:
-        return TrialReport(False, rule="killed", message=f"the trial process was killed (past {limits.cpu_s + 1} s of CPU "
-                           f"time or out of {limits.memory_mb} MB of memory)", seconds=seconds)
-    try:
-        result = json.loads(out.decode().strip().splitlines()[-1])
-        result = {k: result[k] for k in ("ok", "mode", "rule", "message", "line", "total", "components") if k in result}
-        report = TrialReport(**result, seconds=seconds)
-    except (ValueError, IndexError, KeyError, TypeError, AttributeError):
-        tail = err.decode(errors="replace").strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
-        return TrialReport(False, rule="crash", message=f"the trial process died: {one_line(tail[0])}", seconds=seconds)
-    if proc.returncode != 0 and report.ok:
-        return TrialReport(False, rule="crash", message=f"the trial process exited with code {proc.returncode}", seconds=seconds)
-    return report
-
-
-def one_line(text: str, limit: int = 300) -> str:
-    """A message squeezed onto one line (no traceback, no multi-line library errors), at most ``limit`` chars."""
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _trial_main() -> None:
-    """Entry point of the trial process: read the payload from stdin, print one JSON line."""
-    sys.setrecursionlimit(1000)
-    raw = sys.stdin.buffer.read()
-    n = int.from_bytes(raw[:8], "little")
-    header = json.loads(raw[8 : 8 + n])
-    import io
-
-    from rewardlab.errors import RewardProgramError as _Err
-
-    data = np.load(io.BytesIO(raw[8 + n :]))
-    try:
-        from rewardlab.cards import EnvCard
-        from rewardlab.program import RewardProgram
-        from rewardlab.state import StateExtractor
-
-        card = EnvCard.model_validate_json(header["card"])
-        extractor = StateExtractor(card)
-        program = RewardProgram(header["source"])
-        reward = program.bind(card)
-        obs = data["obs"] if "obs" in data.files else None
-        states, actions = data["states"], data["actions"]
-        # a single-env call first (cheap failures), then the whole batch
-        reward(extractor.view(states[:1].copy(), None if obs is None else obs[:1]), actions[:1])
-        total, comps = reward(extractor.view(states.copy(), obs), actions)
-        stats = lambda a: {"mean": float(np.mean(a)), "std": float(np.std(a)), "min": float(np.min(a)), "max": float(np.max(a))}  # noqa: E731
-        print(json.dumps({"ok": True, "mode": reward.mode, "total": stats(total),
-                          "components": {k: stats(v) for k, v in comps.items()}}))
-    except _Err as e:
-        print(json.dumps({"ok": False, "rule": e.rule, "message": one_line(e.message), "line": e.line}))
-    except (MemoryError, RecursionError) as e:
-        from rewardlab.program import _runtime_error
-
-        line = _runtime_error(e).line
-        rule, message = ("memory", "the program ran out of its memory limit") if isinstance(e, MemoryError) else (
-            "recursion", "maximum recursion depth exceeded")
-        print(json.dumps({"ok": False, "rule": rule, "message": message, "line": line}))
-    sys.stdout.flush()

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from rewardlab.cards import EnvCard, FieldSpec, parse_success
+from rewardlab.cards import EnvCard, FieldSpec
 from rewardlab.errors import UserError
 
 
@@ -37,26 +37,22 @@ class StateExtractor:
         wanted = set(every) if fields is None else set(fields)
         unknown = wanted - set(every)
         if unknown:
-            raise UserError(f"env card {card.id} has no field {sorted(unknown)[0]!r}")
+            raise UserError(f"env card {card.label} has no field {sorted(unknown)[0]!r}")
         self.fields: dict[str, FieldSpec] = {k: v for k, v in every.items() if k in wanted}
         self.offsets: dict[str, tuple[int, int]] = {}
-        self._columns: list[tuple[str, int]] = []  # per flat position: ("obs", column) or ("sim", index)
+        # per flat position: ("obs", field name) or ("sim", index); obs columns depend on the width of
+        # the observation (``obs[-3:]``), so they are resolved per width in _index
+        self._layout: list[tuple[str, str | int]] = []
         sim_sources: list[str] = []
         sim_size = 0
         pos = 0
         for name, spec in self.fields.items():
             self.offsets[name] = (pos, pos + spec.size)
             if spec.kind == "obs":
-                cols = spec.obs_columns()
-                if len(cols) != spec.size:
-                    raise UserError(
-                        f"env card {card.id}: {name} source {spec.source} gives {len(cols)} values, "
-                        f"shape {spec.shape} needs {spec.size}"
-                    )
-                self._columns += [("obs", c) for c in cols]
+                self._layout.append(("obs", name))
             else:
                 sim_sources.append(spec.source)
-                self._columns += [("sim", sim_size + k) for k in range(spec.size)]
+                self._layout += [("sim", sim_size + k) for k in range(spec.size)]
                 sim_size += spec.size
             pos += spec.size
         self.dim = pos
@@ -75,10 +71,9 @@ class StateExtractor:
     def for_program(cls, card: EnvCard, source: str | None) -> "StateExtractor":
         """An extractor of only what a program (None: the env's own reward) and the success rule read."""
         fields = set(fields_used_by(card, source)) if source is not None else set()
-        if card.success:
-            rule = parse_success(card.success)
-            if rule.kind == "threshold":
-                fields.add(rule.key)
+        rule = card.success_rule
+        if rule is not None:
+            fields |= rule.fields
         return cls(card, fields)
 
     def sim_vector(self, env: Any) -> np.ndarray:
@@ -94,13 +89,34 @@ class StateExtractor:
     def _index(self, obs_dim: int) -> np.ndarray:
         index = self._gather.get(obs_dim)
         if index is None:
-            index = np.array([c if kind == "obs" else obs_dim + c for kind, c in self._columns], dtype=np.intp)
+            positions: list[int] = []
+            for kind, ref in self._layout:
+                if kind == "sim":
+                    positions.append(obs_dim + int(ref))
+                    continue
+                spec = self.fields[str(ref)]
+                try:
+                    cols = spec.obs_columns(obs_dim)
+                except IndexError:
+                    raise UserError(f"env card {self.card.label}: {ref} source {spec.source} is outside the "
+                                    f"{obs_dim}-d observation") from None
+                if len(cols) != spec.size:
+                    raise UserError(f"env card {self.card.label}: {ref} source {spec.source} gives {len(cols)} "
+                                    f"values of the {obs_dim}-d observation; shape {spec.shape} needs {spec.size}")
+                positions += cols
+            index = np.array(positions, dtype=np.intp)
             self._gather[obs_dim] = index
         return index
 
     def batch(self, obs: np.ndarray, sim: np.ndarray | None = None) -> np.ndarray:
-        """Flat states ``(B, D)`` from observations ``(B, O)`` and simulator vectors ``(B, S)``."""
+        """Flat states ``(B, D)`` from observations ``(B, ...)`` and simulator vectors ``(B, S)``.
+
+        Each env's observation is flattened: a Discrete observation ``(B,)`` is one column, a Box
+        ``(B, H, W)`` is ``H * W`` columns in C order.
+        """
         obs = np.asarray(obs)
+        if obs.ndim != 2:
+            obs = obs.reshape(obs.shape[0], -1)
         source = np.concatenate((obs, sim), axis=1) if self.has_sim else obs
         return source.take(self._index(obs.shape[1]), axis=1)
 

@@ -11,17 +11,58 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
-from rewardlab.cards import SuccessRule, parse_success
+from rewardlab.cards import SuccessRule
+from rewardlab.errors import RewardProgramError
 from rewardlab.program import CompiledReward
 from rewardlab.state import StateExtractor
 
 SIM_KEY = "rewardlab_sim"
+
+
+@dataclass
+class RewardCost:
+    """Wall time of the reward path (state extraction + the program) next to the env's step.
+
+    A legal program can still be slow (a Python loop per env, a large array built every step); at
+    training time its cost per step is bounded by :class:`RewardVecEnv`: ``fraction`` above
+    :data:`WARN_COST_FRACTION` is reported with the result, above ``max_fraction`` the trial stops.
+
+    :param env_s: seconds spent in the wrapped env's steps
+    :param reward_s: seconds spent computing rewards
+    :param steps: vector steps measured
+    """
+
+    env_s: float = 0.0
+    reward_s: float = 0.0
+    steps: int = 0
+
+    @property
+    def fraction(self) -> float:
+        """Reward time per step ÷ env time per step."""
+        return self.reward_s / self.env_s if self.env_s > 0 else 0.0
+
+    @property
+    def us_per_step(self) -> float:
+        return 1e6 * self.reward_s / self.steps if self.steps else 0.0
+
+    def summary(self) -> dict[str, float]:
+        return {"us_per_step": self.us_per_step, "fraction": self.fraction, "steps": float(self.steps)}
+
+
+#: Above this reward-to-env time ratio a trial's result carries a warning (training is at least 2x
+#: slower than the env alone would make it).
+WARN_COST_FRACTION = 1.0
+#: Above this ratio, measured over at least :data:`COST_MIN_STEPS` vector steps, training stops.
+MAX_COST_FRACTION = 25.0
+COST_MIN_STEPS = 200
 
 
 class StateCapture(gym.Wrapper):
@@ -46,12 +87,34 @@ class StateCapture(gym.Wrapper):
         return obs, info
 
 
+def step_states(extractor: StateExtractor, obs: np.ndarray, dones: np.ndarray,
+                infos: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """The flat states ``(B, D)`` a VecEnv step reached, and the observations they came from.
+
+    An env whose episode ended was auto-reset by the VecEnv: its state is the terminal one
+    (``info["terminal_observation"]`` and the simulator fields :class:`StateCapture` read before the
+    reset), never the reset one.
+    """
+    state_obs = obs
+    done_idx = np.flatnonzero(dones)
+    if done_idx.size:
+        state_obs = np.array(obs, copy=True)
+        for i in done_idx:
+            state_obs[i] = infos[i]["terminal_observation"]
+    sim = np.stack([info[SIM_KEY] for info in infos]) if extractor.has_sim else None
+    return extractor.batch(state_obs, sim), state_obs
+
+
 class EpisodeSuccess:
-    """Tracks a card's success rule over the episodes of a batch of envs."""
+    """Tracks a card's :class:`~rewardlab.cards.SuccessRule` over the episodes of a batch of envs.
+
+    :param rule: the card's success rule (None: no rule, success is ``None``)
+    :param extractor: where a threshold rule's field lies in the flat state
+    :param n_envs: batch size
+    """
 
     def __init__(self, rule: SuccessRule | None, extractor: StateExtractor, n_envs: int):
         self.rule = rule
-        self.extractor = extractor
         self.hit = np.zeros(n_envs, dtype=bool)
         if rule is not None and rule.kind == "threshold":
             self.slice = slice(*extractor.offsets[rule.key])
@@ -62,21 +125,20 @@ class EpisodeSuccess:
 
     def update(self, infos: list[dict[str, Any]]) -> None:
         if self.rule is not None and self.rule.kind == "info":
+            key = self.rule.key
             for i, info in enumerate(infos):
-                if info.get(self.rule.key):
+                if info.get(key):
                     self.hit[i] = True
 
     def finish(self, i: int, info: dict[str, Any], flat_row: np.ndarray | None) -> bool | None:
-        rule, hit = self.rule, bool(self.hit[i])
+        """Env ``i``'s episode ended (``info`` of its last step): did it succeed?"""
+        hit = bool(self.hit[i])
         self.hit[i] = False
-        if rule is None:
+        if self.rule is None:
             return None
-        if rule.kind == "info":
-            return hit
-        if rule.kind == "survived":
-            return bool(info.get("TimeLimit.truncated", False))
-        value = float(np.asarray(flat_row)[self.slice].reshape(-1)[0])
-        return value < rule.value if rule.op == "<" else value > rule.value
+        terminated = not info.get("TimeLimit.truncated", False)
+        final = None if flat_row is None or not self.needs_state else np.asarray(flat_row)[self.slice]
+        return self.rule.holds(info_hit=hit, terminated=terminated, final=final)
 
 
 class RewardVecEnv(VecEnvWrapper):
@@ -89,14 +151,19 @@ class RewardVecEnv(VecEnvWrapper):
         simulator fields
     :param extractor: the card's :class:`StateExtractor`
     :param reward: the bound reward program, or None for the env's own reward
+    :param max_cost_fraction: stop (raise ``RewardProgramError`` rule ``cost``) when computing rewards
+        takes more than this many times the env's own step time; None: no limit (evaluation envs)
     """
 
-    def __init__(self, venv: VecEnv, extractor: StateExtractor, reward: CompiledReward | None = None):
+    def __init__(self, venv: VecEnv, extractor: StateExtractor, reward: CompiledReward | None = None,
+                 max_cost_fraction: float | None = None):
         super().__init__(venv)
+        self.cost = RewardCost()
+        self.max_cost_fraction = max_cost_fraction
         self.extractor = extractor
         self.reward = reward
         card = extractor.card
-        self.success = EpisodeSuccess(parse_success(card.success) if card.success else None, extractor, self.num_envs)
+        self.success = EpisodeSuccess(card.success_rule, extractor, self.num_envs)
         self._actions: np.ndarray | None = None
         n = self.num_envs
         self._env_return = np.zeros(n)
@@ -117,17 +184,13 @@ class RewardVecEnv(VecEnvWrapper):
         self.venv.step_async(actions)
 
     def step_wait(self) -> Any:
+        start = time.perf_counter()
         obs, env_reward, dones, infos = self.venv.step_wait()
+        stepped = time.perf_counter()
         done_idx = np.flatnonzero(dones)
         flat = None
         if self.reward is not None or self.success.needs_state:
-            state_obs = obs
-            if done_idx.size:  # the reward belongs to the terminal state, not the auto-reset one
-                state_obs = np.array(obs, copy=True)
-                for i in done_idx:
-                    state_obs[i] = infos[i]["terminal_observation"]
-            sim = np.stack([info[SIM_KEY] for info in infos]) if self.extractor.has_sim else None
-            flat = self.extractor.batch(state_obs, sim)
+            flat, state_obs = step_states(self.extractor, obs, dones, infos)  # terminal states, not reset ones
         if self.reward is not None:
             total, comps = self.reward(self.extractor.view(flat, state_obs), np.asarray(self._actions))
             reward = np.asarray(total, dtype=np.float32)
@@ -139,6 +202,7 @@ class RewardVecEnv(VecEnvWrapper):
                 acc += value
             for info, r in zip(infos, env_reward.tolist()):
                 info["env_reward"] = r
+            self._account(stepped - start, time.perf_counter() - stepped)
         else:
             reward = env_reward
         self._env_return += env_reward
@@ -157,6 +221,19 @@ class RewardVecEnv(VecEnvWrapper):
             for v in self._components.values():
                 v[i] = 0.0
         return obs, reward, dones, infos
+
+
+    def _account(self, env_s: float, reward_s: float) -> None:
+        cost = self.cost
+        cost.env_s += env_s
+        cost.reward_s += reward_s
+        cost.steps += 1
+        limit = self.max_cost_fraction
+        if limit is not None and cost.steps >= COST_MIN_STEPS and cost.steps % 100 == 0 and cost.fraction > limit:
+            raise RewardProgramError(
+                "cost", f"the reward program takes {cost.fraction:.0f}x the env's own step time "
+                f"({cost.us_per_step:.0f} us per step of {self.num_envs} envs, measured over {cost.steps} steps); "
+                f"the limit is {limit:g}x: write it with batched array operations, without Python loops over the batch")
 
 
 class ProgramReward(gym.Wrapper):

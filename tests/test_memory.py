@@ -11,8 +11,8 @@ import yaml
 from rewardlab.cards import load_card
 from rewardlab.checks import check_program
 from rewardlab.errors import RewardProgramError
-from rewardlab.runs.store import RunStore
-from rewardlab.sandbox import TrialReport
+from rewardlab.store import RunStore
+from rewardlab.trial import TrialReport
 from rewardlab.text2reward.memory import (
     CorrectionMemory,
     error_rule,

@@ -21,7 +21,8 @@ from rewardlab.cards import load_card
 from rewardlab.checks import check_program
 from rewardlab.errors import RewardProgramError
 from rewardlab.program import CompatModeWarning, RewardProgram
-from rewardlab.sandbox import TrialLimits, restricted_globals, run_trial
+from rewardlab.sandbox import restricted_globals
+from rewardlab.trial import TrialLimits, run_trial
 from rewardlab.state import StateExtractor
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -8,7 +8,9 @@ import pytest
 import yaml
 
 from rewardlab.errors import UserError
+from rewardlab.config import Budget, Evaluation, TrainConfig
 from rewardlab.runs.spec import ExperimentSpec, TrialSpec, load_spec, parse_spec
+from rewardlab.sources import EnvSource, FileSource
 
 TASK = "mujoco/InvertedPendulum-v5"
 DROP = object()  # an override that removes the field
@@ -51,7 +53,8 @@ def test_trials_expand_the_product_with_stable_keys(tmp_path: Path) -> None:
     spec = load_spec(_write(tmp_path, _spec(algorithms=["ppo", "sac"], evaluation={"episodes": 2, "every": 512})))
     trials = spec.trials()
     assert len(trials) == 1 * 2 * 2 * 2
-    assert trials[0] == TrialSpec(TASK, "env", "env", "ppo", 0, 2048, eval_episodes=2, eval_every=512)
+    config = TrainConfig(algo="ppo", seed=0, budget=Budget(steps=2048), evaluation=Evaluation(episodes=2, every=512))
+    assert trials[0] == TrialSpec(TASK, EnvSource(), config)
     assert trials[0].key == "mujoco/InvertedPendulum-v5|env|ppo|0"
     assert [t.key for t in trials] == [t.key for t in load_spec(tmp_path / "spec.yaml").trials()]
     assert len({t.dir_name for t in trials}) == len(trials)
@@ -65,8 +68,8 @@ def test_program_paths_resolve_against_the_spec_folder(tmp_path: Path) -> None:
     data = _spec(rewards=["../rewards/upright.py", {"name": "named", "path": "../rewards/upright.py"}])
     spec = load_spec(_write(tmp_path / "specs", data))
     program = str((tmp_path / "rewards" / "upright.py").resolve())
-    assert [(r.name, r.path) for r in spec.rewards] == [("upright", program), ("named", program)]
-    assert spec.trials()[0].reward == program
+    assert spec.rewards == [FileSource(name="upright", path=program), FileSource(name="named", path=program)]
+    assert spec.trials()[0].reward == FileSource(name="upright", path=program)
     assert spec.trials()[0].key == f"{TASK}|upright|ppo|0"
 
 
@@ -82,9 +85,16 @@ def test_program_paths_resolve_against_the_spec_folder(tmp_path: Path) -> None:
         ({"seeds": [0, "one"]}, "'seeds.1'", "valid integer"),
         ({"tasks": ["mujoco/InvertedPendulum-v4"]}, "'tasks.0'", "unknown env id"),
         ({"tasks": TASK}, "'tasks'", "valid list"),
-        ({"algorithms": ["ppo", "dqn"]}, "'algorithms.1'", "unknown algorithm 'dqn'"),
+        ({"algorithms": ["ppo", "dqn"]}, "'algorithms'", "unknown algorithm 'dqn' for trainer 'sb3'"),
+        ({"trainer": "tabular"}, "'trainer'", "unknown trainer 'tabular'"),
+        ({"seeds": [0, 2**32]}, "'seeds.1'", "less than or equal to 4294967295"),
+        ({"seeds": [-1]}, "'seeds.0'", "greater than or equal to 0"),
+        ({"budget": {"steps": 0}}, "'budget.steps'", "greater than 0"),
+        ({"budget": {"steps": 10**13}}, "'budget.steps'", "less than or equal to"),
+        ({"evaluation": {"episodes": 0}}, "'evaluation.episodes'", "greater than 0"),
+        ({"rewards": [{"name": "s", "shaper": {"name": "nope"}}]}, "'rewards.0.shaper.name'", "unknown shaper 'nope'"),
         ({"rewards": ["env", "missing.py"]}, "'rewards.1.path'", "does not exist"),
-        ({"rewards": [{"name": "x"}]}, "'rewards.0.path'", "missing required field"),
+        ({"rewards": [{"name": "x"}]}, "'rewards.0'", "a reward source is"),
         ({"rewards": [7]}, "'rewards.0'", "reward source"),
         ({"rewards": ["env", "env"]}, "", "more than once"),
         ({"name": "has space"}, "'name'", "letters, digits"),
@@ -130,3 +140,36 @@ def test_missing_spec_file_is_named(tmp_path: Path) -> None:
 def test_several_problems_are_counted_on_the_same_line() -> None:
     with pytest.raises(UserError, match=r"\(and 1 more problem\)$"):
         parse_spec({**_spec(), "colour": "red", "workers": 0}, "x.yaml")
+
+
+def test_every_source_form_parses(tmp_path: Path) -> None:
+    (tmp_path / "upright.py").write_text(PROGRAM)
+    spec = load_spec(_write(tmp_path, _spec(rewards=[
+        "env", "reference", "upright.py", {"name": "inline", "source": PROGRAM},
+        {"name": "gen", "generate": {"samples": 1, "rounds": 1, "probe_steps": 0}},
+        {"name": "shaped", "base": "upright.py", "shaper": {"name": "pbrs", "potential": "upright.py"}},
+    ])))
+    kinds = [r.kind for r in spec.rewards]
+    assert kinds == ["env", "reference", "file", "inline", "generated", "shaped"]
+    gen = spec.rewards[4]
+    assert gen.generate.samples == 1 and gen.generate.temperature == 0.7  # the one GenerationConfig's defaults
+
+
+def test_ten_thousand_seeds_expand_and_a_repeat_among_them_is_found(tmp_path: Path) -> None:
+    """(The duplicate check and the expansion are linear: a quadratic form made this stall for a minute.)"""
+    spec = parse_spec(_spec(seeds=list(range(10_000))), "x.yaml")
+    trials = spec.trials()
+    assert len(trials) == 20_000 and len({t.key for t in trials}) == 20_000
+    with pytest.raises(UserError, match="seeds lists 9999 more than once"):
+        parse_spec(_spec(seeds=[*range(10_000), 9_999]), "x.yaml")
+
+
+def test_binary_and_latin1_specs_are_one_line(tmp_path: Path) -> None:
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"name: x\x00\x01\x02")
+    with pytest.raises(UserError, match="binary file"):
+        load_spec(binary)
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("name: caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(UserError, match="not UTF-8 text"):
+        load_spec(latin)

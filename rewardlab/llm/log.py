@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from rewardlab.llm.base import LLMReply, LLMRequest
-from rewardlab.runs.store import ExchangeRecord, RunStore
+from rewardlab.store import ExchangeRecord, RunStore
 
 REPLAY_PROVIDER = "replay"
 """Provider name of exchanges answered by replay: they cost nothing and are never replayed themselves."""

@@ -1,11 +1,26 @@
-"""Experiments: specs (what to train), the run store (what happened), the runner and the report.
+"""Experiments: specs (what to train), the runner and its backends, and the report.
 
-``rewardlab run SPEC`` is :func:`run_experiment`; ``rewardlab report RUN`` is :func:`write_report`.
+``rewardlab run SPEC`` is :func:`~rewardlab.runs.runner.run_experiment`; ``rewardlab report RUN`` is
+:func:`~rewardlab.runs.report.write_report`. Names are imported on first use, so importing a light
+part (the spec) does not load the runner, the plots and scipy.
 """
 
-from rewardlab.runs.report import write_report
-from rewardlab.runs.runner import run_experiment
-from rewardlab.runs.spec import ExperimentSpec, TrialSpec, load_spec
-from rewardlab.runs.store import RunStore
+from __future__ import annotations
 
-__all__ = ["ExperimentSpec", "RunStore", "TrialSpec", "load_spec", "run_experiment", "write_report"]
+import importlib
+from typing import Any
+
+_LAZY = {
+    "ExperimentSpec": "rewardlab.runs.spec",
+    "TrialSpec": "rewardlab.runs.spec",
+    "load_spec": "rewardlab.runs.spec",
+    "run_experiment": "rewardlab.runs.runner",
+    "write_report": "rewardlab.runs.report",
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'rewardlab.runs' has no attribute {name!r}")

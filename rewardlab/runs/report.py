@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from rewardlab.errors import UserError
-from rewardlab.runs.spec import safe_name
-from rewardlab.runs.store import DB_NAME, RunRecord, RunStore, TrialRecord
+from rewardlab.paths import safe_name
+from rewardlab.store import DB_NAME, RunRecord, RunStore, TrialRecord
 from rewardlab.stats import MeanCI, mean_ci, mean_ci_curves
 
 
@@ -107,24 +107,13 @@ def _spec_description(spec_yaml: str) -> str:
     return " ".join(str(text).split()) if text else ""
 
 
-# The contract names the final evaluation's lists return_env / return_program; train() has also been
-# seen writing env_return / program_return. Read either.
-_EVAL_ALIASES = {"return_env": "env_return", "return_program": "program_return"}
-
-
-def final_value(result: dict[str, Any] | None, name: str) -> float | None:
-    """The final evaluation's mean over episodes of ``return_env``, ``return_program`` or ``success``;
-    None when the trial has no such value (an env reward has no program return)."""
-    evaluation = (result or {}).get("eval") or {}
-    values = evaluation.get(name)
-    if values is None and name in _EVAL_ALIASES:
-        values = evaluation.get(_EVAL_ALIASES[name])
-    present = [float(v) for v in values or [] if v is not None]
-    return float(np.mean(present)) if present else None
+_NAMES = {"return_env": "env_return", "return_program": "program_return"}
 
 
 def _final(trial: TrialRecord, name: str) -> float | None:
-    return final_value(trial.result, name)
+    """The final evaluation's mean of ``env_return``, ``program_return`` or ``success`` (None when it
+    does not apply: the env's own reward has no program return)."""
+    return trial.result.final(_NAMES.get(name, name)) if trial.result is not None else None
 
 
 def _cell(values: list[float | None], digits: int = 2) -> str:
@@ -160,10 +149,10 @@ def _table(trials: list[TrialRecord]) -> list[str]:
             row.append(_cell([_final(t, "return_program") for t in finished]))
         if show_success:
             row.append(_cell([_final(t, "success") for t in finished]))
-        steps = [(t.result or {}).get("steps") for t in finished]
+        steps = [t.result.steps if t.result else None for t in finished]
         steps_present = [s for s in steps if s is not None]
         row.append(str(steps_present[0]) if len(set(steps_present)) == 1 else _cell(steps, 0))
-        walls = [w for w in ((t.result or {}).get("wall_s") for t in finished) if w is not None]
+        walls = [t.result.wall_s for t in finished if t.result is not None]
         row.append(f"{np.mean(walls):.0f}" if walls else "—")
         lines.append("| " + " | ".join(_md(c) for c in row) + " |")
     return lines
@@ -192,11 +181,8 @@ def _curve(store: RunStore, trial: TrialRecord, metric: str = "return_env") -> t
     """A done trial's (steps, metric) curve: from the metrics table, else from its result."""
     points = [(s, v) for s, _, v in store.metrics(trial.id, metric) if v is not None]
     if not points:
-        points = [
-            (p["step"], p[metric])
-            for p in (trial.result or {}).get("curve", [])
-            if p.get(metric) is not None
-        ]
+        points = [(p.step, getattr(p, metric)) for p in (trial.result.curve if trial.result else [])
+                  if getattr(p, metric, None) is not None]
     if not points:
         return None
     steps, values = zip(*sorted(points))

@@ -1,389 +1,553 @@
-"""The trial runner: expand a spec into trials, train them in worker processes, store the outcomes,
-write the report.
+"""The experiment runner: validate a spec, expand it into trials, train them on a backend, store every
+outcome, write the report.
 
 Layout on disk::
 
     <out>/rewardlab.sqlite                 the run store (all runs)
     <out>/<run id>/spec.yaml               the spec as run
-    <out>/<run id>/trials/<trial dir>/     what train() writes: model, logs, error.txt on failure
+    <out>/<run id>/generated/              copies of generated programs (the store has them)
+    <out>/<run id>/trials/<trial dir>/     what the trainer writes: model, logs, error.txt on failure
     <out>/<run id>/report.md, curves_*.png
 
-Trials run in ``spawn``-ed worker processes, one thread each; only this (the main) process writes to
-the store. A trial is marked ``running`` when it is handed to a worker, so at most ``workers`` trials
-are ``running`` at a time. A failing trial is marked ``failed`` with a one-line error and the run goes
-on. ``resume=True`` continues the latest run of the same spec name: ``done`` trials are kept, all
-others (interrupted, failed, new in the spec) are run again from a cleared directory.
+**Before anything is written** the spec, its cards (checked against their live envs), every trainer
+setting and every reward program (read and statically checked) are validated, so a bad input costs
+one line and leaves no run behind.
+
+**One process per run.** The runner holds the run's lease in the store (pid, host, heartbeat) while
+it works; a second ``run --resume`` of a held run refuses with one line. Only the runner writes the
+store; trials run in worker processes (:mod:`~rewardlab.runs.backends.local`) or Ray tasks
+(:mod:`~rewardlab.runs.backends.ray`).
+
+**Runs end** ``done`` (every trial done), ``failed`` (some trial failed, or the run itself failed: the
+reason is stored), or ``interrupted`` (Ctrl-C, SIGTERM); never ``running`` without a live holder.
+``--resume [RUN_ID]`` continues one: ``done`` trials are kept, all others run again from a cleared
+directory; a trial whose reward program, budget or settings changed since it finished is refused
+(``--rerun-changed`` re-runs those).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
-import multiprocessing
-import os
 import shutil
+import signal
 import threading
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from rewardlab.cards import load_card
-from rewardlab.errors import UserError
-from rewardlab.runs.report import final_value, write_report
-from rewardlab.runs.spec import ExperimentSpec, TrialSpec, load_spec, safe_name
-from rewardlab.runs.store import DB_NAME, RunStore, TrialRecord
+from rewardlab.cards import EnvCard, load_card, read_text_file
+from rewardlab.errors import UserError, one_line
+from rewardlab.paths import describe_os_error, relative_path, safe_name
+from rewardlab.program import RewardProgram
+from rewardlab.runs.backends.base import Backend, TrialOutcome, TrialTask, describe_error
+from rewardlab.runs.spec import ExperimentSpec, TrialSpec, load_spec
+from rewardlab.sims.base import verify_card
+from rewardlab.sources import (
+    GeneratedSource,
+    ResolvedReward,
+    RewardSource,
+    ShapedSource,
+    as_inline,
+    program_of,
+    resolve_source,
+)
+from rewardlab.store import DB_NAME, LEASE_BEAT_S, NewTrial, RunRecord, RunStatus, RunStore, TrialRecord, holder_alive
+from rewardlab.types import TrialResult
 
 BACKENDS = ("local", "ray")
-# Thread counts pinned to one in workers: N trials on N cores, not N × all cores fighting.
-_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+#: Rough training throughputs (env steps/s per worker, 2-core CPU machine) for a run's first estimate,
+#: before this store has a finished trial of the same simulator and algorithm to measure from:
+#: PPO HalfCheetah 1.6k steps/s, SAC 60-80 steps/s (see README, "What the quickstart shows").
+DEFAULT_STEPS_PER_S = {"ppo": 1600.0, "sac": 70.0, "td3": 80.0}
+
+
+class RunInterrupted(UserError):
+    """The run was stopped (Ctrl-C or SIGTERM); it is recorded ``interrupted`` and can be resumed."""
+
+
+@dataclass
+class RunSummary:
+    """How a call of :func:`run_experiment` ended.
+
+    :param counts: trials per status after this call
+    :param ran: trials run by this call
+    :param before: trials already done when it started
+    :param report: the report written (None when writing it failed)
+    """
+
+    run_id: str
+    run_dir: Path
+    status: RunStatus
+    counts: dict[str, int]
+    ran: int = 0
+    before: int = 0
+    report: Path | None = None
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return self.counts.get("failed", 0)
 
 
 def run_experiment(
     spec_path: str | Path,
     out: Path = Path("runs"),
-    resume: bool = False,
+    resume: bool | str = False,
     workers: int | None = None,
     backend: str = "local",
     console: Console | None = None,
     provider_overrides: dict[str, Any] | None = None,
-) -> Path:
-    """Run every trial of an experiment spec and write its report; return the run directory.
+    address: str | None = None,
+    rerun_changed: bool = False,
+    make_backend: Callable[[int], Backend] | None = None,
+) -> RunSummary:
+    """Run every trial of an experiment spec and write its report.
 
     :param spec_path: the experiment spec (YAML, see :mod:`rewardlab.runs.spec`)
     :param out: folder for the run store and run directories
-    :param resume: continue the latest run of this spec's name instead of starting a new one; trials
-        already ``done`` are not run again
+    :param resume: ``True``: continue the latest run of this spec's name; a run id: continue that run;
+        trials already ``done`` are not run again
     :param workers: trials trained in parallel (default: the spec's ``workers``)
-    :param backend: ``local`` (worker processes on this machine); ``ray`` is not available yet
+    :param backend: ``local`` (worker processes on this machine) or ``ray``
     :param console: where progress and the summary go (a new rich console by default)
     :param provider_overrides: ``provider``/``model``/``base_url`` replacing those of every generated
         reward source of the spec
+    :param address: the Ray cluster to use (``ray`` backend; default: a local one)
+    :param rerun_changed: on resume, re-run finished trials whose program, budget or settings changed
+    :param make_backend: builds the backend from a worker count (tests); default from ``backend``
+    :raises UserError: one line for every bad input; :class:`RunInterrupted` when stopped
     """
-    if backend == "ray":
-        raise UserError("the ray backend is not available yet; use --backend local")
     if backend not in BACKENDS:
-        raise UserError(f"unknown backend {backend!r}; use --backend local")
+        raise UserError(f"unknown backend {backend!r}; use --backend local or --backend ray")
     if workers is not None and workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
+    if address is not None and backend != "ray":
+        raise UserError("--address names a Ray cluster; use it with --backend ray")
     spec_path = Path(spec_path)
     spec = load_spec(spec_path)
-    spec_yaml = spec_path.read_text()
-    trials = spec.trials()
+    spec_yaml = read_text_file(spec_path, "spec")
     console = console or Console()
     out = Path(out)
+    trials = spec.trials()
+
+    # -- validate everything before anything is written --------------------------------------------
+    cards = {task: load_card(task) for task in spec.tasks}
+    for card in cards.values():
+        verify_card(card)
+    from rewardlab.training import validate
+
+    for card in cards.values():
+        for algo in spec.algorithms:
+            validate(card, spec.train_config(algo, spec.seeds[0]))
+    resolved: dict[tuple[str, str], ResolvedReward] = {}
+    for task, card in cards.items():
+        for source in spec.rewards:
+            if not _is_generated(source):
+                resolved[(task, source.name)] = resolve_source(source, card)
+    n_workers = workers or spec.workers
+    if make_backend is None:
+        make_backend = _backend_factory(backend, address, out)
 
     with RunStore(out / DB_NAME) as store:
-        run_id = _open_run(store, spec, spec_yaml, resume, console)
-        run_dir = out / run_id
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "spec.yaml").write_text(spec_yaml)
-        trials = _generate_sources(spec, trials, run_dir, out, provider_overrides or {}, console)
-        store.add_trials(run_id, trials, _record_programs(store, trials))
-        rows = {r.key: r for r in store.trials(run_id)}
-        todo = [(rows[t.key], t) for t in trials if rows[t.key].status != "done"]
-        already = len(trials) - len(todo)
-        extra = [k for k, r in rows.items() if k not in {t.key for t in trials} and r.status != "done"]
-        if extra:
-            console.print(
-                f"[yellow]{len(extra)} unfinished trial(s) of this run are no longer in the spec; left as they are"
-            )
-        if already:
-            console.print(f"{already} of {len(trials)} trials already done; running the other {len(todo)}")
+        run = _open_run(store, spec, spec_path, spec_yaml, resume, out, console)
+        run_dir = out / run.id
+        summary = RunSummary(run.id, run_dir, "running", {})
+        status: RunStatus = "failed"
+        reason: str | None = None
+        try:
+            with _heartbeat(store.path, run.id), _sigterm_interrupts():
+                (run_dir / "spec.yaml").write_text(spec_yaml)
+                _generate_sources(spec, cards, store, run.id, run_dir, out, provider_overrides or {}, console, resolved)
+                rows = _add_trials(store, run.id, trials, resolved, rerun_changed, console)
+                todo = [(rows[t.key], t) for t in trials if rows[t.key].status != "done"]
+                summary.before = len(trials) - len(todo)
+                _note_extra(rows, trials, console)
+                if summary.before:
+                    console.print(f"{summary.before} of {len(trials)} trials already done; running the other {len(todo)}")
+                if todo:
+                    n = min(n_workers, len(todo))
+                    _print_estimate(store, todo, cards, n, console)
+                    hint = f"rewardlab run {relative_path(spec_path)} --out {relative_path(out)} --resume {run.id}"
+                    backend_instance = make_backend(n)
+                    _execute(store, todo, run_dir, backend_instance, resolved, console, hint)
+                    summary.ran = len(todo)
+            counts = store.status_counts(run.id)
+            status = "done" if counts["done"] == sum(counts.values()) else "failed"
+            if status == "failed":
+                reason = f"{counts['failed']} of {sum(counts.values())} trials failed" if counts["failed"] else (
+                    f"{counts['pending'] + counts['running']} trials did not run")
+        except (KeyboardInterrupt, RunInterrupted) as e:
+            status, reason = "interrupted", str(e) or "interrupted (Ctrl-C)"
+            raise RunInterrupted(f"run {run.id} {reason}; continue it with: rewardlab run "
+                                 f"{relative_path(spec_path)} --out {relative_path(out)} --resume {run.id}") from None
+        except UserError as e:
+            reason = one_line(str(e))
+            raise
+        except BaseException as e:
+            reason = describe_error(e)
+            raise
+        finally:
+            summary.status = status
+            try:
+                store.reset_interrupted(run.id)
+                store.set_run_status(run.id, status, reason)
+                summary.counts = dict(store.status_counts(run.id))
+                summary.failures = [f"{t.key}: {t.error}" for t in store.trials(run.id, "failed")]
+            except UserError as e:  # the store itself failed (full disk): keep the error that got us here
+                console.print(f"[red]the run's end could not be recorded: {escape(one_line(str(e)))}")
+    summary.report = _write_report(run.id, out, console)
+    _print_summary(summary, spec_path, out, console)
+    return summary
 
-        started = time.monotonic()
-        n_workers = min(workers or spec.workers, len(todo)) or 1
-        if todo:
-            resume_hint = f"rewardlab run {spec_path} --out {out} --resume"
-            _execute(store, run_id, todo, run_dir, n_workers, console, resume_hint)
 
-        counts = store.status_counts(run_id)
-        store.set_run_status(run_id, "done" if counts["done"] == sum(counts.values()) else "failed")
-    write_report(run_id, out=out)
-
-    elapsed = time.monotonic() - started
-    console.print(
-        f"[bold]{run_id}[/]: {counts['done']} done, {counts['failed']} failed"
-        + (f", {counts['pending'] + counts['running']} not run" if counts["pending"] + counts["running"] else "")
-        + f" ({len(todo)} run now in {elapsed:.0f}s, {already} done before)"
-    )
-    if counts["failed"]:
-        console.print(f"re-run the failed trials with: rewardlab run {spec_path} --out {out} --resume")
-    return run_dir
+def _is_generated(source: RewardSource) -> bool:
+    if isinstance(source, ShapedSource):
+        return _is_generated(source.base)
+    return isinstance(source, GeneratedSource)
 
 
-# -- run bookkeeping -----------------------------------------------------------------------------
-def _open_run(store: RunStore, spec: ExperimentSpec, spec_yaml: str, resume: bool, console: Console) -> str:
-    """The run to work on: the latest one of this spec (resume) or a new one."""
+def _backend_factory(backend: str, address: str | None, out: Path) -> Callable[[int], Backend]:
+    if backend == "ray":
+        from rewardlab.runs.backends.ray import RayBackend, check_ray
+
+        check_ray()  # a clear line now if ray is not installed, before the run is created
+        return lambda n: RayBackend(n, address=address, out=out)
+    from rewardlab.runs.backends.local import LocalBackend
+
+    return lambda n: LocalBackend(n)
+
+
+# -- the run and its lease ----------------------------------------------------------------------------
+def _open_run(store: RunStore, spec: ExperimentSpec, spec_path: Path, spec_yaml: str, resume: bool | str,
+              out: Path, console: Console) -> RunRecord:
+    """The run to work on, its lease held by this process: the one to resume, or a new one."""
     if resume:
-        run = store.latest_run(spec.name)
+        run = store.get_run(resume) if isinstance(resume, str) else store.latest_run(spec.name)
         if run is None:
+            if isinstance(resume, str):
+                known = ", ".join(r.id for r in store.list_runs(spec.name)[:5]) or "none"
+                raise UserError(f"no run {resume!r} in {store.path} (runs of spec {spec.name!r}: {known})")
             raise UserError(f"nothing to resume: no run of spec {spec.name!r} in {store.path}")
+        if run.spec_name != spec.name:
+            raise UserError(f"run {run.id} is a run of spec {run.spec_name!r}, not of {spec.name!r}")
+        run = store.acquire_run(run.id)
         interrupted = store.reset_interrupted(run.id)
         if run.spec_yaml != spec_yaml:
             console.print(f"[yellow]the spec changed since {run.id} started; its trials are matched by key")
             store.update_spec_yaml(run.id, spec_yaml)
-        store.set_run_status(run.id, "running")
         console.print(f"resuming {run.id}" + (f" ({interrupted} interrupted trial(s) to redo)" if interrupted else ""))
-        return run.id
+        (out / run.id).mkdir(parents=True, exist_ok=True)
+        return run
+    for old in store.list_runs(spec.name):
+        if old.status != "done" and not (old.status == "running" and _held_elsewhere(store, old)):
+            counts = store.status_counts(old.id)
+            console.print(
+                f"[yellow]note:[/] run {old.id} of this spec did not finish ({old.status}: {counts['done']} of "
+                f"{sum(counts.values())} trials done); continue it with `rewardlab run {escape(relative_path(spec_path))} "
+                f"--out {escape(relative_path(out))} --resume {old.id}`; starting a new run")
+            break
     base = f"{spec.name}-{datetime.now():%Y%m%d-%H%M%S}"
-    run_id, n = base, 1
-    while store.get_run(run_id) is not None or (store.path.parent / run_id).exists():
-        n += 1
-        run_id = f"{base}-{n}"
-    store.create_run(run_id, spec.name, spec_yaml)
-    console.print(f"new run {run_id}")
-    return run_id
-
-
-def _generate_sources(spec: ExperimentSpec, trials: list[TrialSpec], run_dir: Path, out: Path,
-                      overrides: dict[str, Any], console: Console) -> list[TrialSpec]:
-    """Run the generation loop once per (task, generated source) and point its trials at the best
-    program. Generated programs are kept in ``<run dir>/generated/``, so a resumed run reuses them."""
-    from rewardlab.text2reward.loop import GenerationConfig, generate
-
-    sources = {r.name: r for r in spec.rewards if r.generate is not None}
-    resolved: dict[tuple[str, str], str] = {}
-    out_trials = []
-    for trial in trials:
-        source = sources.get(trial.reward_name)
-        if source is None:
-            out_trials.append(trial)
+    for n in range(1, 1000):
+        run_id = base if n == 1 else f"{base}-{n}"
+        if store.get_run(run_id) is not None:
             continue
-        key = (trial.task, trial.reward_name)
-        if key not in resolved:
-            path = run_dir / "generated" / safe_name(trial.reward_name) / f"{safe_name(trial.task)}.py"
-            if not path.is_file():
-                settings = {**source.generate.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
-                console.print(f"generating {trial.reward_name} for {trial.task} ({settings['provider']})")
-                result = generate(GenerationConfig(card_id=trial.task, **settings), out=out)
-                if result.best_program_id is None:
-                    raise UserError(f"generation of {trial.reward_name} for {trial.task} gave no program that passed "
-                                    f"the checks (run {result.run_id}); see `rewardlab lineage` or the run store")
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text((result.run_dir / "best_reward.py").read_text())
-            resolved[key] = str(path.resolve())
-        out_trials.append(replace(trial, reward=resolved[key]))
-    return out_trials
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / run_id).mkdir()  # atomic: a directory that exists is never reused
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise UserError(f"cannot create the run directory in {out}: {describe_os_error(e)}") from None
+        console.print(f"new run {run_id}")
+        return store.create_run(run_id, spec.name, spec_yaml, hold=True)
+    raise UserError(f"cannot find a free run id for {base} in {out}")
 
 
-def _record_programs(store: RunStore, trials: list[TrialSpec]) -> dict[str, str | None]:
-    """Store the source of every reward program the trials train on; return program id per trial key."""
-    ids: dict[str, str | None] = {}
-    by_source: dict[tuple[str, str], str | None] = {}
-    for t in trials:
-        if (t.task, t.reward) not in by_source:
-            by_source[(t.task, t.reward)] = _record_program(store, t)
-        ids[t.key] = by_source[(t.task, t.reward)]
-    return ids
+def _held_elsewhere(store: RunStore, run: RunRecord) -> bool:
+    return run.holder_pid is not None and holder_alive(run)
 
 
-def _record_program(store: RunStore, trial: TrialSpec) -> str | None:
-    if trial.reward == "env":
-        return None
-    path = load_card(trial.task).reference_reward_path() if trial.reward == "reference" else Path(trial.reward)
-    if path is None:
-        raise UserError(f"{trial.task} has no hand-written reference reward beside its card")
+@contextmanager
+def _heartbeat(db: Path, run_id: str) -> Iterator[None]:
+    """Refresh the run's lease every :data:`~rewardlab.store.LEASE_BEAT_S` from a thread with its own
+    connection, so a long generation or a long trial never lets it go stale."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        try:
+            with RunStore(db) as store:
+                while not stop.wait(LEASE_BEAT_S):
+                    store.heartbeat(run_id)
+        except UserError:
+            pass  # the store became unwritable: the main thread will say so when it next writes
+
+    thread = threading.Thread(target=beat, daemon=True, name="lease-heartbeat")
+    thread.start()
     try:
-        source = path.read_text()
-    except OSError as e:
-        raise UserError(f"reward program {path} cannot be read: {e.strerror}") from None
-    origin = "reference" if trial.reward == "reference" else "file"
-    return store.add_program(source, origin=origin, card_id=trial.task)
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM stops the run like Ctrl-C: recorded ``interrupted``, workers stopped, one line."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise RunInterrupted("was terminated (SIGTERM)")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# -- sources, programs, trials ----------------------------------------------------------------------------
+def _generate_sources(spec: ExperimentSpec, cards: dict[str, EnvCard], store: RunStore, run_id: str, run_dir: Path,
+                      out: Path, overrides: dict[str, Any], console: Console,
+                      resolved: dict[tuple[str, str], ResolvedReward]) -> None:
+    """Run the generation loop once per (task, generated source); the program it picks is recorded in
+    the store, so a resumed run reuses it instead of generating again."""
+    from rewardlab.text2reward.loop import generate_program
+
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+
+    def generate(source: GeneratedSource, card: EnvCard) -> RewardProgram:
+        known = store.generated_source(run_id, source.name, card.id)
+        if known is not None:
+            record = store.get_program(known.program_id)
+            if record is not None:
+                return RewardProgram(record.source, origin=f"generated:{known.generation}", parent=record.parent_id)
+        settings = source.generate.model_copy(update=overrides)
+        console.print(f"generating {source.name} for {card.id} ({settings.provider})")
+        program, generation = generate_program(source.model_copy(update={"generate": settings}), card, out, console)
+        pid = store.add_program(program.source, origin=program.origin, card_id=card.id, parent_id=program.parent)
+        store.set_generated_source(run_id, source.name, card.id, pid, generation)
+        copy = run_dir / "generated" / safe_name(source.name) / f"{safe_name(card.id)}.py"
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_text(program.source)  # for people to read; runs read the store
+        return program
+
+    for task, card in cards.items():
+        for source in spec.rewards:
+            if _is_generated(source):
+                resolved[(task, source.name)] = resolve_source(source, card, generate)
+
+
+def _fingerprint(trial: TrialSpec) -> str:
+    """What must not change under a finished trial: its training settings, and a shaper's parameters."""
+    shaper = trial.reward.shaper.model_dump() if isinstance(trial.reward, ShapedSource) else None
+    return json.dumps({"config": trial.config.model_dump(mode="json"), "shaper": shaper}, sort_keys=True)
+
+
+def _add_trials(store: RunStore, run_id: str, trials: list[TrialSpec], resolved: dict[tuple[str, str], ResolvedReward],
+                rerun_changed: bool, console: Console) -> dict[str, TrialRecord]:
+    """Record every program and add the spec's trials; refuse (or, with ``rerun_changed``, reset) finished
+    trials whose program or settings changed since they ran."""
+    program_ids: dict[tuple[str, str], str | None] = {}
+    for (task, name), reward in resolved.items():
+        program = program_of(reward)
+        program_ids[(task, name)] = None if program is None else store.add_program(
+            program.source, origin=_origin(program), card_id=task, parent_id=program.parent)
+    new = {
+        t.key: NewTrial(t.key, t.task, t.reward_name, t.algo, t.seed, steps=t.steps, trainer=t.config.trainer,
+                        program_id=program_ids[(t.task, t.reward_name)], config_json=_fingerprint(t),
+                        source_json=json.dumps(t.reward.model_dump(mode="json")))
+        for t in trials
+    }
+    rows = {r.key: r for r in store.trials(run_id)}
+    changed: list[str] = []
+    for key, row in rows.items():
+        if key not in new:
+            continue
+        want = new[key]
+        differs = []
+        if row.program_id != want.program_id:
+            differs.append(f"program {(row.program_id or 'env')[:8]} -> {(want.program_id or 'env')[:8]}")
+        if row.steps is not None and row.steps != want.steps:
+            differs.append(f"budget {row.steps} -> {want.steps} steps")
+        elif row.config_json is not None and row.config_json != want.config_json:
+            differs.append("training settings")
+        if not differs:
+            continue
+        if row.status == "done" and not rerun_changed:
+            changed.append(f"{key} ({', '.join(differs)})")
+        else:
+            store.replace_trial(row.id, want)
+    if changed:
+        raise UserError(f"run {run_id}: {len(changed)} finished trial(s) would mix with changed settings, first "
+                        f"{changed[0]}; re-run them with --rerun-changed, or start a new run (without --resume)")
+    store.add_trials(run_id, [want for key, want in new.items() if key not in rows])
+    return {r.key: r for r in store.trials(run_id)}
+
+
+def _origin(program: RewardProgram) -> str:
+    if program.origin.startswith("reference"):
+        return "reference"
+    if program.origin.startswith("generated:"):
+        return program.origin
+    return "file"
+
+
+def _note_extra(rows: dict[str, TrialRecord], trials: list[TrialSpec], console: Console) -> None:
+    wanted = {t.key for t in trials}  # a set once: linear, whatever the number of seeds
+    extra = sum(1 for key, row in rows.items() if key not in wanted and row.status != "done")
+    if extra:
+        console.print(f"[yellow]{extra} unfinished trial(s) of this run are no longer in the spec; left as they are")
+
+
+def _print_estimate(store: RunStore, todo: list[tuple[TrialRecord, TrialSpec]], cards: dict[str, EnvCard],
+                    n_workers: int, console: Console) -> None:
+    """The run's expected duration, from this store's finished trials of the same simulator and
+    algorithm when there are any, else from :data:`DEFAULT_STEPS_PER_S`."""
+    measured: dict[tuple[str, str], list[float]] = {}
+    for run in store.list_runs()[:20]:
+        for t in store.trials(run.id, "done"):
+            if t.result is not None and t.result.wall_s > 0 and t.task in cards:
+                measured.setdefault((cards[t.task].simulator, t.algo), []).append(t.result.steps / t.result.wall_s)
+    seconds, guessed = 0.0, False
+    for _, trial in todo:
+        rates = measured.get((cards[trial.task].simulator, trial.algo))
+        if rates:
+            rate = sorted(rates)[len(rates) // 2]
+        else:
+            rate, guessed = DEFAULT_STEPS_PER_S.get(trial.algo, 100.0), True
+        seconds += trial.steps / rate
+    seconds /= max(n_workers, 1)
+    steps = sum(t.steps for _, t in todo)
+    basis = "a rough default throughput" if guessed else "the throughput of this store's finished trials"
+    text = f"{len(todo)} trials, {steps:,} steps on {n_workers} worker(s): about {_duration(seconds)} (from {basis})"
+    console.print(("[yellow]" if seconds > 86_400 else "") + text)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.1f} h"
+    years = seconds / 31_557_600
+    return f"{seconds / 86_400:,.0f} days" if years < 2 else f"{years:,.0f} years"
 
 
 # -- executing trials ----------------------------------------------------------------------------
 def _execute(
     store: RunStore,
-    run_id: str,
     todo: list[tuple[TrialRecord, TrialSpec]],
     run_dir: Path,
-    n_workers: int,
+    backend: Backend,
+    resolved: dict[tuple[str, str], ResolvedReward],
     console: Console,
     resume_hint: str,
-    work: Callable[[TrialSpec, str], dict[str, Any]] | None = None,
 ) -> None:
-    """Train ``todo`` in ``n_workers`` processes, recording each outcome as it arrives.
-
-    :param work: what a worker runs per trial (default :func:`_run_trial`); must be importable by
-        name in a fresh process, and return ``{"result": dict}`` or ``{"error": str}``
-    """
-    work = work or _run_trial
+    """Run ``todo`` on ``backend``, at most its capacity at a time, recording each outcome as it arrives.
+    On any exception (Ctrl-C, SIGTERM, a full disk) running tasks are stopped before it propagates."""
     queue = deque(todo)
-    in_flight: dict[Future[dict[str, Any]], tuple[TrialRecord, TrialSpec]] = {}
-    columns = (TextColumn("trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with _single_threaded_children(), Progress(*columns, console=console) as progress:
+    rows = {row.id: (row, trial) for row, trial in todo}
+    columns = (TextColumn("trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console) as progress:
         bar = progress.add_task("trials", total=len(todo))
-        executor = _new_executor(n_workers)
         try:
-            while queue or in_flight:
-                while queue and len(in_flight) < n_workers:
+            while queue or backend.in_flight():
+                while queue and backend.in_flight() < backend.capacity:
                     row, trial = queue.popleft()
                     trial_dir = run_dir / "trials" / trial.dir_name
-                    if trial_dir.exists():  # a partial directory from an interrupted or failed try
-                        shutil.rmtree(trial_dir)
-                    trial_dir.mkdir(parents=True)
                     try:
-                        future = executor.submit(work, trial, str(trial_dir))
-                    except BrokenProcessPool:
-                        # the pool broke before wait() saw the dead worker's future: retry the trial later
-                        queue.appendleft((row, trial))
-                        if not in_flight:
-                            executor.shutdown(wait=False, cancel_futures=True)
-                            executor = _new_executor(n_workers)
-                        break
+                        if trial_dir.exists():  # a partial directory of an interrupted or failed try
+                            shutil.rmtree(trial_dir)
+                        trial_dir.mkdir(parents=True)
+                    except OSError as e:
+                        store.mark_failed(row.id, f"cannot prepare the trial directory: {describe_os_error(e)}")
+                        progress.console.print(f"[red]failed[/] {escape(trial.key)}: {escape(describe_os_error(e))}")
+                        progress.advance(bar)
+                        continue
+                    source = as_inline(resolved[(trial.task, trial.reward_name)], trial.reward_name)
                     store.mark_running(row.id, trial_dir)
-                    in_flight[future] = (row, trial)
-                if not in_flight:
-                    continue
-                finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                broken = False
-                for future in finished:
-                    row, trial = in_flight.pop(future)
-                    try:
-                        outcome = future.result()
-                    except BrokenProcessPool:
-                        broken = True
-                        outcome = {"error": "its worker process died (killed or crashed, e.g. out of memory)"}
-                    except Exception as e:  # e.g. a result that could not be pickled back
-                        outcome = {"error": _one_line(e)}
+                    backend.submit(TrialTask(row.id, trial.key, trial.task, source, trial.config, str(trial_dir)))
+                for task, outcome in backend.wait(timeout=1.0):
+                    row, trial = rows[task.trial_id]
                     _record_outcome(store, row, trial, outcome, progress.console)
                     progress.advance(bar)
-                if broken:  # every trial still in flight died with the pool: record them, start afresh
-                    lost = {"error": "its worker was stopped when another worker process died"}
-                    for row, trial in in_flight.values():
-                        _record_outcome(store, row, trial, lost, progress.console)
-                        progress.advance(bar)
-                    in_flight.clear()
-                    executor.shutdown(wait=False, cancel_futures=True)
-                    executor = _new_executor(n_workers)
-        except BaseException:  # Ctrl-C or a bug here: no trial may stay 'running'
-            executor.shutdown(wait=False, cancel_futures=True)
-            store.reset_interrupted(run_id)
-            console.print(f"[yellow]interrupted; continue with: {escape(resume_hint)}")
+        except BaseException:
+            backend.shutdown(cancel=True)
             raise
-        executor.shutdown(wait=True)
+        backend.shutdown()
 
 
-def _record_outcome(
-    store: RunStore, row: TrialRecord, trial: TrialSpec, outcome: dict[str, Any], console: Console
-) -> None:
-    if "error" not in outcome:
-        result = outcome["result"]
-        try:
-            json.dumps(result)
-            metrics = curve_metrics(result)
-        except (TypeError, ValueError, KeyError) as e:
-            outcome = {"error": f"train() returned a result that cannot be stored: {type(e).__name__}: {e}"}
-        else:
-            store.mark_done(row.id, result, metrics)
-            console.print(f"[green]done[/]   {escape(trial.key)}  {_describe_result(result)}")
-            return
-    store.mark_failed(row.id, outcome["error"])
-    console.print(f"[red]failed[/] {escape(trial.key)}: {escape(outcome['error'])}")
+def _record_outcome(store: RunStore, row: TrialRecord, trial: TrialSpec, outcome: TrialOutcome,
+                    console: Console) -> None:
+    if outcome.result is not None:
+        store.mark_done(row.id, outcome.result, curve_metrics(outcome.result))
+        console.print(f"[green]done[/]   {escape(trial.key)}  {_describe_result(outcome.result)}")
+        return
+    error = outcome.error or "the trial ended without a result or an error"
+    store.mark_failed(row.id, error)
+    console.print(f"[red]failed[/] {escape(trial.key)}: {escape(error)}")
 
 
-def curve_metrics(result: dict[str, Any]) -> list[tuple[int, str, float]]:
+def curve_metrics(result: TrialResult) -> list[tuple[int, str, float]]:
     """A result's learning curve as metric rows ``(step, name, value)``: every number of every curve
-    point (``return_env``, ``return_program``, ``success``, ``length``, ...) except ``None``s."""
+    point (``return_env``, ``return_program``, ``success``, ``length``) except ``None``s, and every
+    component as ``component/<name>``."""
     rows = []
-    for point in result.get("curve", []):
-        step = int(point["step"])
-        for name, value in point.items():
-            if name != "step" and isinstance(value, (int, float)):  # bools (success flags) count as numbers
-                rows.append((step, name, float(value)))
-        for name, value in (point.get("components") or {}).items():
-            rows.append((step, f"component/{name}", float(value)))
+    for point in result.curve:
+        for name in ("return_env", "return_program", "success", "length"):
+            value = getattr(point, name)
+            if value is not None:
+                rows.append((point.step, name, float(value)))
+        for name, value in point.components.items():
+            rows.append((point.step, f"component/{name}", float(value)))
     return rows
 
 
-def _describe_result(result: dict[str, Any]) -> str:
-    """One line on a finished trial: final evaluation returns and wall time."""
+def _describe_result(result: TrialResult) -> str:
+    """One line on a finished trial: final evaluation returns, success and wall time."""
     parts = []
-    for name, label in (("return_env", "env return"), ("return_program", "program return"), ("success", "success")):
-        value = final_value(result, name)
+    for name, label in (("env_return", "env return"), ("program_return", "program return"), ("success", "success")):
+        value = result.final(name)
         if value is not None:
             parts.append(f"{label} {value:.2f}")
-    if result.get("wall_s") is not None:
-        parts.append(f"{result['wall_s']:.0f}s")
+    parts.append(f"{result.wall_s:.0f}s")
+    if result.reward_cost.get("fraction", 0.0) > 1.0:
+        parts.append(f"[yellow]reward cost {result.reward_cost['fraction']:.1f}x the env step[/]")
     return ", ".join(parts)
 
 
-@contextmanager
-def _single_threaded_children() -> Iterator[None]:
-    """Set the thread-count variables to 1 while workers are spawned (they read them at import),
-    and restore the parent's environment afterwards."""
-    saved = {name: os.environ.get(name) for name in _THREAD_VARS}
-    os.environ.update({name: "1" for name in _THREAD_VARS})
+def _write_report(run_id: str, out: Path, console: Console) -> Path | None:
+    from rewardlab.runs.report import write_report
+
     try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        return write_report(run_id, out=out)
+    except (UserError, OSError) as e:
+        console.print(f"[yellow]the report could not be written: {escape(one_line(str(e)))}")
+        return None
 
 
-def _new_executor(n_workers: int) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(
-        max_workers=n_workers,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_init_worker,
-        initargs=(os.getpid(),),
+def _print_summary(summary: RunSummary, spec_path: Path, out: Path, console: Console) -> None:
+    c = summary.counts
+    unfinished = c.get("pending", 0) + c.get("running", 0)
+    console.print(
+        f"[bold]{summary.run_id}[/]: {c.get('done', 0)} done, {c.get('failed', 0)} failed"
+        + (f", {unfinished} not run" if unfinished else "")
+        + f" ({summary.ran} run now, {summary.before} done before)"
     )
-
-
-# -- inside a worker process -----------------------------------------------------------------------
-def _init_worker(parent_pid: int) -> None:
-    """Worker set-up: one thread for torch, and exit when the main process dies (e.g. SIGKILL), so an
-    orphan never keeps writing into a trial directory that a resumed run is re-using."""
-    for name in _THREAD_VARS:
-        os.environ[name] = "1"
-    import torch
-
-    torch.set_num_threads(1)
-    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True, name="parent-watch").start()
-
-
-def _exit_with_parent(parent_pid: int) -> None:
-    while os.getppid() == parent_pid:
-        time.sleep(0.2)
-    os._exit(1)
-
-
-def _run_trial(trial: TrialSpec, trial_dir: str) -> dict[str, Any]:
-    """Train one trial; return ``{"result": dict}`` or ``{"error": one line}`` (exceptions are turned
-    into text here: not every exception survives pickling back to the main process)."""
-    try:
-        from rewardlab.training import train
-
-        result = train(
-            trial.task,
-            trial.reward,
-            trial.algo,
-            trial.steps,
-            trial.seed,
-            Path(trial_dir),
-            eval_episodes=trial.eval_episodes,
-            eval_every=trial.eval_every,
-        )
-        return {"result": result.to_dict()}
-    except Exception as e:  # the trial fails, the run goes on
-        Path(trial_dir, "error.txt").write_text(traceback.format_exc())
-        return {"error": _one_line(e)}
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return text if isinstance(error, UserError) and text else f"{type(error).__name__}: {text}".rstrip(": ")
+    if summary.report is not None:
+        console.print(f"report: {relative_path(summary.report)}")
+    if summary.failed:
+        console.print(f"re-run the failed trials with: rewardlab run {escape(relative_path(spec_path))} --out "
+                      f"{escape(relative_path(out))} --resume {summary.run_id}")

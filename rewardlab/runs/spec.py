@@ -1,4 +1,4 @@
-"""Experiment specs: which tasks, reward sources, algorithms and seeds to train, and for how long.
+"""Experiment specs: which tasks, reward sources, trainer and algorithms, seeds, and for how long.
 
 A spec is a YAML file validated by :class:`ExperimentSpec`::
 
@@ -10,49 +10,52 @@ A spec is a YAML file validated by :class:`ExperimentSpec`::
       - reference                            # the hand-written reference beside each card
       - rewards/upright.py                   # a program file, relative to this spec's folder
       - {name: llm-best, path: gen/best.py}  # a program file under a chosen name
+      - {name: zero-shot, generate: {samples: 1, rounds: 1, probe_steps: 0}}  # generated per task
+      - {name: pbrs, base: env, shaper: {name: pbrs, potential: phi.py}}      # shaped
+    trainer: sb3                             # a registered trainer (default sb3)
     algorithms: [ppo]
     seeds: [0, 1, 2]
     budget: {steps: 100000}
     evaluation: {episodes: 5, every: 10000}
     workers: 2
 
-:meth:`ExperimentSpec.trials` expands the product tasks × rewards × algorithms × seeds into
-:class:`TrialSpec`\\ s, each with a stable ``key`` (``mujoco/InvertedPendulum-v5|reference|ppo|0``)
-that the run store uses to recognise finished trials when a run is resumed.
+The reward sources are :data:`rewardlab.sources.RewardSource` (every form it accepts), the budget and
+evaluation the same :class:`~rewardlab.config.Budget` and :class:`~rewardlab.config.Evaluation` models
+the CLI validates its flags with. :meth:`ExperimentSpec.trials` expands tasks × rewards × algorithms ×
+seeds (linearly) into :class:`TrialSpec`\\ s, each with a stable ``key``
+(``mujoco/InvertedPendulum-v5|reference|ppo|0``) that the run store uses to recognise finished trials
+when a run is resumed.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from rewardlab.cards import load_card
+from rewardlab.cards import load_card, read_text_file
+from rewardlab.config import Budget, Evaluation, TrainConfig
 from rewardlab.errors import UserError
+from rewardlab.paths import safe_name
+from rewardlab.sources import ReferenceSource, RewardSource, source_shorthand_validator
+from rewardlab.types import Seed
 
-ALGORITHMS = ("ppo", "sac", "td3")
-BUILTIN_REWARDS = ("env", "reference")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
-
-
-def safe_name(text: str) -> str:
-    """``text`` as a file name: runs of characters other than letters, digits, ``_ . -`` become ``_``."""
-    return _UNSAFE.sub("_", text).strip("_") or "_"
 
 
 def _known_card(card_id: str) -> str:
@@ -64,97 +67,7 @@ def _known_card(card_id: str) -> str:
 
 
 CardId = Annotated[str, AfterValidator(_known_card)]
-
-
-class GenerateSettings(BaseModel):
-    """A reward source generated per task by the Text2Reward loop before its trials train on it.
-
-    Field meanings as in :class:`rewardlab.text2reward.loop.GenerationConfig`; ``rewardlab run
-    --provider/--model/--base-url`` override the provider fields of every generated source.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-    provider: str = Field(default="offline", description="openai, replay or offline (the no-LLM baseline)")
-    model: str | None = Field(default=None, description="model name")
-    base_url: str | None = Field(default=None, description="OpenAI-compatible endpoint")
-    few_shot: int = Field(default=0, ge=0, description="retrieved examples in the prompt (0: zero-shot)")
-    samples: int = Field(default=1, gt=0, description="programs per round (Text2Reward: 1)")
-    rounds: int = Field(default=1, gt=0, description="rounds of training reflection (Text2Reward: 1)")
-    probe_steps: int = Field(default=0, ge=0, description="training probe per candidate (0: rank by checks)")
-    fix_attempts: int = Field(default=2, ge=0, description="execution-error feedback retries per candidate")
-    temperature: float = Field(default=0.7, ge=0, description="sampling temperature")
-    max_tokens: int = Field(default=2048, gt=0, description="cap on each reply")
-    token_budget: int | None = Field(default=None, gt=0, description="stop asking after this many tokens")
-    seed: int = Field(default=0, ge=0, description="seed of sampling and probes")
-
-
-class RewardSource(BaseModel):
-    """One reward source of the spec: ``env``, ``reference``, a reward program file, or generated.
-
-    In YAML a source is either a string (``env``, ``reference`` or a path), ``{name, path}``, or
-    ``{name, generate: {...}}`` (see :class:`GenerateSettings`).
-
-    :param name: the name shown in keys, directories and report tables (a file's stem by default)
-    :param path: ``env``, ``reference`` or the program file; relative paths are resolved against the
-        spec file's folder when the spec is loaded with :func:`load_spec`
-    """
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-    name: str = Field(description="name used in trial keys, directories and tables")
-    path: str = Field(description="'env', 'reference' or a reward program file ('generate:NAME' when generated)")
-    generate: GenerateSettings | None = Field(default=None, description="generate the program per task first")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_string(cls, data: Any) -> Any:
-        if isinstance(data, str):
-            name = data if data in BUILTIN_REWARDS else Path(data).stem
-            return {"name": name, "path": data}
-        if isinstance(data, dict) and "generate" in data:
-            if "path" in data:
-                raise ValueError("a generated reward source takes no path: its program is generated per task")
-            return {**data, "path": f"generate:{data.get('name', '')}"}
-        return data
-
-    @field_validator("name")
-    @classmethod
-    def _name_is_safe(cls, v: str) -> str:
-        if not _NAME.match(v) or "|" in v:
-            raise ValueError(f"reward name {v!r} may hold only letters, digits, '_', '.' and '-'")
-        return v
-
-    @field_validator("path")
-    @classmethod
-    def _file_exists(cls, v: str, info: ValidationInfo) -> str:
-        if v in BUILTIN_REWARDS or v.startswith("generate:"):
-            return v
-        base = Path((info.context or {}).get("base_dir", "."))
-        path = Path(v).expanduser()
-        path = path if path.is_absolute() else base / path
-        if not path.is_file():
-            raise ValueError(f"reward program file {str(path)!r} does not exist")
-        return str(path.resolve())
-
-    @property
-    def is_program_file(self) -> bool:
-        return self.path not in BUILTIN_REWARDS and self.generate is None
-
-
-class Budget(BaseModel):
-    """How long each trial trains."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-    steps: int = Field(gt=0, description="environment steps per trial")
-
-
-class Evaluation(BaseModel):
-    """How trained policies are evaluated (deterministic actions)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-    episodes: int = Field(default=5, gt=0, description="episodes per evaluation")
-    every: int | None = Field(
-        default=None, gt=0, description="evaluate every this many env steps (None: the trainer's default)"
-    )
+SpecSource = Annotated[RewardSource, BeforeValidator(source_shorthand_validator)]
 
 
 class ExperimentSpec(BaseModel):
@@ -163,18 +76,20 @@ class ExperimentSpec(BaseModel):
     See the module docstring for the YAML form.
     """
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid")
     name: str = Field(description="names the run (directory <name>-<timestamp>) and is the key for --resume")
     description: str = Field(default="", description="what the experiment shows, in words")
     tasks: list[CardId] = Field(min_length=1, description="env card ids, e.g. mujoco/HalfCheetah-v5")
-    rewards: list[RewardSource] = Field(
-        min_length=1, description="reward sources: env, reference, a program path or {name, path}"
+    rewards: list[SpecSource] = Field(
+        min_length=1, description="reward sources: env, reference, a program path, {name, path}, generated, shaped"
     )
-    algorithms: list[Literal["ppo", "sac", "td3"]] = Field(min_length=1, description="SB3 algorithms")
-    seeds: list[Annotated[int, Field(ge=0)]] = Field(min_length=1, description="training seeds, one trial each")
+    trainer: str = Field(default="sb3", description="registered trainer name")
+    algorithms: list[str] = Field(min_length=1, description="the trainer's algorithms (sb3: ppo, sac, td3)")
+    seeds: list[Seed] = Field(min_length=1, description="training seeds, one trial each")
     budget: Budget = Field(description="training budget per trial")
     evaluation: Evaluation = Field(default_factory=Evaluation, description="evaluation settings")
-    workers: int = Field(default=2, gt=0, description="trials run in parallel (worker processes)")
+    hyperparameters: dict[str, Any] = Field(default_factory=dict, description="replace the preset's values")
+    workers: int = Field(default=2, gt=0, le=1024, description="trials run in parallel (worker processes)")
 
     @field_validator("name")
     @classmethod
@@ -183,18 +98,43 @@ class ExperimentSpec(BaseModel):
             raise ValueError(f"name {v!r} may hold only letters, digits, '_', '.' and '-' (it names a directory)")
         return v
 
+    @field_validator("trainer")
+    @classmethod
+    def _known_trainer(cls, v: str) -> str:
+        from rewardlab.training import get_trainer
+
+        try:
+            get_trainer(v)
+        except UserError as e:
+            raise ValueError(str(e)) from None
+        return v
+
+    @field_validator("algorithms")
+    @classmethod
+    def _known_algorithms(cls, v: list[str], info: Any) -> list[str]:
+        from rewardlab.training import get_trainer
+
+        if "trainer" not in info.data:  # the trainer itself was refused; that error is reported
+            return v
+        trainer = get_trainer(info.data["trainer"])
+        for i, algo in enumerate(v):
+            if algo not in trainer.algorithms:
+                raise ValueError(f"unknown algorithm {algo!r} for trainer {trainer.name!r}; expected one of "
+                                 f"{', '.join(trainer.algorithms)} (entry {i})")
+        return v
+
     @model_validator(mode="after")
-    def _check_combinations(self) -> "ExperimentSpec":
+    def _check_combinations(self) -> ExperimentSpec:
         for field, values in (
-            ("tasks", self.tasks),
+            ("tasks", list(self.tasks)),
             ("rewards", [r.name for r in self.rewards]),
-            ("algorithms", self.algorithms),
-            ("seeds", self.seeds),
+            ("algorithms", list(self.algorithms)),
+            ("seeds", list(self.seeds)),
         ):
-            dupes = sorted({str(v) for v in values if values.count(v) > 1})
+            dupes = sorted(str(v) for v, n in Counter(values).items() if n > 1)  # linear in the list
             if dupes:
                 raise ValueError(f"{field} lists {', '.join(dupes)} more than once")
-        if any(r.path == "reference" for r in self.rewards):
+        if any(isinstance(r, ReferenceSource) for r in self.rewards):
             for task in self.tasks:
                 if load_card(task).reference_reward_path() is None:
                     raise ValueError(
@@ -203,50 +143,50 @@ class ExperimentSpec(BaseModel):
                     )
         return self
 
-    def trials(self) -> list["TrialSpec"]:
+    def train_config(self, algo: str, seed: int) -> TrainConfig:
+        return TrainConfig(trainer=self.trainer, algo=algo, seed=seed, budget=self.budget,
+                           evaluation=self.evaluation, overrides=dict(self.hyperparameters))
+
+    def trials(self) -> list[TrialSpec]:
         """Every trial of the experiment, in the order tasks × rewards × algorithms × seeds."""
         trials = [
-            TrialSpec(
-                task=task,
-                reward_name=reward.name,
-                reward=reward.path,
-                algo=algo,
-                seed=seed,
-                steps=self.budget.steps,
-                eval_episodes=self.evaluation.episodes,
-                eval_every=self.evaluation.every,
-            )
+            TrialSpec(task=task, reward=reward, config=self.train_config(algo, seed))
             for task, reward, algo, seed in itertools.product(self.tasks, self.rewards, self.algorithms, self.seeds)
         ]
-        dirs = [t.dir_name for t in trials]
-        if len(set(dirs)) != len(dirs):  # e.g. tasks "a/b" and "a_b"
+        dirs = Counter(t.dir_name for t in trials)
+        if any(n > 1 for n in dirs.values()):  # e.g. tasks "a/b" and "a_b"
             raise UserError(f"spec {self.name!r}: two trials map to the same directory; rename a task or reward")
         return trials
 
 
 @dataclass(frozen=True)
 class TrialSpec:
-    """One training run: a task, a reward source, an algorithm and a seed.
+    """One training run: a task, a reward source and the training settings (algorithm, seed, budget).
 
     :param task: env card id
-    :param reward_name: the reward source's name (shown in keys and tables)
-    :param reward: what :func:`rewardlab.training.train` takes: ``env``, ``reference`` or an absolute
-        path to a program file
-    :param algo: ``ppo``, ``sac`` or ``td3``
-    :param seed: training seed
-    :param steps: environment steps to train for
-    :param eval_episodes: episodes per evaluation
-    :param eval_every: evaluate every this many steps (None: the trainer's default)
+    :param reward: the reward source as the spec gives it
+    :param config: trainer, algorithm, seed, budget, evaluation
     """
 
     task: str
-    reward_name: str
-    reward: str
-    algo: str
-    seed: int
-    steps: int
-    eval_episodes: int = 5
-    eval_every: int | None = None
+    reward: RewardSource
+    config: TrainConfig
+
+    @property
+    def reward_name(self) -> str:
+        return self.reward.name
+
+    @property
+    def algo(self) -> str:
+        return self.config.algo
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
+
+    @property
+    def steps(self) -> int:
+        return self.config.budget.steps
 
     @property
     def key(self) -> str:
@@ -261,7 +201,7 @@ class TrialSpec:
 
 def _describe(err: dict[str, Any]) -> tuple[str, str]:
     """(field path, problem) of one pydantic error, in words a spec author reads."""
-    loc = ".".join(str(p) for p in err["loc"])
+    loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
     kind, msg = err["type"], err["msg"]
     if kind == "extra_forbidden":
         return loc, "unknown field"
@@ -271,15 +211,16 @@ def _describe(err: dict[str, Any]) -> tuple[str, str]:
         return loc, msg.removeprefix("Value error, ")
     shown = repr(err.get("input"))
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
-    if kind == "literal_error" and loc.startswith("algorithms"):
-        return loc, f"unknown algorithm {shown}; expected one of {', '.join(ALGORITHMS)}"
     if kind == "too_short":
         return loc, "needs at least one entry"
-    if kind in ("model_type", "model_attributes_type", "dict_type"):
+    if kind in ("model_type", "model_attributes_type", "dict_type", "union_tag_invalid", "union_tag_not_found"):
         if re.fullmatch(r"rewards\.\d+", loc):
             return loc, f"a reward source is 'env', 'reference', a program path or {{name, path}} (got {shown})"
         return loc, f"should be a mapping of fields (got {shown})"
     return loc, f"{msg.removeprefix('Input ')} (got {shown})"
+
+
+_UNION_TAGS = {"env", "reference", "file", "inline", "generated", "shaped"}
 
 
 def parse_spec(data: Any, source: str = "<spec>", base_dir: Path | None = None) -> ExperimentSpec:
@@ -299,13 +240,15 @@ def parse_spec(data: Any, source: str = "<spec>", base_dir: Path | None = None) 
         where = f"field {loc!r}: " if loc else ""
         more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
         raise UserError(f"spec {source}: {where}{problem}{more}") from None
+    except UserError as e:  # a validator that looked something up (an unknown trainer)
+        raise UserError(f"spec {source}: {e}") from None
 
 
 def load_spec(path: str | Path) -> ExperimentSpec:
     """Load and validate an experiment spec file.
 
     Raises :class:`UserError` with one line naming the file, the field path and the problem (unknown
-    field, wrong type, unknown env id or algorithm, missing reward file).
+    field, wrong type, unknown env id or algorithm, missing reward file, not UTF-8 text).
 
     :param path: the YAML spec file
     """
@@ -313,7 +256,7 @@ def load_spec(path: str | Path) -> ExperimentSpec:
     if not path.is_file():
         raise UserError(f"spec file {str(path)!r} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(read_text_file(path, "spec"))
     except yaml.YAMLError as e:
         raise UserError(f"spec {path} is not valid YAML: {str(e).splitlines()[0]}") from None
     return parse_spec(data, source=str(path), base_dir=path.resolve().parent)

@@ -1,8 +1,12 @@
-"""Simulator adapters: make a gymnasium env from an env card.
+"""Simulator adapters: make gymnasium envs from env cards, and what else a simulator can tell.
 
-Each adapter module exposes ``make_env(card, seed, render_mode)``; :func:`make_env` dispatches on
-``card.simulator``. Adapters import their simulator lazily so that a missing optional one (ManiSkill3)
-only fails when a card for it is used.
+- :mod:`~rewardlab.sims.registry`: the names cards may use, and :func:`get_simulator`;
+- :mod:`~rewardlab.sims.base`: the :class:`Simulator` interface, :func:`make_env` and
+  :func:`verify_card` (a card checked against its live env, cached);
+- one module per simulator (:mod:`~rewardlab.sims.mujoco`, :mod:`~rewardlab.sims.metaworld`).
+
+The names below are imported on first use: :mod:`rewardlab.cards` imports the registry, and the
+adapters import :mod:`rewardlab.cards`.
 """
 
 from __future__ import annotations
@@ -10,21 +14,19 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-import gymnasium as gym
+_LAZY = {
+    "Simulator": "rewardlab.sims.base",
+    "Policy": "rewardlab.sims.base",
+    "make_env": "rewardlab.sims.base",
+    "verify_card": "rewardlab.sims.base",
+    "get_simulator": "rewardlab.sims.registry",
+    "register_simulator": "rewardlab.sims.registry",
+    "simulator_names": "rewardlab.sims.registry",
+}
+__all__ = sorted(_LAZY)
 
-from rewardlab.cards import EnvCard
-from rewardlab.errors import UserError
 
-
-def make_env(card: EnvCard, seed: int | None = None, render_mode: str | None = None) -> gym.Env:
-    """Create the env a card describes, seeded, with its time limit set to ``card.episode_steps``.
-
-    :param card: the env card
-    :param seed: seed for the env's task sampling and its action space
-    :param render_mode: gymnasium render mode (``rgb_array`` for videos), or None
-    """
-    try:
-        adapter: Any = importlib.import_module(f"rewardlab.sims.{card.simulator}")
-    except ImportError as e:
-        raise UserError(f"simulator {card.simulator!r} for {card.id} is not installed ({e})") from None
-    return adapter.make_env(card, seed=seed, render_mode=render_mode)
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'rewardlab.sims' has no attribute {name!r}")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,74 +26,24 @@ from typing import Any
 import yaml
 
 from rewardlab.cards import EnvCard, load_card
-from rewardlab.checks import collect_trajectories, check_program, trajectory_preference_check
+from rewardlab.checks import check_program, trajectory_preference_check
+from rewardlab.config import GenerationConfig
 from rewardlab.errors import RewardProgramError, UserError
-from rewardlab.llm import make_provider
-from rewardlab.llm.base import LLMError, LLMProvider, LLMReply, LLMRequest
+from rewardlab.llm.base import LLMProvider, LLMReply, LLMRequest
 from rewardlab.llm.log import ExchangeLog
+from rewardlab.paths import safe_name
 from rewardlab.program import RewardProgram
-from rewardlab.runs.store import DB_NAME, RunStore
+from rewardlab.rollouts import Trajectory, collect_trajectories
+from rewardlab.sims.base import verify_card
+from rewardlab.sources import GeneratedSource
+from rewardlab.store import DB_NAME, RunStore
 from rewardlab.text2reward.extract import extract_program
 from rewardlab.text2reward.prompts import PromptBuilder, TrainingStats
+from rewardlab.text2reward.providers import make_provider
 from rewardlab.text2reward.retrieval import Example, retrieve_examples
+from rewardlab.types import TrialResult
 
-@dataclass
-class GenerationConfig:
-    """What to generate and within which budgets.
-
-    :param card_id: the task (env card id)
-    :param instruction: the task in words (default: the card's instruction)
-    :param provider: ``openai`` (any OpenAI-compatible endpoint), ``replay`` or ``offline``
-    :param model: model name (``openai``: else ``$REWARDLAB_MODEL``)
-    :param base_url: endpoint (else ``$OPENAI_BASE_URL``; unset means OpenAI)
-    :param api_key: key (else ``$OPENAI_API_KEY``)
-    :param samples: programs asked for per round (Eureka's K)
-    :param rounds: rounds of reflection (Eureka's iterations)
-    :param few_shot: retrieved reference rewards in the prompt (0: zero-shot); leave-one-out
-    :param temperature: sampling temperature
-    :param max_tokens: cap on each reply's length
-    :param token_budget: stop asking once the run has used this many tokens (prompt + reply)
-    :param fix_attempts: execution-error feedback retries per candidate
-    :param probe_steps: training steps of each candidate's probe (0: rank by the checks alone)
-    :param probe_algo: algorithm of the probes (default: sac for MetaWorld, ppo otherwise)
-    :param final_steps: train the best program this long at the end (0: the probe is the last word)
-    :param eval_episodes: deterministic evaluation episodes of probes and the final training
-    :param success_target: stop early once a candidate's success rate reaches it
-    :param use_memory: feed stored (failing code, feedback, fixed code) examples into error prompts
-    :param seed: seed of sampling requests, probes and evaluations
-    """
-
-    card_id: str
-    instruction: str | None = None
-    provider: str = "offline"
-    model: str | None = None
-    base_url: str | None = None
-    api_key: str | None = None
-    samples: int = 4
-    rounds: int = 3
-    few_shot: int = 0
-    temperature: float = 0.7
-    max_tokens: int = 2048
-    token_budget: int | None = None
-    fix_attempts: int = 2
-    probe_steps: int = 20_000
-    probe_algo: str | None = None
-    final_steps: int = 0
-    eval_episodes: int = 3
-    success_target: float | None = None
-    use_memory: bool = True
-    seed: int = 0
-    timeout_s: float = 120.0
-    max_retries: int = 3
-
-    def __post_init__(self) -> None:
-        for name in ("samples", "rounds"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("few_shot", "fix_attempts", "probe_steps", "final_steps"):
-            if getattr(self, name) < 0:
-                raise UserError(f"--{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
-
+__all__ = ["DB_NAME", "GenerationConfig", "GenerationResult", "Generator", "generate", "generate_program", "refine"]
 
 @dataclass
 class Candidate:
@@ -106,7 +55,7 @@ class Candidate:
     round: int
     sample: int
     preference: dict[str, Any] | None = None
-    probe: dict[str, Any] | None = None
+    probe: TrialResult | None = None
     score: float | None = None
 
 
@@ -138,16 +87,18 @@ class _BudgetSpent(Exception):
 class Generator:
     """Runs one generation (see the module docstring); :func:`generate` is the usual entry."""
 
-    def __init__(self, config: GenerationConfig, store: RunStore, out: Path, console: Any = None,
-                 provider: LLMProvider | None = None):
+    def __init__(self, card: EnvCard | str, config: GenerationConfig, store: RunStore, out: Path,
+                 console: Any = None, provider: LLMProvider | None = None):
         self.cfg = config
-        self.card: EnvCard = load_card(config.card_id)
+        self.card: EnvCard = card if isinstance(card, EnvCard) else load_card(card)
+        verify_card(self.card)
         self.store = store
         self.console = console
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
-        self.run_id = f"generate-{re.sub(r'[^A-Za-z0-9_.-]+', '_', self.card.id)}-{stamp}"
+        self.run_id = f"generate-{safe_name(self.card.id)}-{stamp}"
         self.run_dir = Path(out) / self.run_id
-        store.create_run(self.run_id, "generate", yaml.safe_dump(asdict(config), sort_keys=False))
+        stored = {"card_id": self.card.id, **config.model_dump(mode="json")}  # the API key is excluded
+        store.create_run(self.run_id, "generate", yaml.safe_dump(stored, sort_keys=False))
         self.log = ExchangeLog(store, self.run_id)
         self.provider = provider or make_provider(
             config.provider, model=config.model, base_url=config.base_url, api_key=config.api_key, log=self.log,
@@ -155,7 +106,7 @@ class Generator:
         self.prompts = PromptBuilder()
         self.examples: list[Example] = retrieve_examples(self.card, k=config.few_shot) if config.few_shot else []
         self.algo = config.probe_algo or ("sac" if self.card.simulator == "metaworld" else "ppo")
-        self._trajectories: list[Any] | None = None
+        self._trajectories: list[Trajectory] | None = None
         self.tokens = 0
         self.rejected = 0
         self.first_failures = 0
@@ -239,21 +190,17 @@ class Generator:
         self.rejected += 1
         return None
 
-    def _preference_trajectories(self) -> list[Any]:
+    def _preference_trajectories(self) -> list[Trajectory]:
         if self._trajectories is None:
             self._trajectories = collect_trajectories(self.card, seed=self.cfg.seed)
         return self._trajectories
 
-    def _probe(self, cand: Candidate, steps: int, tag: str) -> dict[str, Any]:
+    def _probe(self, cand: Candidate, steps: int, tag: str) -> TrialResult:
         from rewardlab.training import train
 
-        run_dir = self.run_dir / tag
-        run_dir.mkdir(parents=True, exist_ok=True)
-        path = run_dir / "candidate.py"
-        path.write_text(cand.source)
-        result = train(self.card.id, str(path), self.algo, steps, self.cfg.seed, run_dir,
-                       eval_episodes=self.cfg.eval_episodes, eval_every=max(steps // 4, 1), check=False).to_dict()
-        return result
+        program = RewardProgram(cand.source, origin=f"candidate:{cand.program_id[:12]}")
+        return train(self.card, program, self.algo, steps, self.cfg.seed, self.run_dir / tag,
+                     eval_episodes=self.cfg.eval_episodes, eval_every=max(steps // 4, 1), check=False)
 
     def _train_probe(self, cand: Candidate, steps: int, tag: str) -> None:
         """Train a candidate for ``steps``; record its probe and score."""
@@ -262,11 +209,10 @@ class Generator:
         self.store.update_candidate(cand.row, status="trained", probe=_probe_summary(cand.probe), score=cand.score)
 
     @staticmethod
-    def _score(result: dict[str, Any]) -> float:
-        ev = result["eval"]
-        if ev.get("success") and ev["success"][0] is not None:
-            return float(sum(map(float, ev["success"])) / len(ev["success"]))
-        return float(sum(ev["env_return"]) / len(ev["env_return"]))
+    def _score(result: TrialResult) -> float:
+        """The probe's success rate, else its mean env return."""
+        success = result.final("success")
+        return success if success is not None else float(result.final("env_return") or 0.0)
 
     # -- the loop ------------------------------------------------------------------------------------
     def run(self) -> GenerationResult:
@@ -306,7 +252,7 @@ class Generator:
                     stopped = f"success target {cfg.success_target} reached"
                     break
                 if round_best.probe:
-                    stats = _training_stats(round_best.probe, self.algo)
+                    stats = TrainingStats.from_trial(round_best.probe, algo=self.algo)
                     messages = self.prompts.reflection(self.card, round_best.source, stats,
                                                        instruction=cfg.instruction, examples=self.examples)
                     purpose = "reflection"
@@ -350,16 +296,10 @@ class Generator:
         return self._finish(best, self.cfg.samples, stopped if best else "no revision passed the checks")
 
 
-def _probe_summary(result: dict[str, Any] | None) -> dict[str, Any] | None:
+def _probe_summary(result: TrialResult | None) -> dict[str, Any] | None:
     if result is None:
         return None
-    return {"curve": result["curve"], "eval": result["eval"], "steps": result["steps"], "wall_s": result["wall_s"]}
-
-
-def _training_stats(result: dict[str, Any], algo: str) -> TrainingStats:
-    names = sorted({k for p in result["curve"] for k in (p.get("components") or {})})
-    components = {k: [float((p.get("components") or {}).get(k, float("nan"))) for p in result["curve"]] for k in names}
-    return TrainingStats.from_trial(result, components=components, algo=algo)
+    return result.model_dump(mode="json", include={"curve", "eval", "steps", "wall_s"})
 
 
 def refine(reward_id: str, feedback: str, config: GenerationConfig | None = None, observed: str | None = None,
@@ -377,19 +317,35 @@ def refine(reward_id: str, feedback: str, config: GenerationConfig | None = None
         record = store.find_program(reward_id)
         if not record.card_id:
             raise UserError(f"reward program {record.id[:12]} has no env card recorded; it cannot be refined")
-        cfg = config or GenerationConfig(card_id=record.card_id)
-        cfg = GenerationConfig(**{**asdict(cfg), "card_id": record.card_id})
-        return Generator(cfg, store, Path(out), console, provider).refine(record.id, record.source, feedback, observed)
+        return Generator(record.card_id, config or GenerationConfig(), store, Path(out), console,
+                         provider).refine(record.id, record.source, feedback, observed)
 
 
-def generate(config: GenerationConfig, out: Path = Path("runs"), console: Any = None,
-             provider: LLMProvider | None = None) -> GenerationResult:
+def generate(card_id: str | EnvCard, config: GenerationConfig | None = None, out: Path = Path("runs"),
+             console: Any = None, provider: LLMProvider | None = None) -> GenerationResult:
     """Run a generation and return its result (best program id and score, counts, tokens).
 
-    :param config: what to generate (see :class:`GenerationConfig`)
+    :param card_id: the task (env card id, path or card)
+    :param config: how to generate (see :class:`~rewardlab.config.GenerationConfig`)
     :param out: runs root: the SQLite store and the run directory
     :param console: a rich console for progress lines, or None
     :param provider: a ready provider (tests); by default one is made from the config
     """
     with RunStore(Path(out) / DB_NAME) as store:
-        return Generator(config, store, Path(out), console, provider).run()
+        return Generator(card_id, config or GenerationConfig(), store, Path(out), console, provider).run()
+
+
+def generate_program(source: GeneratedSource, card: EnvCard, out: Path, console: Any = None) -> tuple[RewardProgram, str]:
+    """A generated reward source's program for one task: the best program of a generation run.
+
+    :return: ``(program, generation run id)``
+    :raises UserError: no candidate passed the checks
+    """
+    result = generate(card, source.generate, out=out, console=console)
+    if result.best_program_id is None:
+        raise UserError(f"generation of {source.name} for {card.id} gave no program that passed the checks "
+                        f"(run {result.run_id}); see `rewardlab lineage` or the run store")
+    with RunStore(Path(out) / DB_NAME) as store:
+        record = store.get_program(result.best_program_id)
+    assert record is not None
+    return RewardProgram(record.source, origin=f"generated:{result.run_id}", parent=record.parent_id), result.run_id

@@ -39,8 +39,9 @@ import yaml
 from rewardlab.cards import EnvCard, list_cards, split_card_id
 from rewardlab.checks import check_program
 from rewardlab.errors import RewardProgramError
-from rewardlab.runs.store import RunStore
-from rewardlab.sandbox import TrialReport, one_line
+from rewardlab.errors import one_line
+from rewardlab.store import CandidateRecord, RunStore
+from rewardlab.trial import TrialReport
 
 ORIGINS = ("generation", "teacher")
 """Where a pair comes from: a fix the LLM made that passed, or a perturbed reference reward."""
@@ -162,29 +163,29 @@ class CorrectionMemory:
             return []
         rule = error_rule(error)
         rows = [r for r in self.store.corrections()
-                if not (leave_one_out and r["origin"] == "teacher" and r["card_id"] == card.id)
-                and (r["family"] == card.family or (rule is not None and r["rule"] == rule))]
+                if not (leave_one_out and r.origin == "teacher" and r.card_id == card.id)
+                and (r.family == card.family or (rule is not None and r.rule == rule))]
         words = _words(error)
-        rows.sort(key=lambda r: (r["created"], r["id"]), reverse=True)  # newest first ...
-        rows.sort(key=lambda r: (r["family"] != card.family, r["rule"] != rule, r["origin"] != "generation",
-                                 -_overlap(words, _words(r["feedback"]))))
+        rows.sort(key=lambda r: (r.created, r.id), reverse=True)  # newest first ...
+        rows.sort(key=lambda r: (r.family != card.family, r.rule != rule, r.origin != "generation",
+                                 -_overlap(words, _words(r.feedback))))
         seen: set[tuple[str, str]] = set()
         repeat = {}
         for r in rows:  # a teacher pair of a card and rule already ranked waits (same rank class)
-            key = (r["card_id"], r["rule"])
-            repeat[r["id"]] = r["origin"] == "teacher" and key in seen
+            key = (r.card_id, r.rule)
+            repeat[r.id] = r.origin == "teacher" and key in seen
             seen.add(key)
-        rows.sort(key=lambda r: (r["family"] != card.family, r["rule"] != rule, repeat[r["id"]]))
+        rows.sort(key=lambda r: (r.family != card.family, r.rule != rule, repeat[r.id]))
         chosen = rows[:k]
-        return [{"failing_code": shorten(r["failing_code"], self.max_lines), "feedback": r["feedback"],
-                 "fixed_code": shorten(r["fixed_code"], self.max_lines)} for r in chosen]
+        return [{"failing_code": shorten(r.failing_code, self.max_lines), "feedback": r.feedback,
+                 "fixed_code": shorten(r.fixed_code, self.max_lines)} for r in chosen]
 
     def counts(self) -> dict[str, dict[str, dict[str, int]]]:
         """How many pairs are stored: ``{origin: {family: {rule: n}}}``."""
         out: dict[str, dict[str, dict[str, int]]] = {}
         for r in self.store.corrections():
-            fam = out.setdefault(r["origin"], {}).setdefault(r["family"], {})
-            fam[r["rule"]] = fam.get(r["rule"], 0) + 1
+            fam = out.setdefault(r.origin, {}).setdefault(r.family, {})
+            fam[r.rule] = fam.get(r.rule, 0) + 1
         return out
 
 
@@ -527,7 +528,7 @@ def seed_teacher_pairs(store: RunStore, cards: Iterable[EnvCard | str] | None = 
     from concurrent.futures import ThreadPoolExecutor
 
     from rewardlab.cards import load_card
-    from rewardlab.checks import sample_states
+    from rewardlab.rollouts import sample_states
 
     chosen = [load_card(c) if isinstance(c, str) else c for c in (cards if cards is not None else list_cards())]
     chosen = [c for c in chosen if c.reference_reward_path() is not None]
@@ -608,23 +609,23 @@ def first_attempt_stats(store: RunStore, run_id: str | None = None, *, memory: b
     """
     rows = store.candidates(run_id)
     if memory is not None:
-        wanted = {r: _uses_memory(store, r) == memory for r in {row["run_id"] for row in rows}}
-        rows = [row for row in rows if wanted[row["run_id"]]]
-    chains: dict[tuple[str, int, int], list[dict[str, Any]]] = defaultdict(list)
+        wanted = {r: _uses_memory(store, r) == memory for r in {row.run_id for row in rows}}
+        rows = [row for row in rows if wanted[row.run_id]]
+    chains: dict[tuple[str, int, int], list[CandidateRecord]] = defaultdict(list)
     for row in rows:
-        chains[(row["run_id"], row["round"], row["sample"])].append(row)
+        chains[(row.run_id, row.round, row.sample)].append(row)
     stats = FirstAttemptStats(runs=len({key[0] for key in chains}), candidates=len(chains))
     attempts: list[int] = []
     rules: Counter[str] = Counter()
     for chain in chains.values():
-        chain.sort(key=lambda r: (r["attempt"], r["id"]))
-        if chain[0]["status"] != "rejected":
+        chain.sort(key=lambda r: (r.attempt, r.id))
+        if chain[0].status != "rejected":
             continue
         stats.first_attempt_failures += 1
-        rules[error_rule(chain[0]["error"]) or "unknown"] += 1
-        passed = [r["attempt"] for r in chain if r["status"] != "rejected"]
+        rules[error_rule(chain[0].error) or "unknown"] += 1
+        passed = [r.attempt for r in chain if r.status != "rejected"]
         if passed:
-            attempts.append(passed[0] - chain[0]["attempt"])
+            attempts.append(passed[0] - chain[0].attempt)
     stats.fixed = len(attempts)
     if stats.candidates:
         stats.first_attempt_failure_rate = stats.first_attempt_failures / stats.candidates

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from rewardlab.cards import EnvCard, FieldSpec, load_card, parse_success
+from rewardlab.cards import EnvCard, FieldSpec, load_card
 from rewardlab.errors import UserError
 from rewardlab.llm.base import LLMError, LLMReply, LLMRequest
 from rewardlab.program import ENTRY, RewardProgram
@@ -253,9 +253,7 @@ def _runs_on(source: str, card: EnvCard, batch: int = 8, seed: int = 0) -> bool:
         extractor = StateExtractor(card)
         rng = np.random.default_rng(seed)
         flat = rng.uniform(-1.0, 1.0, size=(batch, extractor.dim))
-        low = np.broadcast_to(np.asarray(card.action.low, float), card.action.shape)
-        high = np.broadcast_to(np.asarray(card.action.high, float), card.action.shape)
-        action = rng.uniform(low, high, size=(batch, *card.action.shape))
+        action = np.stack([np.asarray(card.action.sample(rng), dtype=np.float64) for _ in range(batch)])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             program.bind(card)(extractor.view(flat), action)
@@ -272,7 +270,7 @@ def generic_template(target: EnvCard) -> Adaptation:
     ``survived`` task as a bonus per step alive; anything else as a bonus per step alive. All add a
     small action penalty.
     """
-    rule = parse_success(target.success, set(target.fields())) if target.success else None
+    rule = target.success_rule
     body = ["def compute_dense_reward(self, action):",
             "    # Small action penalty: smooth motions without making standing still the best policy.",
             "    ctrl = -0.01 * np.sum(np.square(action), axis=-1)"]

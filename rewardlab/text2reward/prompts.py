@@ -23,7 +23,8 @@ from typing import Any
 import jinja2
 
 from rewardlab.arrays import ALLOWED_NAMES
-from rewardlab.cards import EnvCard, parse_success, render_stubs
+from rewardlab.types import TrialResult
+from rewardlab.cards import DiscreteSpace, EnvCard, MultiDiscreteSpace, render_stubs
 from rewardlab.resources import resource_dir
 from rewardlab.text2reward.retrieval import Example
 
@@ -63,20 +64,21 @@ FAMILY_TIPS: dict[str, tuple[str, ...]] = {
 
 
 def describe_success(card: EnvCard) -> str:
-    """The card's success criterion in words."""
-    if card.success is None:
+    """The card's success criterion in words (:meth:`~rewardlab.cards.SuccessRule.describe`)."""
+    rule = card.success_rule
+    if rule is None:
         return "none is defined; the task is judged by the behaviour in the instruction and the return."
-    rule = parse_success(card.success, set(card.fields()))
-    if rule.kind == "survived":
-        return "the episode is not ended early (the agent stays healthy until the time limit)."
-    if rule.kind == "info":
-        return (f"the environment reports success (info['{rule.key}']) at some step of the episode; "
-                "the tips below say what it tests.")
-    return f"at the end of the episode, self.{rule.key} {rule.op} {rule.value:g}."
+    return rule.describe()
 
 
-def action_bounds(card: EnvCard) -> tuple[str, str]:
-    """The action's low and high bounds as text (one number when every dimension shares it)."""
+def describe_action_space(card: EnvCard) -> str:
+    """The action space in a sentence, bounds as one number when every dimension shares it."""
+    space = card.action
+    if isinstance(space, DiscreteSpace):
+        return f"a Discrete space: one integer per env in [{space.start}, {space.start + space.n - 1}]."
+    if isinstance(space, MultiDiscreteSpace):
+        return f"a MultiDiscrete space of shape ({len(space.nvec)},): entry i an integer in [0, nvec[i] - 1], nvec = {space.nvec}."
+
     def text(bound: float | list[float]) -> str:
         if isinstance(bound, (int, float)):
             return f"{bound:g}"
@@ -84,7 +86,8 @@ def action_bounds(card: EnvCard) -> tuple[str, str]:
             return f"{bound[0]:g}"
         return "[" + ", ".join(f"{b:g}" for b in bound) + "] (per dimension)"
 
-    return text(card.action.low), text(card.action.high)
+    shape = ", ".join(map(str, space.shape))
+    return f"a continuous Box of shape ({shape},), each entry in [{text(space.low)}, {text(space.high)}]."
 
 
 # -- training statistics for the reflection prompt -------------------------------------------------
@@ -116,27 +119,27 @@ class TrainingStats:
     max_points: int = 10
 
     @classmethod
-    def from_trial(cls, result: Mapping[str, Any], components: Mapping[str, list[float]] | None = None,
-                   algo: str | None = None) -> "TrainingStats":
-        """Build from :meth:`rewardlab.training.TrialResult.to_dict` (its ``curve``), plus component
-        series when the caller logged them (the curve has none). The episode length comes from the
-        final evaluation, repeated only at the last checkpoint."""
-        curve = list(result.get("curve") or [])
+    def from_trial(cls, result: TrialResult, algo: str | None = None) -> TrainingStats:
+        """Build from a probe's :class:`~rewardlab.types.TrialResult`: its curve (success, returns and
+        the per-component sums at each evaluation); the episode length comes from the final
+        evaluation, repeated only at the last checkpoint."""
+        curve = result.curve
 
         def series(key: str) -> list[float] | None:
-            values = [p.get(key) for p in curve]
+            values = [getattr(p, key) for p in curve]
             return None if not values or any(v is None for v in values) else [float(v) for v in values]
 
-        lengths = (result.get("eval") or {}).get("length") or []
+        names = sorted({k for p in curve for k in p.components})
+        lengths = result.eval.length
         return cls(
-            steps=[int(p["step"]) for p in curve],
-            components={k: list(map(float, v)) for k, v in (components or {}).items()},
+            steps=[p.step for p in curve],
+            components={k: [float(p.components.get(k, float("nan"))) for p in curve] for k in names},
             success=series("success"),
             episode_length=[sum(lengths) / len(lengths)] if lengths else None,
             return_env=series("return_env"),
             return_program=series("return_program"),
-            algo=algo,
-            total_steps=result.get("steps"),
+            algo=algo or result.algo or None,
+            total_steps=result.steps,
         )
 
     def _pick(self, values: Sequence[float]) -> list[float]:
@@ -236,7 +239,6 @@ class PromptBuilder:
     def initial_prompt(self, card: EnvCard, instruction: str | None = None,
                        examples: Sequence[Example] = ()) -> str:
         """The user message of the initial prompt (zero-shot without examples, few-shot with them)."""
-        low, high = action_bounds(card)
         background = self.background if self.background is not None else (
             list(BACKGROUND_TIPS) + list(FAMILY_TIPS.get(card.family, ())))
         return self.render(
@@ -244,9 +246,7 @@ class PromptBuilder:
             card=card,
             instruction=(instruction or card.instruction).strip(),
             stubs=render_stubs(card),
-            action_shape=", ".join(map(str, card.action.shape)),
-            action_low=low,
-            action_high=high,
+            action_space=describe_action_space(card),
             success=describe_success(card),
             background=background,
             examples=list(examples),
@@ -341,5 +341,5 @@ def _correction(c: Any) -> dict[str, str]:
             "fixed_code": str(get("fixed_code"))}
 
 
-__all__ = ["PromptBuilder", "TrainingStats", "BACKGROUND_TIPS", "FAMILY_TIPS", "describe_success",
+__all__ = ["PromptBuilder", "TrainingStats", "BACKGROUND_TIPS", "FAMILY_TIPS", "describe_action_space", "describe_success",
            "describe_error", "Messages"]

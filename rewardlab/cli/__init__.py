@@ -1,0 +1,42 @@
+"""The ``rewardlab`` command line (typer + rich); also ``python -m rewardlab``.
+
+One module per command group, each a thin layer over the library: :mod:`~rewardlab.cli.envs`
+(``envs list|show``), :mod:`~rewardlab.cli.check`, :mod:`~rewardlab.cli.train`,
+:mod:`~rewardlab.cli.runs` (``run``, ``report``, ``runs list``), :mod:`~rewardlab.cli.generate`
+(``generate``, ``refine``, ``lineage``) and :mod:`~rewardlab.cli.memory`.
+
+Exit codes: 0 success; 1 a rejected program (``check``), failed trials (``run``) or no program passed
+(``generate``); 2 a user error (a bad card, spec, flag, reward program or file: one line on stderr,
+never a traceback); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from rewardlab.runtime import limit_threads
+
+limit_threads(torch_too=False)  # before numpy/torch load; see rewardlab.runtime
+
+from rewardlab.cli.app import app, console, err_console  # noqa: E402
+from rewardlab.cli import check, envs, generate, memory, runs, train  # noqa: E402,F401  (register commands)
+from rewardlab.errors import UserError  # noqa: E402
+
+__all__ = ["app", "console", "err_console", "main"]
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and exit code 2 (130 when interrupted)."""
+    from rewardlab.runs.runner import RunInterrupted
+
+    try:
+        app()
+    except RunInterrupted as e:
+        err_console.print(f"interrupted: {e}", markup=False, highlight=False)
+        sys.exit(130)
+    except UserError as e:
+        err_console.print(f"error: {e}", markup=False, highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("interrupted", markup=False)
+        sys.exit(130)

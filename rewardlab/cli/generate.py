@@ -1,0 +1,113 @@
+"""``rewardlab generate``, ``refine`` and ``lineage``: Text2Reward generation, human feedback, lineage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.text import Text
+from rich.tree import Tree
+
+from rewardlab.cli.app import app, console, option
+from rewardlab.config import GenerationConfig, validate_config
+from rewardlab.store import LineageNode
+
+G = GenerationConfig
+Out = typer.Option(Path("runs"), help="runs root: the SQLite store and run directories")
+
+
+def _config(source: str, **values: object) -> GenerationConfig:
+    flags = {name: "--" + name.replace("_", "-") for name in GenerationConfig.model_fields}
+    flags["use_memory"] = "--memory"
+    return validate_config(GenerationConfig, values, source, flags)
+
+
+def _print_generation(r: object) -> None:
+    from rewardlab.paths import relative_path
+    from rewardlab.text2reward.loop import GenerationResult
+
+    assert isinstance(r, GenerationResult)
+    if r.best_program_id:
+        score = f"score {r.best_score:.3g}" if r.best_score is not None else "not scored"
+        best = f"{r.best_program_id[:12]} ({score})"
+    else:
+        best = "none passed the checks"
+    console.print(f"run {r.run_id}: {r.candidates} candidates, {r.rejected} rejected after retries, "
+                  f"{r.first_attempt_failures} failed at first; {r.tokens} tokens; {r.stopped}")
+    console.print(f"best reward: {best}")
+    if r.best_program_id:
+        console.print(f"  saved as {relative_path(r.run_dir / 'best_reward.py')}; refine with: rewardlab refine "
+                      f"{r.best_program_id[:12]} --feedback \"...\"", markup=False)
+
+
+@app.command()
+def generate(env: str = typer.Option(..., "--env", help="card id"),
+             instruction: Optional[str] = option(G, "instruction"),
+             provider: str = option(G, "provider"), model: Optional[str] = option(G, "model"),
+             base_url: Optional[str] = option(G, "base_url"), api_key: Optional[str] = option(G, "api_key"),
+             samples: int = option(G, "samples"), rounds: int = option(G, "rounds"), few_shot: int = option(G, "few_shot"),
+             temperature: float = option(G, "temperature"), max_tokens: int = option(G, "max_tokens"),
+             token_budget: Optional[int] = option(G, "token_budget"), fix_attempts: int = option(G, "fix_attempts"),
+             probe_steps: int = option(G, "probe_steps"), probe_algo: Optional[str] = option(G, "probe_algo"),
+             final_steps: int = option(G, "final_steps"), eval_episodes: int = option(G, "eval_episodes"),
+             success_target: Optional[float] = option(G, "success_target"),
+             memory: bool = option(G, "use_memory", "--memory/--no-memory"),
+             timeout: float = option(G, "timeout_s", "--timeout"), max_retries: int = option(G, "max_retries"),
+             seed: int = option(G, "seed"), out: Path = Out) -> None:
+    """Generate reward programs with an LLM: sample, check, rank, probe-train, reflect, repeat."""
+    from rewardlab.text2reward.loop import generate as run_generation
+
+    cfg = _config("rewardlab generate", instruction=instruction, provider=provider, model=model, base_url=base_url,
+                  api_key=api_key, samples=samples, rounds=rounds, few_shot=few_shot, temperature=temperature,
+                  max_tokens=max_tokens, token_budget=token_budget, fix_attempts=fix_attempts, probe_steps=probe_steps,
+                  probe_algo=probe_algo, final_steps=final_steps, eval_episodes=eval_episodes,
+                  success_target=success_target, use_memory=memory, timeout_s=timeout, max_retries=max_retries,
+                  seed=seed)
+    _print_generation(run_generation(env, cfg, out=out, console=console))
+
+
+@app.command()
+def refine(reward_id: str = typer.Argument(..., help="reward program id (or a unique prefix)"),
+           feedback: str = typer.Option(..., help="what should change, in words"),
+           observed: Optional[str] = typer.Option(None, help="what the trained agent was seen doing"),
+           provider: str = option(G, "provider"), model: Optional[str] = option(G, "model"),
+           base_url: Optional[str] = option(G, "base_url"), api_key: Optional[str] = option(G, "api_key"),
+           samples: int = typer.Option(1, help="revisions to ask for"),
+           probe_steps: int = option(G, "probe_steps"), timeout: float = option(G, "timeout_s", "--timeout"),
+           max_retries: int = option(G, "max_retries"), seed: int = option(G, "seed"), out: Path = Out) -> None:
+    """Revise a stored reward program from human feedback; the new version's parent is REWARD_ID."""
+    from rewardlab.text2reward.loop import refine as run_refine
+
+    cfg = _config("rewardlab refine", provider=provider, model=model, base_url=base_url, api_key=api_key,
+                  samples=samples, rounds=1, probe_steps=probe_steps, timeout_s=timeout, max_retries=max_retries,
+                  seed=seed)
+    _print_generation(run_refine(reward_id, feedback, cfg, observed=observed, out=out, console=console))
+
+
+@app.command()
+def lineage(reward_id: str = typer.Argument(..., help="reward program id (or a unique prefix)"), out: Path = Out) -> None:
+    """Show a reward program's family tree (its ancestors' root and every revision) with scores."""
+    from rewardlab.errors import UserError
+    from rewardlab.store import DB_NAME, RunStore
+
+    db = out / DB_NAME
+    if not db.is_file():
+        raise UserError(f"no run store at {db}; pass --out to where your runs are")
+    with RunStore(db) as store:
+        target = store.find_program(reward_id)
+        root = store.lineage_tree(target.id)
+
+    def label(node: LineageNode) -> Text:
+        text = f"{node.program.id[:12]}  {node.program.origin}  {node.status}"
+        text += f"  score {node.best_score:.3g}" if node.best_score is not None else ""
+        text += f"  ({node.last_error})" if node.last_error and node.status == "rejected" else ""
+        return Text(text + ("  <- this one" if node.program.id == target.id else ""))
+
+    def grow(tree: Tree, node: LineageNode) -> None:
+        for child in node.children:
+            grow(tree.add(label(child)), child)
+
+    tree = Tree(label(root))
+    grow(tree, root)
+    console.print(tree)

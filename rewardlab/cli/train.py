@@ -1,0 +1,70 @@
+"""``rewardlab train``: one agent on one task with one reward source."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from rewardlab.cli.app import app, console
+from rewardlab.config import Budget, Evaluation, TrainConfig, validate_config
+
+_FLAGS = {"seed": "--seed", "budget.steps": "--steps", "steps": "--steps", "evaluation.episodes": "--eval-episodes",
+          "episodes": "--eval-episodes", "evaluation.every": "--eval-every", "every": "--eval-every",
+          "algo": "--algo", "trainer": "--trainer"}
+
+
+@app.command()
+def train(env: str = typer.Option(..., "--env", help="card id (or card YAML)"),
+          reward: str = typer.Option("reference", help="env|builtin (the env's own), reference, or a program file"),
+          algo: str = typer.Option("ppo", help="the trainer's algorithm: ppo, sac or td3 for sb3"),
+          trainer: str = typer.Option("sb3", help="registered trainer"),
+          steps: int = typer.Option(50_000, help=Budget.model_fields["steps"].description),
+          seed: int = typer.Option(0, help="seed of the agent, its envs and (offset) its evaluation envs"),
+          eval_episodes: int = typer.Option(Evaluation().episodes, help=Evaluation.model_fields["episodes"].description),
+          eval_every: int | None = typer.Option(None, help=Evaluation.model_fields["every"].description),
+          out: Path = typer.Option(Path("runs/train"), help="folder of run directories (a new one per run)")) -> None:
+    """Train one agent and evaluate it under the env's reward and the program's."""
+    from rich.progress import BarColumn, Progress, TimeRemainingColumn
+
+    from rewardlab.cards import load_card
+    from rewardlab.paths import new_directory, relative_path, safe_name
+    from rewardlab.sims import verify_card
+    from rewardlab.sources import parse_source, resolve_source
+    from rewardlab.training import validate
+    from rewardlab.training.sb3 import SlowRewardWarning
+
+    config = validate_config(TrainConfig, {"trainer": trainer, "algo": algo, "seed": seed, "budget": {"steps": steps},
+                                           "evaluation": {"episodes": eval_episodes, "every": eval_every}},
+                             "rewardlab train", _FLAGS)
+    card = load_card(env)
+    source = parse_source(reward)
+    resolved = resolve_source(source, card)  # reads and statically checks the program before anything is made
+    chosen = validate(card, config)
+    verify_card(card)
+    run_dir = new_directory(out, f"{safe_name(card.id)}-{source.name}-{algo}-{seed}")
+    try:
+        with Progress("[progress.description]{task.description}", BarColumn(), "{task.completed}/{task.total}",
+                      TimeRemainingColumn(), console=console) as bar, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SlowRewardWarning)
+            task = bar.add_task(f"{algo} on {card.id}", total=steps)
+            result = chosen.train(card, resolved, config, run_dir,
+                                  progress=lambda done, total: bar.update(task, completed=min(done, total)))
+    except BaseException:
+        shutil.rmtree(run_dir, ignore_errors=True)  # a failed training leaves no half-written run behind
+        raise
+    for w in caught:
+        if issubclass(w.category, SlowRewardWarning):
+            console.print(f"[yellow]warning: {w.message}")
+    ev = result.eval
+    table = Table("episodes", "env return", "program return", "success", box=None)
+
+    def fmt(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4g}"
+
+    table.add_row(str(ev.episodes), fmt(ev.mean("env_return")), fmt(ev.mean("program_return")), fmt(ev.mean("success")))
+    console.print(table)
+    console.print(f"model, TensorBoard logs and result.json in {relative_path(run_dir)}")

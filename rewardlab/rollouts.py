@@ -1,0 +1,181 @@
+"""Rollouts for checks: sampled states (random actions) and labelled trajectories (expert, perturbed
+expert, probes, random, idle, sine), cached on disk per card content so a check costs a sandbox
+process, not an env start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rewardlab.cards import EnvCard
+from rewardlab.paths import cache_dir, safe_name
+from rewardlab.sims.base import Policy, make_env
+from rewardlab.sims.registry import get_simulator
+from rewardlab.state import StateExtractor
+
+
+@dataclass
+class SampledStates:
+    """States from random rollouts: flat states ``(N, D)``, actions ``(N, A)``, observations ``(N, O)``."""
+
+    states: np.ndarray
+    actions: np.ndarray
+    obs: np.ndarray
+
+
+def _cache_path(kind: str, card: EnvCard, *parts: Any) -> Path:
+    key = hashlib.sha256(card.model_dump_json().encode()).hexdigest()[:16]
+    return cache_dir() / kind / "-".join([safe_name(card.id), key, *map(str, parts)])
+
+
+def _save_atomically(path: Path, arrays: dict[str, Any]) -> None:
+    """Write an ``.npz`` so that a concurrent reader never sees half a file; a cache that cannot be
+    written (read-only home, full disk) only costs recomputing next time."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, **arrays)
+        tmp.replace(path)
+    except OSError:
+        pass
+
+
+def sample_states(card: EnvCard, n: int = 256, seed: int = 0, use_cache: bool = True) -> SampledStates:
+    """Roll the card's env out with uniformly random actions and record ``n`` post-step states.
+
+    :param card: the env card
+    :param n: number of states
+    :param seed: env and action-sampling seed
+    :param use_cache: reuse states saved for the same card content, ``n`` and ``seed``
+    """
+    path = _cache_path("states", card, seed, n).with_suffix(".npz")
+    if use_cache and path.is_file():
+        with np.load(path) as data:
+            return SampledStates(data["states"], data["actions"], data["obs"])
+
+    extractor = StateExtractor(card)
+    env = make_env(card, seed=seed)
+    env.action_space.seed(seed)
+    states, actions, observations = [], [], []
+    env.reset(seed=seed)
+    while len(states) < n:
+        action = env.action_space.sample()
+        obs, _, terminated, truncated, _ = env.step(action)
+        sim = extractor.sim_vector(env)[None] if extractor.has_sim else None
+        states.append(extractor.batch(np.asarray(obs)[None], sim)[0])
+        actions.append(np.asarray(action, dtype=np.float64))
+        observations.append(np.asarray(obs, dtype=np.float64))
+        if terminated or truncated:
+            env.reset()
+    env.close()
+    sampled = SampledStates(np.stack(states), np.stack(actions), np.stack(observations))
+    if use_cache:
+        _save_atomically(path, {"states": sampled.states, "actions": sampled.actions, "obs": sampled.obs})
+    return sampled
+
+
+@dataclass
+class Trajectory:
+    """One rollout for preference checks: flat states, actions and observations per step.
+
+    :param label: who acted (``expert``, ``expert+noise0.5``, ``reach-and-halt``, ``random``, ``idle``, ``sine``)
+    :param success: whether the card's success rule held (None when the card has no rule)
+    :param env_return: the env's own return, the progress signal when there is no success rule
+    """
+
+    label: str
+    states: np.ndarray
+    actions: np.ndarray
+    obs: np.ndarray
+    success: bool | None
+    env_return: float
+
+
+_ACTORS_VERSION = 2  # bump when actors() changes: cached trajectories are keyed by it
+
+
+def actors(card: EnvCard, rng: np.random.Generator) -> list[tuple[str, Policy]]:
+    """Who acts in the preference check, each kind as often as listed: the simulator's scripted
+    expert with and without action noise and its task-aware probes (when the adapter has them), then
+    random, idle and a sine sweep (for every simulator)."""
+    space = card.action
+    out: list[tuple[str, Policy]] = []
+    adapter = get_simulator(card.simulator)
+    expert = adapter.expert(card)
+    if expert is not None and hasattr(space, "low_high"):
+        low, high = space.low_high()
+
+        def noisy(sigma: float) -> Policy:
+            return lambda obs, t: np.clip(expert(obs, t) + rng.normal(0, sigma, tuple(space.shape)), low, high)
+
+        out += [("expert", lambda obs, t: np.clip(expert(obs, t), low, high))] * 2
+        out += [("expert+noise0.5", noisy(0.5))] * 2 + [("expert+noise1.5", noisy(1.5))] * 2
+        for label, probe in adapter.probe_policies(card, expert, rng):
+            out += [(label, probe)] * 2
+    out += [("random", lambda obs, t: np.asarray(space.sample(rng), dtype=np.float64))] * 3
+    out += [("idle", lambda obs, t: space.idle())]
+    if hasattr(space, "low_high"):
+        low, high = space.low_high()
+        phase = rng.uniform(0, 2 * np.pi, tuple(space.shape))
+        out += [("sine", lambda obs, t: low + (high - low) * (0.5 + 0.5 * np.sin(0.3 * t + phase)))] * 2
+    return out
+
+
+def collect_trajectories(card: EnvCard, horizon: int = 150, seed: int = 0, use_cache: bool = True) -> list[Trajectory]:
+    """Roll out :func:`actors` on the card's env, the same goal sequence for each kind, and record
+    full flat states. Cached on disk like :func:`sample_states`."""
+    path = _cache_path("trajectories", card, seed, horizon, f"v{_ACTORS_VERSION}").with_suffix(".npz")
+    if use_cache and path.is_file():
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            return [Trajectory(m["label"], data[f"s{i}"], data[f"a{i}"], data[f"o{i}"], m["success"], m["env_return"])
+                    for i, m in enumerate(meta)]
+
+    rng = np.random.default_rng(seed)
+    extractor = StateExtractor(card)
+    rule = card.success_rule
+    trajectories: list[Trajectory] = []
+    seen: dict[str, int] = {}
+    for label, act in actors(card, rng):
+        k = seen.get(label, 0)
+        seen[label] = k + 1
+        env = make_env(card, seed=seed + k)  # the k-th trajectory of every kind meets the same goal
+        obs, _ = env.reset(seed=seed + k)
+        states, actions, observations, env_return, hit, terminated = [], [], [], 0.0, False, False
+        for t in range(min(horizon, card.episode_steps)):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # MetaWorld experts warn that the env clips their actions
+                action = np.asarray(act(obs, t), dtype=np.float64)
+            obs, r, terminated, truncated, info = env.step(action.astype(env.action_space.dtype or np.float32))
+            sim = extractor.sim_vector(env)[None] if extractor.has_sim else None
+            states.append(extractor.batch(np.asarray(obs)[None], sim)[0])
+            actions.append(action)
+            observations.append(np.asarray(obs, dtype=np.float64))
+            env_return += float(r)
+            if rule is not None and rule.kind == "info" and info.get(rule.key):
+                hit = True
+            if terminated or truncated:
+                break
+        env.close()
+        success: bool | None = None
+        if rule is not None:
+            final = None
+            if rule.kind == "threshold":
+                lo, hi = extractor.offsets[rule.key]
+                final = states[-1][lo:hi]
+            success = rule.holds(info_hit=hit, terminated=bool(terminated), final=final)
+        trajectories.append(Trajectory(label, np.stack(states), np.stack(actions), np.stack(observations), success, env_return))
+    if use_cache:
+        arrays: dict[str, Any] = {"meta": json.dumps([{"label": t.label, "success": t.success, "env_return": t.env_return}
+                                                      for t in trajectories])}
+        for i, t in enumerate(trajectories):
+            arrays[f"s{i}"], arrays[f"a{i}"], arrays[f"o{i}"] = t.states, t.actions, t.obs
+        _save_atomically(path, arrays)
+    return trajectories

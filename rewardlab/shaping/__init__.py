@@ -1,0 +1,30 @@
+"""Reward shapers: what is added to a base reward at training time (PBRS, and the reward-design
+thesis' EXPRD, ExpAdaRD and ExploRS as they are added).
+
+- :mod:`~rewardlab.shaping.registry`: shaper names, checked when a spec or ``--shaper`` names one;
+- :mod:`~rewardlab.shaping.base`: the :class:`Shaper` interface (what a shaper needs from the task,
+  the reward wrapper it adds, the training callbacks it needs);
+- :mod:`~rewardlab.shaping.pbrs`: potential-based reward shaping (Ng, Harada & Russell, 1999).
+
+Names are imported on first use: :mod:`rewardlab.sources` imports the registry, the shapers import
+the wrappers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "Shaper": "rewardlab.shaping.base",
+    "make_shaper": "rewardlab.shaping.base",
+    "register_shaper": "rewardlab.shaping.registry",
+    "shaper_names": "rewardlab.shaping.registry",
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'rewardlab.shaping' has no attribute {name!r}")

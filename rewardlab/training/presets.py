@@ -1,0 +1,79 @@
+"""Algorithm presets per simulator (``agents/<simulator>.yaml``, in rl-zoo3's style): a ``default``
+block per algorithm, then per-env overrides keyed by the simulator's env id.
+
+Keys other than ``n_envs``, ``normalize`` and ``policy`` are passed to the SB3 algorithm's
+constructor; ``policy_kwargs`` may name activation functions (``tanh``) and registered feature
+extractors by string.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rewardlab.cards import EnvCard
+from rewardlab.errors import UserError
+from rewardlab.resources import resource_dir
+from rewardlab.training.policies import resolve_extractor
+
+#: The SB3 algorithms the ``sb3`` trainer runs: the one list every caller checks against.
+ALGORITHMS = ("ppo", "sac", "td3")
+#: Preset keys that configure the env, not the algorithm.
+ENV_KEYS = ("n_envs", "normalize", "policy")
+_ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "leaky_relu", "silu")
+
+
+def preset_path(card: EnvCard) -> Path:
+    return resource_dir("agents") / f"{card.simulator}.yaml"
+
+
+def load_preset(card: EnvCard, algo: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The algorithm's hyperparameters for a card: ``default`` block, then the env's, then ``overrides``.
+
+    :param card: the env card (its simulator picks ``agents/<simulator>.yaml``)
+    :param algo: one of :data:`ALGORITHMS`
+    :param overrides: keys that replace the preset's
+    :raises UserError: unknown algorithm, or no preset for the simulator or algorithm
+    """
+    if algo not in ALGORITHMS:
+        raise UserError(f"unknown algorithm {algo!r}; expected one of {', '.join(ALGORITHMS)}")
+    path = preset_path(card)
+    if not path.is_file():
+        raise UserError(f"no algorithm presets for the {card.simulator} simulator (expected {path})")
+    presets = yaml.safe_load(path.read_text()) or {}
+    if algo not in presets:
+        raise UserError(f"{path.name} has no {algo} preset")
+    params = dict(presets[algo].get("default", {}))
+    params.update(presets[algo].get(card.env_id, {}))
+    params.update(overrides or {})
+    return params
+
+
+def policy_kwargs(raw: dict[str, Any] | None) -> dict[str, Any]:
+    """``policy_kwargs`` with names resolved: activation functions and registered feature extractors."""
+    import torch.nn as nn
+
+    kwargs = dict(raw or {})
+    act = kwargs.get("activation_fn")
+    if isinstance(act, str):
+        table = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU, "leaky_relu": nn.LeakyReLU,
+                 "silu": nn.SiLU}
+        if act.lower() not in table:
+            raise UserError(f"unknown activation_fn {act!r}; expected one of {', '.join(_ACTIVATIONS)}")
+        kwargs["activation_fn"] = table[act.lower()]
+    if "features_extractor_class" in kwargs:
+        kwargs["features_extractor_class"] = resolve_extractor(kwargs["features_extractor_class"])
+    return kwargs
+
+
+def minimum_steps(algo: str, params: dict[str, Any]) -> tuple[int, str]:
+    """The smallest budget that trains at all, and why: PPO updates once per rollout of
+    ``n_steps × n_envs`` transitions; SAC and TD3 start learning after ``learning_starts`` (which
+    :func:`rewardlab.training.sb3.build_agent` caps to a fifth of the budget, at least 100)."""
+    n_envs = int(params.get("n_envs", 1))
+    if algo == "ppo":
+        n_steps = int(params.get("n_steps", 2048))
+        return n_steps * n_envs, f"one PPO rollout (n_steps {n_steps} x {n_envs} envs)"
+    return 101, f"{algo.upper()}'s warm-up (learning_starts, at least 100 steps)"
