@@ -5,25 +5,30 @@ PY := $(VENV)/bin/python
 export OMP_NUM_THREADS := 1
 export MUJOCO_GL := egl
 
-.PHONY: setup run test test-all bench bench-preference clean
+.PHONY: setup run test lint test-all bench bench-preference clean
 
 setup: $(VENV)/.installed
 
 # torch==2.13.0 first: an unpinned torch (or a package asking for a newer one) pulls a multi-GB CUDA
 # build. gymnasium[mujoco] and metaworld resolve in one pip call (metaworld pins mujoco==3.3.0).
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,ray]"
 	$(PY) -c "import mujoco, metaworld, stable_baselines3, torch; print('rewardlab env ready: torch', torch.__version__, 'mujoco', mujoco.__version__)"
 	touch $@
 
 run: setup
 	$(VENV)/bin/rewardlab run experiments/quickstart.yaml
 
-test: setup
+# lint and types first (seconds), then the suite; CI runs exactly this
+test: setup lint
 	$(PY) -m pytest -q -p no:cacheprovider
+
+lint: setup
+	$(VENV)/bin/ruff check rewardlab tests benchmarks envs
+	$(VENV)/bin/mypy
 
 test-all: setup
 	$(PY) -m pytest -q -p no:cacheprovider -m ""

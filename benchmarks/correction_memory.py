@@ -61,10 +61,10 @@ class Case:
 
 def _cases(store: Any, cards: set[str] | None, max_cases: int, seed: int) -> list[Case]:
     """Teacher mutants to fix, at most ``max_cases``, spread over rules and cards (round robin, seeded)."""
-    rows = [r for r in store.corrections(origin="teacher") if cards is None or r["card_id"] in cards]
+    rows = [r for r in store.corrections(origin="teacher") if cards is None or r.card_id in cards]
     by_rule: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
-        by_rule[r["rule"]].append(r)
+        by_rule[r.rule].append(r)
     rng = random.Random(seed)
     for group in by_rule.values():
         rng.shuffle(group)
@@ -73,7 +73,7 @@ def _cases(store: Any, cards: set[str] | None, max_cases: int, seed: int) -> lis
         for rule in sorted(by_rule):
             if by_rule[rule] and len(picked) < max_cases:
                 picked.append(by_rule[rule].pop())
-    return [Case(r["card_id"], r["rule"], r["failing_code"], r["feedback"]) for r in picked]
+    return [Case(r.card_id, r.rule, r.failing_code, r.feedback) for r in picked]
 
 
 def fix_attempts(provider: Any, model: str, case: Case, memory: Any | None, attempts: int, k: int,
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="also report first-attempt statistics of the generation runs in this run store")
     args = parser.parse_args(argv)
 
-    from rewardlab.runs.store import RunStore
+    from rewardlab.store import RunStore
     from rewardlab.text2reward.memory import CorrectionMemory, first_attempt_stats, seed_teacher_pairs
 
     print(NOTE)
@@ -223,8 +223,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                       f"mean attempts to fix {stats['mean_attempts_to_fix']}")
 
         if args.provider == "openai":
-            from rewardlab.llm import make_provider
             from rewardlab.llm.log import ExchangeLog
+            from rewardlab.text2reward.providers import make_provider
 
             run_id = f"correction-memory-{time.strftime('%Y%m%d-%H%M%S')}"
             store.create_run(run_id, "correction-memory-benchmark", json.dumps(vars(args), default=str))

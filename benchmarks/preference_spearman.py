@@ -38,22 +38,23 @@ def spearman(xs: list[float], ys: list[float]) -> float:
 
 def run(tasks: list[str], provider: str, model: str | None, base_url: str | None, samples: int,
         probe_steps: int, probe_algo: str, out_root: Path) -> dict[str, Any]:
-    from rewardlab.runs.store import RunStore
-    from rewardlab.text2reward.loop import DB_NAME, GenerationConfig, generate
-    from rewardlab.training import limit_threads
+    from rewardlab.config import GenerationConfig
+    from rewardlab.runtime import limit_threads
+    from rewardlab.store import DB_NAME, RunStore
+    from rewardlab.text2reward.loop import generate
 
     limit_threads()
     per_task: dict[str, Any] = {}
     for task in tasks:
         started = time.perf_counter()
-        cfg = GenerationConfig(card_id=task, provider=provider, model=model, base_url=base_url, samples=samples,
+        cfg = GenerationConfig(provider=provider, model=model, base_url=base_url, samples=samples,
                                rounds=1, probe_steps=probe_steps, probe_algo=probe_algo, use_memory=False)
-        result = generate(cfg, out=out_root)
+        result = generate(task, cfg, out=out_root)
         with RunStore(out_root / DB_NAME) as store:
-            rows = [c for c in store.candidates(run_id=result.run_id) if c["status"] == "trained"]
-        accuracy = [c["checks"]["preference"]["accuracy"] for c in rows]
-        success = [c["score"] for c in rows]
-        env_return = [sum(c["probe"]["eval"]["env_return"]) / len(c["probe"]["eval"]["env_return"]) for c in rows]
+            rows = [c for c in store.candidates(run_id=result.run_id) if c.status == "trained"]
+        accuracy = [c.checks["preference"]["accuracy"] for c in rows]
+        success = [c.score for c in rows]
+        env_return = [sum(c.probe["eval"]["env_return"]) / len(c.probe["eval"]["env_return"]) for c in rows]
         per_task[task] = {
             "candidates": len(rows), "preference_accuracy": accuracy, "probe_score": success,
             "probe_env_return": env_return, "rho_score": spearman(accuracy, success),

@@ -9,7 +9,8 @@ to numpy (CPU vector envs) or to torch (GPU envs) with numpy's names, argument c
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -85,6 +86,7 @@ class TorchDType:
     and accepted as ``dtype=`` by the facade's functions."""
 
     __slots__ = ("_dtype",)
+    _dtype: Any
 
     def __init__(self, dtype: Any):
         object.__setattr__(self, "_dtype", dtype)

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import yaml
@@ -165,7 +165,7 @@ def _entity_kind(value: Any) -> str:
 
 
 Entity = Annotated[
-    Union[Annotated[FieldSpec, Tag("field")], Annotated[dict[str, FieldSpec], Tag("entity")]],
+    Annotated[FieldSpec, Tag("field")] | Annotated[dict[str, FieldSpec], Tag("entity")],
     Discriminator(_entity_kind),
 ]
 
@@ -305,8 +305,9 @@ def _space_kind(value: Any) -> str:
 
 #: An action or observation space: Box (``type`` omitted or ``box``), ``discrete`` or ``multidiscrete``.
 SpaceSpec = Annotated[
-    Union[Annotated[BoxSpace, Tag("box")], Annotated[DiscreteSpace, Tag("discrete")],
-          Annotated[MultiDiscreteSpace, Tag("multidiscrete")]],
+    Annotated[BoxSpace, Tag("box")]
+    | Annotated[DiscreteSpace, Tag("discrete")]
+    | Annotated[MultiDiscreteSpace, Tag("multidiscrete")],
     Discriminator(_space_kind),
 ]
 #: The action space of a card (see :data:`SpaceSpec`).
@@ -599,11 +600,15 @@ def load_card(id_or_path: str | Path) -> EnvCard:
     return card
 
 
+#: Tags pydantic puts in error locations of tagged unions; they mean nothing to a card's author.
+_UNION_TAGS = {"box", "discrete", "multidiscrete", "field", "entity"}
+
+
 def describe_validation_error(error: ValidationError, limit: int = 3) -> str:
     """A pydantic error as one line: ``field 'a.b': message; field 'c': message``."""
     parts = []
     for err in error.errors()[:limit]:
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        loc = ".".join(str(p) for p in err["loc"] if p not in _UNION_TAGS) or "(top level)"
         parts.append(f"field {loc!r}: {err['msg']}")
     more = len(error.errors()) - limit
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")

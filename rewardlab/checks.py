@@ -103,7 +103,7 @@ def trajectory_preference_check(program: RewardProgram, card: EnvCard, trajector
 
     successes = [t.success for t in trajectories]
     if all(s is not None for s in successes) and len(set(successes)) == 2:
-        basis, truth = "success", [float(s) for s in successes]
+        basis, truth = "success", [float(bool(s)) for s in successes]
         margin = 0.5
     else:
         basis, truth = "env return", [t.env_return for t in trajectories]

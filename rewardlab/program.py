@@ -13,9 +13,9 @@ import math
 import traceback
 import types
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -89,7 +89,8 @@ class RewardProgram:
             raise _runtime_error(e) from None
         fn = namespace.get(ENTRY)
         if not isinstance(fn, types.FunctionType) or fn.__name__ != ENTRY or fn.__code__.co_filename != _FILENAME:
-            raise RewardProgramError("entry", f"{ENTRY} must stay the function the program defines (it was rebound at module level)")
+            raise RewardProgramError(
+                "entry", f"{ENTRY} must stay the function the program defines (it was rebound at module level)")
         if len(self.params) == 3:  # Text2Reward's (self, action, obs) signature is per-env
             mode = "scalar"
             warnings.warn(
@@ -249,9 +250,9 @@ class CompiledReward:
         batched_input = view._flat.ndim > 1  # noqa: SLF001
         for i in range(batch):
             row = view.row(i) if batched_input else view
-            args = (row, action[i] if batched_input else action)
+            args: tuple[Any, ...] = (row, action[i] if batched_input else action)
             if self._takes_obs:
-                args += (row._obs,)  # noqa: SLF001 - the raw observation, for (self, action, obs) programs
+                args += (row._obs,)  # the raw observation, for (self, action, obs) programs
             try:
                 out = self.fn(*args)
             except MemoryError:
@@ -273,7 +274,8 @@ class CompiledReward:
         if isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict):
             total, comps = out
         elif isinstance(out, tuple):
-            raise RewardProgramError("output", f"{ENTRY} returned a tuple of {len(out)}; return total or (total, {{name: value}})")
+            raise RewardProgramError(
+                "output", f"{ENTRY} returned a tuple of {len(out)}; return total or (total, {{name: value}})")
         else:
             total, comps = out, {}
         where = "" if row is None else f" (env {row})"
@@ -293,6 +295,7 @@ class CompiledReward:
         return total, checked
 
     def _as_vector(self, value: Any, batch: int, what: str, scalar: bool) -> Array:
+        v: Any
         if self.backend == "torch":
             import torch
 

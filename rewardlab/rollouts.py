@@ -60,8 +60,20 @@ def sample_states(card: EnvCard, n: int = 256, seed: int = 0, use_cache: bool = 
         with np.load(path) as data:
             return SampledStates(data["states"], data["actions"], data["obs"])
 
-    extractor = StateExtractor(card)
     env = make_env(card, seed=seed)
+    try:
+        sampled = random_rollout(env, StateExtractor(card), n, seed)
+    finally:
+        env.close()
+    if use_cache:
+        _save_atomically(path, {"states": sampled.states, "actions": sampled.actions, "obs": sampled.obs})
+    return sampled
+
+
+def random_rollout(env: Any, extractor: StateExtractor, n: int, seed: int) -> SampledStates:
+    """What :func:`sample_states` records, on an env made from the card with ``seed``: reset it with
+    ``seed``, step it with uniformly random actions (its action space seeded with ``seed``), resetting
+    at episode ends, and keep the ``n`` post-step states."""
     env.action_space.seed(seed)
     states, actions, observations = [], [], []
     env.reset(seed=seed)
@@ -74,11 +86,7 @@ def sample_states(card: EnvCard, n: int = 256, seed: int = 0, use_cache: bool = 
         observations.append(np.asarray(obs, dtype=np.float64))
         if terminated or truncated:
             env.reset()
-    env.close()
-    sampled = SampledStates(np.stack(states), np.stack(actions), np.stack(observations))
-    if use_cache:
-        _save_atomically(path, {"states": sampled.states, "actions": sampled.actions, "obs": sampled.obs})
-    return sampled
+    return SampledStates(np.stack(states), np.stack(actions), np.stack(observations))
 
 
 @dataclass
@@ -171,10 +179,11 @@ def collect_trajectories(card: EnvCard, horizon: int = 150, seed: int = 0, use_c
                 lo, hi = extractor.offsets[rule.key]
                 final = states[-1][lo:hi]
             success = rule.holds(info_hit=hit, terminated=bool(terminated), final=final)
-        trajectories.append(Trajectory(label, np.stack(states), np.stack(actions), np.stack(observations), success, env_return))
+        trajectories.append(Trajectory(label, np.stack(states), np.stack(actions), np.stack(observations), success,
+                                       env_return))
     if use_cache:
-        arrays: dict[str, Any] = {"meta": json.dumps([{"label": t.label, "success": t.success, "env_return": t.env_return}
-                                                      for t in trajectories])}
+        meta = [{"label": t.label, "success": t.success, "env_return": t.env_return} for t in trajectories]
+        arrays: dict[str, Any] = {"meta": json.dumps(meta)}
         for i, t in enumerate(trajectories):
             arrays[f"s{i}"], arrays[f"a{i}"], arrays[f"o{i}"] = t.states, t.actions, t.obs
         _save_atomically(path, arrays)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from rewardlab.arrays import FACADE_TYPES, ArrayFacade
-from rewardlab.errors import RewardProgramError, one_line
+from rewardlab.errors import RewardProgramError
 
 MAX_SOURCE_BYTES = 100_000
 MAX_LINES = 2_000
@@ -251,9 +251,9 @@ def _strip_annotations(tree: ast.Module) -> ast.Module:
             node.returns = None
             for a in node.args.args + node.args.kwonlyargs + node.args.posonlyargs:
                 a.annotation = None
-            for a in (node.args.vararg, node.args.kwarg):
-                if a is not None:
-                    a.annotation = None
+            for extra in (node.args.vararg, node.args.kwarg):
+                if extra is not None:
+                    extra.annotation = None
             self.generic_visit(node)
             return node
 
@@ -355,12 +355,12 @@ def _is_main_guard(stmt: ast.If) -> bool:
 class _TypingStub:
     """Stands in for ``typing`` names: programs import them only for (stripped) annotations."""
 
-    def __getattr__(self, name: str) -> "_TypingStub":
+    def __getattr__(self, name: str) -> _TypingStub:
         if name.startswith("_"):
             raise AttributeError(name)
         return self
 
-    def __getitem__(self, item: Any) -> "_TypingStub":
+    def __getitem__(self, item: Any) -> _TypingStub:
         return self
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
@@ -126,13 +126,18 @@ class ShapedSource(_Source):
 
 
 RewardSource = Annotated[
-    Union[EnvSource, ReferenceSource, FileSource, InlineSource, GeneratedSource, ShapedSource],
+    EnvSource | ReferenceSource | FileSource | InlineSource | GeneratedSource | ShapedSource,
     Field(discriminator="kind"),
 ]
 ShapedSource.model_rebuild()
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(RewardSource)
 
 _ENV_WORDS = ("env", "builtin")
+
+
+def _is_source_text(text: str) -> bool:
+    """Program text rather than a path (as :func:`rewardlab.program.load_program` decides)."""
+    return "\n" in text or text.lstrip().startswith(("def ", "import ", "from "))
 
 
 def _shorthand(data: Any) -> Any:
@@ -142,6 +147,8 @@ def _shorthand(data: Any) -> Any:
             return {"kind": "env"}
         if data == "reference":
             return {"kind": "reference"}
+        if _is_source_text(data):
+            return {"kind": "inline", "name": "inline", "source": data}
         return {"kind": "file", "name": Path(data).stem, "path": data}
     if isinstance(data, dict) and "kind" not in data:
         data = dict(data)
@@ -184,8 +191,13 @@ def parse_source(data: Any, base_dir: Path | None = None) -> RewardSource:
         directory)
     :raises UserError: one line naming the problem
     """
+    base = base_dir or Path(".")
+    if isinstance(data, str) and data not in (*_ENV_WORDS, "reference") and not _is_source_text(data):
+        path = Path(data).expanduser()
+        if not (path if path.is_absolute() else base / path).is_file():
+            raise UserError(f"reward program file not found: {data} (or give env, builtin or reference)")
     try:
-        return _Shorthand.model_validate(data, context={"base_dir": base_dir or Path(".")}).source
+        return _Shorthand.model_validate(data, context={"base_dir": base}).source
     except ValidationError as e:
         raise UserError(f"reward source {data!r}: {describe_validation_error(e)}") from None
 

@@ -68,7 +68,7 @@ class StateExtractor:
         self.view_class = make_view_class(card, self.offsets)
 
     @classmethod
-    def for_program(cls, card: EnvCard, source: str | None) -> "StateExtractor":
+    def for_program(cls, card: EnvCard, source: str | None) -> StateExtractor:
         """An extractor of only what a program (None: the env's own reward) and the success rule read."""
         fields = set(fields_used_by(card, source)) if source is not None else set()
         rule = card.success_rule
@@ -117,10 +117,10 @@ class StateExtractor:
         obs = np.asarray(obs)
         if obs.ndim != 2:
             obs = obs.reshape(obs.shape[0], -1)
-        source = np.concatenate((obs, sim), axis=1) if self.has_sim else obs
+        source = np.concatenate((obs, sim), axis=1) if self.has_sim and sim is not None else obs
         return source.take(self._index(obs.shape[1]), axis=1)
 
-    def view(self, flat: Any, obs: Any = None) -> "StateView":
+    def view(self, flat: Any, obs: Any = None) -> StateView:
         """A read-only view over flat states ``(B, D)`` or ``(D,)`` (numpy or torch)."""
         if isinstance(flat, np.ndarray):
             flat.flags.writeable = False
@@ -145,6 +145,8 @@ class StateView:
     """Base class of the generated views; attributes are read-only."""
 
     __slots__ = ("_flat", "_obs")
+    _flat: Any  # (B, D) or (D,), numpy or torch
+    _obs: Any  # the raw observations, for (self, action, obs) programs, or None
 
     def __init__(self, flat: Any, obs: Any = None):
         object.__setattr__(self, "_flat", flat)
@@ -157,7 +159,7 @@ class StateView:
     def batch_size(self) -> int:
         return 1 if self._flat.ndim == 1 else int(self._flat.shape[0])
 
-    def row(self, i: int) -> "StateView":
+    def row(self, i: int) -> StateView:
         """The view of environment ``i`` alone (used by scalar compat-mode programs)."""
         obs = None if self._obs is None else self._obs[i]
         return type(self)(self._flat[i], obs)
@@ -172,6 +174,12 @@ def _field_property(start: int, stop: int, shape: tuple[int, ...], doc: str) -> 
             flat = self._flat
             return flat[..., start:stop].reshape(tuple(flat.shape[:-1]) + shape)
     return property(get, doc=doc)
+
+
+def _entity_getter(entity_cls: type[StateView]) -> Any:
+    def get(self: StateView) -> StateView:
+        return entity_cls(self._flat, self._obs)
+    return get
 
 
 def make_view_class(card: EnvCard, offsets: dict[str, tuple[int, int]]) -> type[StateView]:
@@ -189,5 +197,5 @@ def make_view_class(card: EnvCard, offsets: dict[str, tuple[int, int]]) -> type[
                 start, stop = offsets[f"{name}.{fname}"]
                 sub[fname] = _field_property(start, stop, tuple(spec.shape), spec.doc)
         entity_cls = type(f"{name.title().replace('_', '')}View", (StateView,), sub)
-        attrs[name] = property(lambda self, _c=entity_cls: _c(self._flat, self._obs))
+        attrs[name] = property(_entity_getter(entity_cls))
     return type("EnvStateView", (StateView,), attrs)

@@ -750,7 +750,7 @@ class RunStore:
 
     def metrics(self, trial_id: int, name: str | None = None) -> list[tuple[int, str, float | None]]:
         """A trial's metrics as ``(step, name, value)`` ordered by name and step."""
-        sql, args = "SELECT step, name, value FROM metrics WHERE trial_id = ?", [trial_id]
+        sql, args = "SELECT step, name, value FROM metrics WHERE trial_id = ?", [str(trial_id)]
         if name is not None:
             sql += " AND name = ?"
             args.append(name)
@@ -834,7 +834,7 @@ class RunStore:
                 (run_id, program_id, round, sample, attempt, status, error,
                  json.dumps(checks) if checks is not None else None, now()),
             )
-            return int(cur.lastrowid)
+            return int(cur.lastrowid or 0)
 
     def update_candidate(self, candidate_id: int, *, status: str | None = None, error: str | None = None,
                          checks: dict[str, Any] | None = None, probe: dict[str, Any] | None = None,

@@ -37,7 +37,7 @@ class CurvePoint(BaseModel):
     :param components: mean per-episode sum of each named reward component
     """
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, ser_json_inf_nan="constants")
     step: int
     return_env: float | None = None
     return_program: float | None = None
@@ -56,7 +56,7 @@ class EvalResult(BaseModel):
     :param components: per episode, the sum of each named reward component
     """
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, ser_json_inf_nan="constants")
     env_return: list[float] = Field(default_factory=list)
     program_return: list[float | None] = Field(default_factory=list)
     success: list[bool | None] = Field(default_factory=list)
@@ -99,7 +99,7 @@ class TrialResult(BaseModel):
         and ``fraction`` (its share of the time of an env step); empty when not measured
     """
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", ser_json_inf_nan="constants")
     curve: list[CurvePoint] = Field(default_factory=list)
     eval: EvalResult = Field(default_factory=EvalResult)
     wall_s: float = 0.0

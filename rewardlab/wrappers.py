@@ -87,7 +87,7 @@ class StateCapture(gym.Wrapper):
         return obs, info
 
 
-def step_states(extractor: StateExtractor, obs: np.ndarray, dones: np.ndarray,
+def step_states(extractor: StateExtractor, obs: Any, dones: np.ndarray,
                 infos: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
     """The flat states ``(B, D)`` a VecEnv step reached, and the observations they came from.
 
@@ -99,7 +99,7 @@ def step_states(extractor: StateExtractor, obs: np.ndarray, dones: np.ndarray,
     done_idx = np.flatnonzero(dones)
     if done_idx.size:
         state_obs = np.array(obs, copy=True)
-        for i in done_idx:
+        for i in map(int, done_idx):
             state_obs[i] = infos[i]["terminal_observation"]
     sim = np.stack([info[SIM_KEY] for info in infos]) if extractor.has_sim else None
     return extractor.batch(state_obs, sim), state_obs
@@ -208,7 +208,7 @@ class RewardVecEnv(VecEnvWrapper):
         self._env_return += env_reward
         self._length += 1
         self.success.update(infos)
-        for i in done_idx:
+        for i in map(int, done_idx):
             infos[i]["episode_stats"] = {
                 "env_return": float(self._env_return[i]),
                 "program_return": float(self._program_return[i]) if self.reward is not None else None,

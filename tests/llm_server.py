@@ -87,7 +87,7 @@ class ScriptedLLMServer:
         """What to give the client as its base URL."""
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def script(self, *responses: Response) -> "ScriptedLLMServer":
+    def script(self, *responses: Response) -> ScriptedLLMServer:
         """Append responses to the queue."""
         with self._lock:
             self._queue.extend(responses)
@@ -105,7 +105,7 @@ class ScriptedLLMServer:
         self._httpd.server_close()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> "ScriptedLLMServer":
+    def __enter__(self) -> ScriptedLLMServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -188,7 +188,8 @@ class _Handler(BaseHTTPRequestHandler):
             code = int(response[1])
             retry_after = response[2] if len(response) > 2 else None
             message = response[3] if len(response) > 3 else f"scripted {code}"
-            error_type = {401: "invalid_request_error", 404: "not_found_error", 429: "rate_limit_exceeded"}.get(code, "server_error")
+            error_type = {401: "invalid_request_error", 404: "not_found_error",
+                          429: "rate_limit_exceeded"}.get(code, "server_error")
             headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
             self._send(code, {"error": {"message": message, "type": error_type, "code": str(code)}}, headers)
         elif kind == "sleep":

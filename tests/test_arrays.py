@@ -5,7 +5,8 @@ not offered fails with a clear AttributeError."""
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ rng = np.random.default_rng(0)
 X = rng.normal(size=(4, 3))                      # any real
 P = np.abs(X) + 0.1                              # positive
 U = np.clip(X / 3, -0.9, 0.9)                    # in (-1, 1)
-I = rng.integers(-5, 6, size=(4, 3))             # integers
+I = rng.integers(-5, 6, size=(4, 3))  # noqa: E741 - integers, named like the other inputs
 M = rng.integers(0, 2, size=(4, 3)).astype(bool)  # booleans
 F = X.copy()
 F[0, 0], F[1, 1], F[2, 2] = np.nan, np.inf, -np.inf
@@ -69,14 +70,16 @@ CASES: dict[str, list[Case]] = {
              lambda f, a: f.prod(a(P), axis=0, keepdims=True)],
     "any": [lambda f, a: f.any(a(M)), lambda f, a: f.any(a(M), axis=-1), lambda f, a: f.any(a(X) > 1, axis=0, keepdims=True)],
     "all": [lambda f, a: f.all(a(M)), lambda f, a: f.all(a(M), axis=-1), lambda f, a: f.all(a(P) > 0, axis=0)],
-    "argmax": [lambda f, a: f.argmax(a(X)), lambda f, a: f.argmax(a(X), axis=-1), lambda f, a: f.argmax(a(X), axis=0, keepdims=True)],
+    "argmax": [lambda f, a: f.argmax(a(X)), lambda f, a: f.argmax(a(X), axis=-1),
+               lambda f, a: f.argmax(a(X), axis=0, keepdims=True)],
     "argmin": [lambda f, a: f.argmin(a(X)), lambda f, a: f.argmin(a(X), axis=1)],
     "cumsum": [lambda f, a: f.cumsum(a(X)), lambda f, a: f.cumsum(a(X), axis=0), lambda f, a: f.cumsum(a(X), axis=-1)],
     "floor": [lambda f, a: f.floor(a(X * 3))],
     "ceil": [lambda f, a: f.ceil(a(X * 3))],
     "round": [lambda f, a: f.round(a(X)), lambda f, a: f.round(a(X), 2), lambda f, a: f.round(a(X * 10), decimals=-1)],
     "power": [lambda f, a: f.power(a(P), 2), lambda f, a: f.power(a(P), a(X)), lambda f, a: f.power(a(P), 0.5)],
-    "cross": [lambda f, a: f.cross(a(V), a(W)), lambda f, a: f.cross(a(V), a(W), axis=-1), lambda f, a: f.cross(a(V[0]), a(W[0]))],
+    "cross": [lambda f, a: f.cross(a(V), a(W)), lambda f, a: f.cross(a(V), a(W), axis=-1),
+              lambda f, a: f.cross(a(V[0]), a(W[0]))],
     "dot": [lambda f, a: f.dot(a(V[0]), a(W[0])), lambda f, a: f.dot(a(X), a(SQ)), lambda f, a: f.dot(a(X), 2.0)],
     "isclose": [lambda f, a: f.isclose(a(X), a(X + 1e-9)), lambda f, a: f.isclose(a(X), 0.0, atol=0.5),
                 lambda f, a: f.isclose(a(F), a(F), equal_nan=True)],

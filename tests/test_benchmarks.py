@@ -1,7 +1,7 @@
 """Smoke test of the benchmark code paths: ``python -m benchmarks.run --quick`` writes the three figures.
 
-It checks the JSON's shape and types only, never a speed: the quick sizes are far too small for the
-figures to mean anything, and CI machines are noisy.
+It checks the JSON's shape, types and internal consistency only, never a speed: the quick sizes are far
+too small for the figures to mean anything, and CI machines are noisy.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-FIGURES = {"training_throughput_ratio": "a", "batched_speedup": "b", "check_seconds": "c"}
+FIGURES = {"reward_path_cost": "a", "batched_speedup": "b", "check_seconds": "c"}
 
 
 def _number(x: object) -> bool:
@@ -45,17 +45,38 @@ def test_quick_benchmark_writes_the_three_figures(tmp_path: Path) -> None:
         assert fig["figure"] == letter
         assert _number(fig["value"]) and fig["value"] > 0, (name, fig["value"])
         assert fig["goal"]["op"] in (">=", "<=") and _number(fig["goal"]["value"])
-        assert isinstance(fig["met"], bool)
 
-    a = data["figures"]["training_throughput_ratio"]
-    assert len(a["pairs"]) == data["sizes"]["train_pairs"]
+    # (a): the reward path's measured cost is the headline, the paired ratios and their IQR beside it
+    a = data["figures"]["reward_path_cost"]
+    n_pairs = data["sizes"]["train_pairs"]
+    assert 0 < a["value"] < 25  # a fraction of the env's step; RewardVecEnv stops training above 25x
+    assert a["value"] == a["spread"]["median"] and a["spread"]["n"] == n_pairs
+    assert a["spread"]["q1"] <= a["value"] <= a["spread"]["q3"] and a["spread"]["iqr"] >= 0
+    assert _number(a["us_per_vector_step"]["median"]) and a["us_per_vector_step"]["median"] > 0
+    assert a["env_us_per_vector_step"]["median"] > 0
+    assert 0 < a["share_of_training_time"]["median"] < 1
+    assert 0 < a["implied_ratio"]["median"] < 1 and isinstance(a["implied_ratio"]["met"], bool)
+    ratio = a["throughput_ratio"]
+    assert len(ratio["values"]) == n_pairs and all(_number(x) and x > 0 for x in ratio["values"])
+    assert _number(ratio["iqr"]) and ratio["iqr"] >= 0 and ratio["q1"] <= ratio["median"] <= ratio["q3"]
+    assert isinstance(a["resolvable"], bool)
+    assert a["resolvable"] == (not ratio["q1"] <= a["goal"]["value"] <= ratio["q3"])
+    # the verdict on the 0.97 goal: none when the IQR is too wide to resolve it
+    assert (a["met"] is None) if not a["resolvable"] else isinstance(a["met"], bool)
+    assert isinstance(a["verdict"], str) and a["verdict"] in proc.stdout
+    assert len(a["pairs"]) == n_pairs
     assert {r["arm"] for r in a["samples"]} == {"native", "program"}
     assert all(_number(r["steps_per_s"]) and r["steps"] > 0 for r in a["samples"])
+    for run in a["samples"]:
+        if run["arm"] == "program":
+            cost = run["reward_cost"]
+            assert cost["vector_steps"] > 0 and cost["reward_s"] > 0 and cost["env_s"] > 0
+            assert cost["fraction"] == pytest.approx(cost["reward_s"] / cost["env_s"])
     diag = a["diagnostics"]
     assert set(diag["env_step_us"]["median"]) == {"bare", "native", "program"}
     assert _number(diag["wrapper_step_us"]["program_minus_native"])
-    assert _number(diag["in_training"]["program_minus_native_us"]) and _number(diag["implied_ratio"])
     assert diag["profile_top"] and all(isinstance(r["function"], str) for r in diag["profile_top"])
+    assert "reward path" in proc.stdout and "IQR" in proc.stdout
 
     b = data["figures"]["batched_speedup"]
     assert b["batch_size"] == data["sizes"]["batch_size"]
@@ -67,12 +88,21 @@ def test_quick_benchmark_writes_the_three_figures(tmp_path: Path) -> None:
         assert all(_number(x) and x > 0 for x in task["us_per_state"]["batched"] + task["us_per_state"]["loop"])
 
     c = data["figures"]["check_seconds"]
+    assert isinstance(c["met"], bool) and isinstance(c["cold_met"], bool)
     assert len(c["programs"]) == 2
     for prog in c["programs"].values():
         assert prog["ok"] is True, prog["message"]
-        assert _number(prog["cold_seconds"])
+        assert _number(prog["cold_in_process_seconds"])
         assert len(prog["warm_seconds"]) == data["sizes"]["check_runs"]
         assert all(_number(x) and x > 0 for x in prog["warm_seconds"])
+    assert set(c["cold"]) == set(c["programs"])
+    for cid, cold in c["cold"].items():
+        assert cold["ok"] is True, cold["message"]
+        assert cold["seconds"]["n"] == data["sizes"]["cold_repeats"] and cold["seconds"]["median"] > 0
+        assert c["cold_seconds"][cid] == cold["seconds"]["median"]
+        assert {"import_simulator", "make_env", "rollout", "trial_alone"} <= set(cold["parts"])
+    assert "goal_set" in c["cold"]["metaworld/drawer-open-v3"]["parts"]
+    assert c["cold_value"] == max(c["cold_seconds"].values())
 
 
 @pytest.mark.slow
@@ -81,7 +111,8 @@ def test_preference_spearman_benchmark_runs(tmp_path: Path) -> None:
 
     assert spearman([1, 2, 3], [2, 4, 9]) == pytest.approx(1.0)
     assert math.isnan(spearman([1, 1, 1], [1, 2, 3]))
-    report = run(["mujoco/Hopper-v5"], "offline", None, None, samples=3, probe_steps=512, probe_algo="ppo",
+    # 2048 steps: one PPO rollout of the preset, the least a probe may train
+    report = run(["mujoco/Hopper-v5"], "offline", None, None, samples=3, probe_steps=2048, probe_algo="ppo",
                  out_root=tmp_path)
     task = report["tasks"]["mujoco/Hopper-v5"]
     assert task["candidates"] == 3 and len(task["preference_accuracy"]) == 3

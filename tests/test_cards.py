@@ -126,3 +126,180 @@ def test_state_view_is_read_only_and_shaped_by_the_card() -> None:
     with pytest.raises(ValueError):
         view.robot.ee_position[0, 0] = 1.0
     assert view.row(2).robot.ee_position.shape == (3,)
+
+
+# -- load-time checks against the live env (rewardlab.sims.verify_card) --------------------------------
+def _edited(tmp_path: Path, source: Path, *edits: tuple[str, str], name: str = "edited.yaml") -> Path:
+    text = source.read_text()
+    for old, new in edits:
+        assert old in text, old
+        text = text.replace(old, new)
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("env_id: InvertedPendulum-v5", "env_id: InvertedPendulm-v5"),
+         "is not a mujoco env; did you mean 'InvertedPendulum-v5'"),
+        (('source: "data.qvel[0]"', 'source: "data.qvel[99]"'), "cart.velocity: source 'data.qvel[99]' failed: IndexError"),
+        (("action: {shape: [1], low: -3, high: 3", "action: {shape: [2], low: -3, high: 3"),
+         "action shape [1] in the env, [2] in the card"),
+        (('source: "obs[1]"', 'source: "obs[7]"'), "pole.angle: obs[7] is outside the 4-d observation"),
+    ],
+)
+def test_verify_card_names_every_live_mismatch_and_the_file(tmp_path: Path, toy_card_path: Path,
+                                                            edit: tuple[str, str], message: str) -> None:
+    from rewardlab.sims import verify_card
+
+    path = _edited(tmp_path, toy_card_path, edit)
+    card = load_card(path)
+    with pytest.raises(UserError) as info:
+        verify_card(card, use_cache=False)
+    text = str(info.value)
+    assert message in text and str(path) in text and "\n" not in text
+
+
+def test_a_passing_check_is_cached_and_a_changed_card_is_checked_again(tmp_path: Path, toy_card_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import rewardlab.sims.base as base
+    from rewardlab.sims import verify_card
+
+    monkeypatch.setenv("REWARDLAB_CACHE", str(tmp_path / "cache"))
+    made: list[str] = []
+    real = base.make_env
+    monkeypatch.setattr(base, "make_env", lambda card, **kw: made.append(card.id) or real(card, **kw))
+    card = load_card(toy_card_path)
+    verify_card(card)
+    verify_card(card)
+    assert made == ["test/toy-pendulum"]  # the second use is served from the cache
+    changed = load_card(_edited(tmp_path, toy_card_path, ("Keep the pole upright.", "Balance it.")))
+    verify_card(changed)
+    assert len(made) == 2
+
+
+@pytest.mark.slow
+def test_metaworld_episode_length_of_the_card_is_honoured(tmp_path: Path) -> None:
+    """MetaWorld cuts episodes at its own max_path_length (500) whatever the TimeLimit says; a card
+    asking for 600 steps gets 600."""
+    path = _edited(tmp_path, card_index()["metaworld/reach-v3"], ("episode_steps: 500", "episode_steps: 600"))
+    card = load_card(path)
+    env = make_env(card, seed=0)
+    env.reset(seed=0)
+    steps, done = 0, False
+    while not done:
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        steps += 1
+        done = terminated or truncated
+    env.close()
+    assert steps == 600
+
+
+def test_python_slice_sources_have_pythons_meaning(tmp_path: Path) -> None:
+    from rewardlab.state import StateExtractor
+
+    path = _edited(tmp_path, card_index()["metaworld/reach-v3"],
+                   ('goal_position: {source: "obs[36:39]"', 'goal_position: {source: "obs[-3:]"'))
+    card = load_card(path)
+    assert card.fields()["goal_position"].obs_columns(39) == [36, 37, 38]
+    from rewardlab.cards import parse_obs_source
+
+    assert parse_obs_source("obs[36:]").columns(39) == [36, 37, 38]
+    assert parse_obs_source("obs[::2]").columns(5) == [0, 2, 4]
+    assert parse_obs_source("obs[-1]").columns(4) == [3]
+    assert parse_obs_source("obs").columns(3) == [0, 1, 2]
+    assert parse_obs_source("data.qpos[0]") is None
+    obs = np.arange(2 * 39, dtype=float).reshape(2, 39)
+    view = StateExtractor(card).view(StateExtractor(card).batch(obs))
+    assert view.goal_position.tolist() == obs[:, 36:39].tolist()
+
+
+def test_a_threshold_success_needs_a_scalar_field(tmp_path: Path, toy_card_path: Path) -> None:
+    path = _edited(tmp_path, toy_card_path, ("success: survived", "success: qpos < 1"))
+    with pytest.raises(UserError, match="needs a scalar field; qpos has shape"):
+        load_card(path)
+
+
+def test_the_success_rule_is_one_object() -> None:
+    from rewardlab.cards import SuccessRule
+
+    rule = SuccessRule.parse("target.distance < 0.02", {"target.distance"})
+    assert rule.fields == {"target.distance"}
+    assert rule.holds(final=0.01) and not rule.holds(final=np.array([0.03]))
+    assert SuccessRule.parse("survived").holds(terminated=False) and not SuccessRule.parse("survived").holds(terminated=True)
+    assert SuccessRule.parse("info.success").holds(info_hit=True)
+    assert "self.target.distance < 0.02" in rule.describe() and str(rule) == "target.distance < 0.02"
+    assert load_card("mujoco/Reacher-v5").success_rule == rule
+
+
+# -- an open simulator registry and discrete spaces --------------------------------------------------
+GRID_CARD = """\
+id: test/frozen-lake
+simulator: test-toytext
+env_id: FrozenLake-v1
+make_kwargs: {is_slippery: false}
+instruction: Walk from the start to the goal without falling into a hole.
+episode_steps: 50
+success: "position > 14.5"
+observation: {type: discrete, n: 16, doc: "the cell, row-major on the 4x4 map"}
+entities:
+  position: {source: "obs", shape: [], doc: "the cell index 0..15 (row-major); 15 is the goal"}
+action: {type: discrete, n: 4, doc: "0 left, 1 down, 2 right, 3 up"}
+"""
+
+
+@pytest.fixture
+def toytext_simulator() -> None:
+    import gymnasium as gym
+
+    from rewardlab.sims.base import Simulator
+    from rewardlab.sims.registry import _loaded, _registered, register_simulator
+
+    class ToyText(Simulator):
+        name = "test-toytext"
+
+        def presets(self):  # type: ignore[no-untyped-def]
+            return {"ppo": {"default": {"policy": "MlpPolicy", "n_envs": 2, "n_steps": 128, "batch_size": 64}}}
+
+        def make_env(self, card, seed=None, render_mode=None):  # type: ignore[no-untyped-def]
+            env = gym.make(card.env_id, max_episode_steps=card.episode_steps, **card.make_kwargs)
+            if seed is not None:
+                env.reset(seed=seed)
+                env.action_space.seed(seed)
+            return env
+
+    register_simulator("test-toytext", ToyText())
+    yield
+    _registered.pop("test-toytext", None)
+    _loaded.pop("test-toytext", None)
+
+
+def test_a_registered_simulator_with_discrete_spaces_checks_rewards_and_trains(
+        tmp_path: Path, toytext_simulator: None) -> None:
+    from rewardlab.checks import check_program
+    from rewardlab.sims import verify_card
+    from rewardlab.training import train
+
+    path = tmp_path / "frozen-lake.yaml"
+    path.write_text(GRID_CARD)
+    card = load_card(path)
+    verify_card(card, use_cache=False)
+    assert "integers in [0, 3]" in render_stubs(card)
+    program = ("import numpy as np\n\ndef compute_dense_reward(self, action):\n"
+               "    row, col = self.position // 4, self.position % 4\n"
+               "    progress = (row + col) / 6.0\n"
+               "    return progress, {'progress': progress}\n")
+    report = check_program(program, card, n_states=32)
+    assert report.ok and report.mode == "batched", report.message
+    result = train(card, program, "ppo", 512, seed=0, run_dir=tmp_path / "run", eval_episodes=2)
+    assert result.eval.episodes == 2 and result.eval.success[0] in (True, False)
+    assert result.curve[0].components.keys() == {"progress"}
+
+
+def test_an_unregistered_simulator_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "card.yaml"
+    path.write_text(GRID_CARD)
+    with pytest.raises(UserError, match=r"simulator 'test-toytext' is not registered; .*known: metaworld, mujoco"):
+        load_card(path)

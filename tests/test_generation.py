@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from llm_server import BROKEN_CODE, GOOD_CODE, PROSE
 
-from rewardlab.runs.store import RunStore
+from rewardlab.store import RunStore
 from rewardlab.text2reward.loop import DB_NAME, GenerationConfig, generate, refine
 
 EVIL = "```python\nimport os\ndef compute_dense_reward(self, action):\n    return 0.0\n```"
@@ -25,17 +25,16 @@ def compute_dense_reward(self, action):
 ```"""
 
 
-def _cfg(server, **kw) -> GenerationConfig:
-    base = dict(card_id="metaworld/drawer-open-v3", provider="openai", model="scripted-model",
-                base_url=server.base_url, api_key="test", samples=2, rounds=1, probe_steps=0, use_memory=False,
-                max_retries=1, timeout_s=10.0)
-    return GenerationConfig(**{**base, **kw})
+def _cfg(server, card_id: str = "metaworld/drawer-open-v3", **kw) -> tuple[str, GenerationConfig]:
+    base = dict(provider="openai", model="scripted-model", base_url=server.base_url, api_key="test", samples=2,
+                rounds=1, probe_steps=0, use_memory=False, max_retries=1, timeout_s=10.0)
+    return card_id, GenerationConfig(**{**base, **kw})
 
 
 def test_errors_are_fed_back_and_fixed_programs_kept(tmp_path: Path, llm_server) -> None:
     # sample 0 is prose (no program), sample 1 imports os; each is fixed on its first feedback
     llm_server.script(("code", [PROSE, EVIL]), ("code", GOOD_CODE), ("code", GOOD_CODE.replace("5.0", "4.0")))
-    result = generate(_cfg(llm_server), out=tmp_path)
+    result = generate(*_cfg(llm_server), out=tmp_path)
     assert result.best_program_id is not None
     assert result.first_attempt_failures == 2 and result.fixes == [1, 1] and result.rejected == 0
     feedback = [r["messages"][-1]["content"] for r in llm_server.requests[1:]]
@@ -43,59 +42,58 @@ def test_errors_are_fed_back_and_fixed_programs_kept(tmp_path: Path, llm_server)
     assert "[import]" in feedback[1] and "'os'" in feedback[1]
     with RunStore(tmp_path / DB_NAME) as store:
         cands = store.candidates(run_id=result.run_id)
-        assert [c["status"] for c in cands] == ["rejected", "checked", "rejected", "checked"]
-        assert all(c["checks"]["preference"]["accuracy"] >= 0.5 for c in cands if c["status"] == "checked")
-        fixed = store.get_program(cands[3]["program_id"])
-        assert fixed.parent_id == cands[2]["program_id"]  # the fix descends from the failing program
+        assert [c.status for c in cands] == ["rejected", "checked", "rejected", "checked"]
+        assert all(c.checks["preference"]["accuracy"] >= 0.5 for c in cands if c.status == "checked")
+        fixed = store.get_program(cands[3].program_id)
+        assert fixed.parent_id == cands[2].program_id  # the fix descends from the failing program
         assert len(store.exchanges(result.run_id)) == 3
     assert (result.run_dir / "best_reward.py").read_text().count("compute_dense_reward") == 1
 
 
 def test_candidates_that_never_pass_are_bounded(tmp_path: Path, llm_server) -> None:
     llm_server.script(("code", BROKEN_CODE), ("code", BROKEN_CODE), ("code", EVIL))
-    result = generate(_cfg(llm_server, samples=1, fix_attempts=2), out=tmp_path)
+    result = generate(*_cfg(llm_server, samples=1, fix_attempts=2), out=tmp_path)
     assert result.best_program_id is None and result.rejected == 1
     assert len(llm_server.requests) == 3  # one sample, two fixes, no more
 
 
 def test_replay_reproduces_a_generation_without_network(tmp_path: Path, llm_server) -> None:
     llm_server.script(("code", [GOOD_CODE, EVIL]), ("code", GOOD_CODE.replace("5.0", "3.0")))
-    live = generate(_cfg(llm_server), out=tmp_path)
-    replayed = generate(GenerationConfig(card_id="metaworld/drawer-open-v3", provider="replay", samples=2, rounds=1,
-                                         probe_steps=0, use_memory=False), out=tmp_path)
+    live = generate(*_cfg(llm_server), out=tmp_path)
+    replayed = generate("metaworld/drawer-open-v3", GenerationConfig(provider="replay", samples=2, rounds=1,
+                                                                     probe_steps=0, use_memory=False), out=tmp_path)
     assert len(llm_server.requests) == 2  # the replay asked the server nothing
     with RunStore(tmp_path / DB_NAME) as store:
-        a = [(c["program_id"], c["status"], c["score"]) for c in store.candidates(run_id=live.run_id)]
-        b = [(c["program_id"], c["status"], c["score"]) for c in store.candidates(run_id=replayed.run_id)]
+        a = [(c.program_id, c.status, c.score) for c in store.candidates(run_id=live.run_id)]
+        b = [(c.program_id, c.status, c.score) for c in store.candidates(run_id=replayed.run_id)]
     assert a == b and replayed.best_program_id == live.best_program_id
 
 
 def test_reflection_round_builds_on_the_trained_best(tmp_path: Path, llm_server) -> None:
     llm_server.script(("code", PENDULUM), ("code", PENDULUM.replace("0.001", "0.01")))
-    cfg = _cfg(llm_server, card_id="mujoco/InvertedPendulum-v5", samples=1, rounds=2, probe_steps=512,
+    cfg = _cfg(llm_server, card_id="mujoco/InvertedPendulum-v5", samples=1, rounds=2, probe_steps=1024,
                eval_episodes=1)
-    result = generate(cfg, out=tmp_path)
+    result = generate(*cfg, out=tmp_path)
     reflection = llm_server.requests[1]["messages"][-1]["content"]
     assert "upright" in reflection and "effort" in reflection  # per-component statistics
     with RunStore(tmp_path / DB_NAME) as store:
         first, second = store.candidates(run_id=result.run_id)
-        assert first["status"] == second["status"] == "trained" and first["score"] is not None
-        assert store.get_program(second["program_id"]).parent_id == first["program_id"]
+        assert first.status == second.status == "trained" and first.score is not None
+        assert store.get_program(second.program_id).parent_id == first.program_id
 
 
 def test_token_budget_stops_the_loop(tmp_path: Path, llm_server) -> None:
     llm_server.script(("code", GOOD_CODE, {"prompt_tokens": 900, "completion_tokens": 200, "total_tokens": 1100}))
-    result = generate(_cfg(llm_server, samples=1, rounds=3, token_budget=1000), out=tmp_path)
+    result = generate(*_cfg(llm_server, samples=1, rounds=3, token_budget=1000), out=tmp_path)
     assert result.tokens == 1100 and "token budget" in result.stopped and len(llm_server.requests) == 1
 
 
 def test_offline_generation_refine_and_lineage(tmp_path: Path) -> None:
-    cfg = GenerationConfig(card_id="metaworld/window-open-v3", provider="offline", samples=2, rounds=1,
-                           probe_steps=0, use_memory=False)
-    result = generate(cfg, out=tmp_path)
+    cfg = GenerationConfig(provider="offline", samples=2, rounds=1, probe_steps=0, use_memory=False)
+    result = generate("metaworld/window-open-v3", cfg, out=tmp_path)
     assert result.best_program_id and "offline baseline (no LLM)" in (result.run_dir / "best_reward.py").read_text()
     revised = refine(result.best_program_id[:10], "the gripper closes too early",
-                     GenerationConfig(card_id="", provider="offline", samples=1, probe_steps=0, use_memory=False),
+                     GenerationConfig(provider="offline", samples=1, probe_steps=0, use_memory=False),
                      out=tmp_path)
     with RunStore(tmp_path / DB_NAME) as store:
         assert store.get_program(revised.best_program_id).parent_id == result.best_program_id
@@ -129,15 +127,17 @@ def test_spec_with_a_generated_source_generates_once_and_trains(tmp_path: Path) 
     from rewardlab.runs.runner import run_experiment
 
     spec = tmp_path / "spec.yaml"
-    spec.write_text("name: gen\ntasks: [metaworld/reach-v3]\nrewards:\n  - {name: zero-shot, generate: {samples: 1}}\n"
+    spec.write_text("name: gen\ntasks: [metaworld/reach-v3]\nrewards:\n"
+                    "  - {name: zero-shot, generate: {samples: 1, rounds: 1, probe_steps: 0}}\n"
                     "algorithms: [ppo]\nseeds: [0]\nbudget: {steps: 2000}\nevaluation: {episodes: 1}\nworkers: 1\n")
     out = tmp_path / "runs"
-    run_dir = run_experiment(spec, out=out, console=Console(quiet=True))
+    run_dir = run_experiment(spec, out=out, console=Console(quiet=True)).run_dir
     generated = run_dir / "generated" / "zero-shot" / "metaworld_reach-v3.py"
     assert "offline baseline (no LLM)" in generated.read_text()
     with RunStore(out / DB_NAME) as store:
         (trial,) = store.trials(run_dir.name)
         assert trial.status == "done"
+        assert store.generated_source(run_dir.name, "zero-shot", "metaworld/reach-v3").program_id == trial.program_id
         generations = [r for r in store.list_runs() if r.spec_name == "generate"]
     assert len(generations) == 1
     run_experiment(spec, out=out, resume=True, console=Console(quiet=True))

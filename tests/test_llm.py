@@ -10,10 +10,11 @@ import pytest
 from llm_server import BROKEN_CODE, GOOD_CODE, PROSE, ScriptedLLMServer
 
 from rewardlab.errors import UserError
-from rewardlab.llm import PROVIDERS, ExchangeLog, LLMError, LLMRequest, make_provider
+from rewardlab.llm import ExchangeLog, LLMError, LLMRequest
 from rewardlab.llm.openai_compat import OpenAICompatProvider
 from rewardlab.llm.replay import ReplayProvider
-from rewardlab.runs.store import RunStore
+from rewardlab.store import RunStore
+from rewardlab.text2reward.providers import PROVIDERS, make_provider
 
 RUN = "gen-20250101-000000"
 CARD = "metaworld/drawer-open-v3"

@@ -12,7 +12,6 @@ from rewardlab.cards import load_card
 from rewardlab.checks import check_program
 from rewardlab.errors import RewardProgramError
 from rewardlab.store import RunStore
-from rewardlab.trial import TrialReport
 from rewardlab.text2reward.memory import (
     CorrectionMemory,
     error_rule,
@@ -22,6 +21,7 @@ from rewardlab.text2reward.memory import (
     strip_module_docstring,
 )
 from rewardlab.text2reward.prompts import PromptBuilder
+from rewardlab.trial import TrialReport
 
 PENDULUM = "mujoco/InvertedPendulum-v5"
 GOOD = '''import numpy as np
@@ -66,8 +66,8 @@ def test_record_refuses_an_unverified_fix(store: RunStore) -> None:
     assert pair is not None
     assert memory.record(card, BROKEN, FEEDBACK, GOOD) == pair  # the same pair is stored once
     [row] = store.corrections()
-    assert (row["family"], row["card_id"], row["rule"], row["origin"]) == ("mujoco", PENDULUM, "import", "generation")
-    assert row["feedback"] == FEEDBACK and row["fixed_code"] == GOOD
+    assert (row.family, row.card_id, row.rule, row.origin) == ("mujoco", PENDULUM, "import", "generation")
+    assert row.feedback == FEEDBACK and row.fixed_code == GOOD
 
 
 def test_record_takes_feedback_as_error_report_or_text(store: RunStore) -> None:
@@ -78,8 +78,8 @@ def test_record_takes_feedback_as_error_report_or_text(store: RunStore) -> None:
     memory.record(card, BROKEN, report, GOOD)
     memory.record(card, BROKEN + "\n", RewardProgramError("import", "import of 'os' is not allowed", 2), GOOD)
     rows = store.corrections()
-    assert [r["rule"] for r in rows] == ["import", "import"]
-    assert all(r["feedback"].startswith("reward program rejected [import] (line 2):") for r in rows)
+    assert [r.rule for r in rows] == ["import", "import"]
+    assert all(r.feedback.startswith("reward program rejected [import] (line 2):") for r in rows)
     with pytest.raises(ValueError, match="origin"):
         memory.record(card, BROKEN, FEEDBACK, GOOD, origin="oracle")
 
@@ -174,20 +174,20 @@ def test_seed_teacher_pairs_stores_only_rejected_mutants_with_passing_fixes(seed
     store, report = seeded
     rows = store.corrections(origin="teacher")
     assert len(rows) == len(report.pairs) >= 15
-    assert {r["card_id"] for r in rows} == set(SEED_CARDS)
-    assert {r["family"] for r in rows} == {"metaworld", "mujoco"}
-    assert {"runtime", "import", "output", "non-finite", "dunder"} <= {r["rule"] for r in rows}
+    assert {r.card_id for r in rows} == set(SEED_CARDS)
+    assert {r.family for r in rows} == {"metaworld", "mujoco"}
+    assert {"runtime", "import", "output", "non-finite", "dunder"} <= {r.rule for r in rows}
     for card_id in SEED_CARDS:
         card = load_card(card_id)
-        own = [r for r in rows if r["card_id"] == card_id]
+        own = [r for r in rows if r.card_id == card_id]
         assert len(own) >= 5
-        [fixed] = {r["fixed_code"] for r in own}  # the reference, without its docstring
+        [fixed] = {r.fixed_code for r in own}  # the reference, without its docstring
         assert fixed == strip_module_docstring(card.reference_reward_path().read_text())
         assert check_program(fixed, card).ok
         for r in own:
-            result = check_program(r["failing_code"], card)
-            assert not result.ok and result.rule == r["rule"], (card_id, r["feedback"])
-            assert r["feedback"].startswith(f"reward program rejected [{r['rule']}]")
+            result = check_program(r.failing_code, card)
+            assert not result.ok and result.rule == r.rule, (card_id, r.feedback)
+            assert r.feedback.startswith(f"reward program rejected [{r.rule}]")
     # a mutation the checks accept (per-env code runs in compat mode) is reported, not stored
     kinds = {(p["card_id"], p["kind"]) for p in report.pairs}
     for skip in report.skipped:
@@ -313,13 +313,13 @@ class _BrokenThenFixed:
 def test_generation_records_its_fixes_and_reports_first_attempts(tmp_path: Path) -> None:
     from rewardlab.text2reward.loop import DB_NAME, GenerationConfig, generate
 
-    config = GenerationConfig(PENDULUM, samples=2, rounds=1, probe_steps=0)
-    result = generate(config, out=tmp_path, provider=_BrokenThenFixed())
+    config = GenerationConfig(samples=2, rounds=1, probe_steps=0)
+    result = generate(PENDULUM, config, out=tmp_path, provider=_BrokenThenFixed())
     assert result.first_attempt_failures == 2 and result.fixes == [1, 1]
     with RunStore(tmp_path / DB_NAME) as s:
         [pair] = s.corrections()  # both samples made the same mistake and the same fix: one pair
-        assert (pair["origin"], pair["rule"], pair["card_id"]) == ("generation", "output", PENDULUM)
-        assert "returned a tuple of 3" in pair["feedback"] and pair["fixed_code"] == GOOD
+        assert (pair.origin, pair.rule, pair.card_id) == ("generation", "output", PENDULUM)
+        assert "returned a tuple of 3" in pair.feedback and pair.fixed_code == GOOD
         stats = first_attempt_stats(s, result.run_id)
         assert (stats.candidates, stats.first_attempt_failure_rate, stats.fixed_fraction,
                 stats.mean_attempts_to_fix) == (2, 1.0, 1.0, 1.0)

@@ -14,7 +14,7 @@ variations in a fixed order, so two envs made with one seed see the same goals):
 from __future__ import annotations
 
 import warnings
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pytest
@@ -43,7 +43,7 @@ def _expert(env_id: str):
     return ENV_POLICY_MAP[env_id]()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _rollouts(card_id: str, who: str) -> dict:
     """Roll out ``who`` (``expert`` or ``random``) for EPISODES x STEPS on the card's env (seed SEED)."""
     card = load_card(card_id)

@@ -131,7 +131,7 @@ def test_every_exchange_is_logged() -> None:
 
 def test_exchange_is_stored_in_the_run_store(tmp_path) -> None:
     log_module = pytest.importorskip("rewardlab.llm.log")
-    from rewardlab.runs.store import RunStore
+    from rewardlab.store import RunStore
 
     store = RunStore(tmp_path / "runs.sqlite")
     reply = OfflineProvider(log=log_module.ExchangeLog(store)).complete(request("metaworld/reach-v3"))

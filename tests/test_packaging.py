@@ -19,7 +19,8 @@ def test_checkout_resources_resolve_to_the_repository() -> None:
 
 def test_installed_wheel_finds_its_data(tmp_path: Path) -> None:
     wheels = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(REPO)],
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels),
+                    str(REPO)],
                    check=True, capture_output=True, timeout=300)
     wheel = next(wheels.glob("rewardlab-*.whl"))
     target = tmp_path / "site"

@@ -5,8 +5,8 @@ every output is checked (shape, dtype, finiteness, component names)."""
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest

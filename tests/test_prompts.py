@@ -14,6 +14,7 @@ from rewardlab.resources import resource_dir
 from rewardlab.text2reward.extract import extract_program
 from rewardlab.text2reward.prompts import PromptBuilder, TrainingStats
 from rewardlab.text2reward.retrieval import retrieve_examples
+from rewardlab.types import CurvePoint, EvalResult, TrialResult
 
 CARDS = list_cards()
 CODE = '''import numpy as np
@@ -129,10 +130,12 @@ def test_reflection_reports_component_statistics_and_heuristics(builder: PromptB
     assert "rewrite the whole function" in text
     # A mapping works as well as the dataclass, and the trial result converts.
     assert builder.reflection(card, CODE, {"steps": [1], "components": {"reach": [1.0]}})[3]["content"]
-    trial = {"curve": [{"step": 500, "return_program": 1.0, "return_env": 2.0, "success": 0.5}],
-             "eval": {"length": [100, 300]}, "steps": 500}
-    from_trial = TrainingStats.from_trial(trial, components={"reach": [3.0]})
+    trial = TrialResult(curve=[CurvePoint(step=500, return_program=1.0, return_env=2.0, success=0.5,
+                                          components={"reach": 3.0})],
+                        eval=EvalResult(length=[100, 300]), steps=500)
+    from_trial = TrainingStats.from_trial(trial)
     assert from_trial.success == [0.5] and from_trial.episode_length == [200.0] and from_trial.total_steps == 500
+    assert from_trial.components == {"reach": [3.0]}
 
 
 def test_human_feedback_has_code_behaviour_and_feedback(builder: PromptBuilder) -> None:

@@ -22,8 +22,8 @@ from rewardlab.checks import check_program
 from rewardlab.errors import RewardProgramError
 from rewardlab.program import CompatModeWarning, RewardProgram
 from rewardlab.sandbox import restricted_globals
-from rewardlab.trial import TrialLimits, run_trial
 from rewardlab.state import StateExtractor
+from rewardlab.trial import TrialLimits, run_trial
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CARD = load_card(FIXTURES / "toy-card.yaml")  # fields: cart.position, cart.velocity, pole.angle, qpos (2)
@@ -510,7 +510,8 @@ def test_stateful_module_level_values_are_rejected(text: str, what: str) -> None
 
 
 def test_entry_rebound_at_module_level_is_rejected() -> None:
-    source = "def other(self, action):\n    return 1.0\ndef compute_dense_reward(self, action):\n    return 0.0\ncompute_dense_reward = other\n"
+    source = ("def other(self, action):\n    return 1.0\ndef compute_dense_reward(self, action):\n    return 0.0\n"
+              "compute_dense_reward = other\n")
     with pytest.raises(RewardProgramError, match=r"\[entry\]"):
         RewardProgram(source).bind(CARD)
 

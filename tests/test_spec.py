@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rewardlab.errors import UserError
 from rewardlab.config import Budget, Evaluation, TrainConfig
+from rewardlab.errors import UserError
 from rewardlab.runs.spec import ExperimentSpec, TrialSpec, load_spec, parse_spec
 from rewardlab.sources import EnvSource, FileSource
 

@@ -327,3 +327,16 @@ def test_lineage_tree_holds_every_revision_with_its_candidates(store: RunStore) 
     (node,) = tree.children
     assert node.program.id == child and node.status == "trained" and node.best_score == 0.5
     assert [c.program.id for c in node.children] == [grandchild]
+
+
+def test_non_finite_numbers_in_a_result_survive_the_store(store: RunStore) -> None:
+    """A result with NaN/inf (an empty evaluation mean, a diverged return) is stored and read back,
+    not turned into null and then refused."""
+    run = store.create_run("r-1", "r", "")
+    store.add_trials(run.id, _trials([0]))
+    (trial,) = store.trials(run.id)
+    result = TrialResult(steps=1, wall_s=float("nan"), eval=EvalResult(env_return=[float("inf"), 1.0]))
+    store.mark_done(trial.id, result)
+    back = store.trial(trial.id)
+    assert back is not None and back.result is not None
+    assert back.result.eval.env_return[0] == float("inf") and back.result.wall_s != back.result.wall_s

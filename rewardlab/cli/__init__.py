@@ -18,11 +18,24 @@ from rewardlab.runtime import limit_threads
 
 limit_threads(torch_too=False)  # before numpy/torch load; see rewardlab.runtime
 
-from rewardlab.cli.app import app, console, err_console  # noqa: E402
 from rewardlab.cli import check, envs, generate, memory, runs, train  # noqa: E402,F401  (register commands)
+from rewardlab.cli.app import app, console, err_console  # noqa: E402
 from rewardlab.errors import UserError  # noqa: E402
 
 __all__ = ["app", "console", "err_console", "main"]
+
+
+def _optional_resume_value(argv: list[str]) -> list[str]:
+    """``--resume`` takes an optional run id: alone (last, or before another option or the spec file)
+    it means the latest run of the spec. click has no optional option values, so the bare form is
+    spelt out here as ``--resume=latest``."""
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg == "--resume":
+            following = out[i + 1] if i + 1 < len(out) else None
+            if following is None or following.startswith("-") or following.endswith((".yaml", ".yml")):
+                out[i] = "--resume=latest"
+    return out
 
 
 def main() -> None:
@@ -30,7 +43,7 @@ def main() -> None:
     from rewardlab.runs.runner import RunInterrupted
 
     try:
-        app()
+        app(args=_optional_resume_value(sys.argv[1:]), prog_name="rewardlab")
     except RunInterrupted as e:
         err_console.print(f"interrupted: {e}", markup=False, highlight=False)
         sys.exit(130)

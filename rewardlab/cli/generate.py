@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.text import Text
@@ -43,15 +42,15 @@ def _print_generation(r: object) -> None:
 
 @app.command()
 def generate(env: str = typer.Option(..., "--env", help="card id"),
-             instruction: Optional[str] = option(G, "instruction"),
-             provider: str = option(G, "provider"), model: Optional[str] = option(G, "model"),
-             base_url: Optional[str] = option(G, "base_url"), api_key: Optional[str] = option(G, "api_key"),
+             instruction: str | None = option(G, "instruction"),
+             provider: str = option(G, "provider"), model: str | None = option(G, "model"),
+             base_url: str | None = option(G, "base_url"), api_key: str | None = option(G, "api_key"),
              samples: int = option(G, "samples"), rounds: int = option(G, "rounds"), few_shot: int = option(G, "few_shot"),
              temperature: float = option(G, "temperature"), max_tokens: int = option(G, "max_tokens"),
-             token_budget: Optional[int] = option(G, "token_budget"), fix_attempts: int = option(G, "fix_attempts"),
-             probe_steps: int = option(G, "probe_steps"), probe_algo: Optional[str] = option(G, "probe_algo"),
+             token_budget: int | None = option(G, "token_budget"), fix_attempts: int = option(G, "fix_attempts"),
+             probe_steps: int = option(G, "probe_steps"), probe_algo: str | None = option(G, "probe_algo"),
              final_steps: int = option(G, "final_steps"), eval_episodes: int = option(G, "eval_episodes"),
-             success_target: Optional[float] = option(G, "success_target"),
+             success_target: float | None = option(G, "success_target"),
              memory: bool = option(G, "use_memory", "--memory/--no-memory"),
              timeout: float = option(G, "timeout_s", "--timeout"), max_retries: int = option(G, "max_retries"),
              seed: int = option(G, "seed"), out: Path = Out) -> None:
@@ -70,9 +69,9 @@ def generate(env: str = typer.Option(..., "--env", help="card id"),
 @app.command()
 def refine(reward_id: str = typer.Argument(..., help="reward program id (or a unique prefix)"),
            feedback: str = typer.Option(..., help="what should change, in words"),
-           observed: Optional[str] = typer.Option(None, help="what the trained agent was seen doing"),
-           provider: str = option(G, "provider"), model: Optional[str] = option(G, "model"),
-           base_url: Optional[str] = option(G, "base_url"), api_key: Optional[str] = option(G, "api_key"),
+           observed: str | None = typer.Option(None, help="what the trained agent was seen doing"),
+           provider: str = option(G, "provider"), model: str | None = option(G, "model"),
+           base_url: str | None = option(G, "base_url"), api_key: str | None = option(G, "api_key"),
            samples: int = typer.Option(1, help="revisions to ask for"),
            probe_steps: int = option(G, "probe_steps"), timeout: float = option(G, "timeout_s", "--timeout"),
            max_retries: int = option(G, "max_retries"), seed: int = option(G, "seed"), out: Path = Out) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -17,7 +16,7 @@ Out = typer.Option(Path("runs"), help="runs root: the SQLite store and run direc
 
 
 @memory_app.command("seed")
-def memory_seed(family: Optional[str] = typer.Option(None, help="only cards of this simulator family"),
+def memory_seed(family: str | None = typer.Option(None, help="only cards of this simulator family"),
                 out: Path = Out) -> None:
     """Seed teacher-guided pairs: realistic mistakes made in the hand-written rewards, with the checks'
     real feedback and the original as the fix (E2CL's teacher-guided exploration, for reward code)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -18,17 +17,17 @@ app.add_typer(runs_app, name="runs")
 @app.command()
 def run(spec: Path = typer.Argument(..., help="experiment spec (YAML)"),
         out: Path = Out,
-        resume: Optional[str] = typer.Option(None, "--resume", flag_value="latest", is_flag=False,
+        resume: str | None = typer.Option(None, "--resume", metavar="[RUN_ID]",
                                              help="continue a run, skipping finished trials: --resume for the latest "
                                                   "run of this spec, --resume RUN_ID for that one"),
         rerun_changed: bool = typer.Option(False, "--rerun-changed",
                                            help="with --resume: re-run finished trials whose program or settings changed"),
-        workers: Optional[int] = typer.Option(None, help="trials in parallel (default: the spec's)"),
+        workers: int | None = typer.Option(None, help="trials in parallel (default: the spec's)"),
         backend: str = typer.Option("local", help="local (worker processes) or ray (Ray tasks)"),
-        address: Optional[str] = typer.Option(None, help="ray: an existing cluster's address (default: start a local one)"),
-        provider: Optional[str] = typer.Option(None, help="override the provider of generated reward sources"),
-        model: Optional[str] = typer.Option(None, help="override the model of generated reward sources"),
-        base_url: Optional[str] = typer.Option(None, help="override the endpoint of generated reward sources")) -> None:
+        address: str | None = typer.Option(None, help="ray: an existing cluster's address (default: start a local one)"),
+        provider: str | None = typer.Option(None, help="override the provider of generated reward sources"),
+        model: str | None = typer.Option(None, help="override the model of generated reward sources"),
+        base_url: str | None = typer.Option(None, help="override the endpoint of generated reward sources")) -> None:
     """Run an experiment spec: every task x reward x algorithm x seed, then write its report."""
     from rewardlab.runs.runner import run_experiment
 
@@ -51,7 +50,7 @@ def report(run: str = typer.Argument(..., help="run id or run directory"), out: 
 
 
 @runs_app.command("list")
-def runs_list(out: Path = Out, spec: Optional[str] = typer.Option(None, help="only runs of this spec name")) -> None:
+def runs_list(out: Path = Out, spec: str | None = typer.Option(None, help="only runs of this spec name")) -> None:
     """Every run in the store, newest first, with its status and trial counts."""
     from rewardlab.errors import UserError
     from rewardlab.store import DB_NAME, RunStore, holder_alive

@@ -102,7 +102,7 @@ class OpenAICompatProvider:
         """Close the HTTP connection pool."""
         self._client.close()
 
-    def __enter__(self) -> "OpenAICompatProvider":
+    def __enter__(self) -> OpenAICompatProvider:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -123,7 +123,7 @@ class OpenAICompatProvider:
                 error = f"HTTP {status} from {self.endpoint}: {message}"
                 if not _retried(status):
                     hint = _HINTS.get(status, "").format(model=request.model)
-                    raise self._failed(request, start, error + (f" ({hint})" if hint else ""))
+                    raise self._failed(request, start, error + (f" ({hint})" if hint else "")) from None
                 wait = _retry_after(e.response.headers)
             except openai.APITimeoutError:
                 error, wait = f"no reply from {self.endpoint} within the {self.timeout:g} s timeout", None

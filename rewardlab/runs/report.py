@@ -1,5 +1,6 @@
-"""The run report: per task, a table of reward source × algorithm (mean and 95% CI over seeds of the
-final evaluation) and a learning-curve plot, written as ``<run dir>/report.md`` with PNGs beside it.
+"""The run report: per task, a table of reward source × algorithm (the IQM over seeds of the final
+evaluation, with its 95% stratified-bootstrap confidence interval: :mod:`rewardlab.stats`) and a
+learning-curve plot, written as ``<run dir>/report.md`` with PNGs beside it.
 
 Everything comes from the run store, so a report can be regenerated at any time with
 ``rewardlab report RUN``, including for a run that is still going or was interrupted.
@@ -7,17 +8,19 @@ Everything comes from the run store, so a report can be regenerated at any time 
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from rewardlab.errors import UserError
-from rewardlab.paths import safe_name
-from rewardlab.store import DB_NAME, RunRecord, RunStore, TrialRecord
-from rewardlab.stats import MeanCI, mean_ci, mean_ci_curves
+from rewardlab.paths import relative_path, safe_name
+from rewardlab.stats import SUCCESS_BOUNDS, CurveEstimate, iqm_ci, iqm_ci_pointwise
+from rewardlab.store import DB_NAME, RunRecord, RunStore, TrialRecord, holder_alive
 
+#: The range of each metric that has one: intervals and bands are clipped to it.
+BOUNDS: dict[str, tuple[float, float]] = {"success": SUCCESS_BOUNDS}
 
 
 def resolve_run(run: str | Path, out: Path = Path("runs")) -> tuple[Path, str]:
@@ -74,26 +77,51 @@ def write_report(run: str | Path, out: Path = Path("runs")) -> Path:
 
 # -- pieces of the report ------------------------------------------------------------------------
 def _header(run: RunRecord, trials: list[TrialRecord], out: Path) -> list[str]:
+    """The title, the run's state, how to regenerate the report (``out`` relative to the working
+    directory, so the line works where it is read) and what the statistic is."""
     counts = {s: sum(t.status == s for t in trials) for s in ("done", "failed", "pending", "running")}
     unfinished = counts["pending"] + counts["running"]
     description = _spec_description(run.spec_yaml)
     lines = [f"# {run.id}", ""]
     if description:
         lines += [description, ""]
+    live = run.status == "running" and run.holder_pid is not None and holder_alive(run)
+    if live:  # a snapshot of a run that is still going: resuming it now would be refused
+        state = f"still running (process {run.holder_pid} on {run.holder_host}); this report is a snapshot"
+    elif unfinished:
+        state = f"not finished (continue it with `rewardlab run SPEC --out {relative_path(out)} --resume {run.id}`)"
+    else:
+        state = ""
+    status = "running" if live else ("interrupted" if run.status == "running" else run.status)
     lines += [
-        f"- spec: `{run.spec_name}`, created {run.created[:19].replace('T', ' ')} UTC, status {run.status}",
+        f"- spec: `{run.spec_name}`, created {run.created[:19].replace('T', ' ')} UTC, status {status}"
+        + (f" ({run.reason})" if run.reason and not live else ""),
         f"- trials: {counts['done']} done, {counts['failed']} failed"
-        + (f", {unfinished} not finished (resume with `rewardlab run SPEC --resume`)" if unfinished else ""),
-        f"- regenerate this report: `rewardlab report {run.id} --out {out}`",
+        + (f", {unfinished} {state}" if unfinished else (f"; {state}" if state else "")),
+        f"- regenerate this report: `rewardlab report {run.id} --out {relative_path(out)}`",
         "",
-        "Each cell is the final deterministic evaluation (mean over its episodes) averaged over seeds, "
-        "± the half-width of the 95% confidence interval (Student's t). With one seed there is no "
-        "interval (`n=1, no CI`). *env return* is the env's own reward; *program return* is the reward "
-        "program trained on; *success* is the fraction of evaluation episodes that met the card's "
-        "success rule.",
+        "Each cell summarises the final deterministic evaluation (mean over its episodes) of every seed: "
+        "the IQM over seeds with a 95% stratified-bootstrap confidence interval (rliable), written "
+        f"`IQM [low, high] (IQM, n=seeds)`; {_seed_counts(trials)} per cell. The IQM is the mean of the middle "
+        "50% of seeds (with fewer than 4 seeds, the mean); with few seeds the interval is wide, and with "
+        "one seed there is none (`n=1, no interval`). *env return* is the env's own reward; *program "
+        "return* is the reward program trained on; *success* is the fraction of evaluation episodes that "
+        "met the card's success rule (its interval stays within [0, 1]).",
         "",
     ]
     return lines
+
+
+def _seed_counts(trials: list[TrialRecord]) -> str:
+    """How many finished seeds the cells rest on: ``2 seeds``, ``1 to 3 seeds``."""
+    done: dict[tuple[str, str, str], int] = defaultdict(int)
+    for t in trials:
+        done[(t.task, t.reward, t.algo)] += t.status == "done"
+    counts = sorted(set(done.values()) - {0})
+    if not counts:
+        return "no finished seeds"
+    low, high = counts[0], counts[-1]
+    return f"{low} seed{'s' * (low != 1)}" if low == high else f"{low} to {high} seeds"
 
 
 def _spec_description(spec_yaml: str) -> str:
@@ -116,12 +144,9 @@ def _final(trial: TrialRecord, name: str) -> float | None:
     return trial.result.final(_NAMES.get(name, name)) if trial.result is not None else None
 
 
-def _cell(values: list[float | None], digits: int = 2) -> str:
-    present = [v for v in values if v is not None]
-    if not present:
-        return "—"
-    ci: MeanCI = mean_ci(present)
-    return ci.format(digits)
+def _cell(values: list[float | None], metric: str, digits: int = 2) -> str:
+    """IQM and interval of the seeds' values that exist (``—`` when none does)."""
+    return iqm_ci([v for v in values if v is not None], bounds=BOUNDS.get(metric)).format(digits)
 
 
 def _groups(trials: list[TrialRecord]) -> dict[tuple[str, str], list[TrialRecord]]:
@@ -144,14 +169,13 @@ def _table(trials: list[TrialRecord]) -> list[str]:
     for (reward, algo), group in _groups(trials).items():
         finished = [t for t in group if t.status == "done"]
         seeds = f"{len(finished)}" + (f" of {len(group)}" if len(finished) != len(group) else "")
-        row = [reward, algo, seeds, _cell([_final(t, "return_env") for t in finished])]
-        if show_program:
-            row.append(_cell([_final(t, "return_program") for t in finished]))
-        if show_success:
-            row.append(_cell([_final(t, "success") for t in finished]))
-        steps = [t.result.steps if t.result else None for t in finished]
-        steps_present = [s for s in steps if s is not None]
-        row.append(str(steps_present[0]) if len(set(steps_present)) == 1 else _cell(steps, 0))
+        row = [reward, algo, seeds]
+        for metric, shown in (("return_env", True), ("return_program", show_program), ("success", show_success)):
+            if shown:
+                row.append(_cell([_final(t, metric) for t in finished], metric))
+        # steps trained: the budget rounded up to whole rollouts, so seeds can differ slightly
+        steps = sorted({t.result.steps for t in finished if t.result is not None})
+        row.append("—" if not steps else str(steps[0]) if len(steps) == 1 else f"{steps[0]}–{steps[-1]}")
         walls = [t.result.wall_s for t in finished if t.result is not None]
         row.append(f"{np.mean(walls):.0f}" if walls else "—")
         lines.append("| " + " | ".join(_md(c) for c in row) + " |")
@@ -178,14 +202,15 @@ PANELS = {"return_env": "env return (deterministic evaluation)", "success": "suc
 
 
 def _curve(store: RunStore, trial: TrialRecord, metric: str = "return_env") -> tuple[np.ndarray, np.ndarray] | None:
-    """A done trial's (steps, metric) curve: from the metrics table, else from its result."""
-    points = [(s, v) for s, _, v in store.metrics(trial.id, metric) if v is not None]
+    """A done trial's (steps, metric) curve: from the metrics table, else from its result (finite
+    values only: a diverged evaluation leaves a gap, not a band to infinity)."""
+    points = [(s, v) for s, _, v in store.metrics(trial.id, metric) if v is not None and math.isfinite(v)]
     if not points:
-        points = [(p.step, getattr(p, metric)) for p in (trial.result.curve if trial.result else [])
-                  if getattr(p, metric, None) is not None]
+        points = [(p.step, v) for p in (trial.result.curve if trial.result else [])
+                  if (v := getattr(p, metric, None)) is not None and math.isfinite(v)]
     if not points:
         return None
-    steps, values = zip(*sorted(points))
+    steps, values = zip(*sorted(points), strict=True)
     return np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
 
 
@@ -211,13 +236,15 @@ def _plot_curves(
     panels: dict[str, dict[int, tuple[np.ndarray, np.ndarray] | None]],
     path: Path,
 ) -> Path | None:
-    """One panel per metric of :data:`PANELS` that some trial has: mean over seeds, 95% CI band."""
+    """One panel per metric of :data:`PANELS` that some trial has: at each step the IQM over seeds and
+    its 95% stratified-bootstrap band (pointwise, as rliable draws sample-efficiency curves), clipped
+    to the metric's range."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    drawn: list[tuple[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]]]] = []
+    drawn: list[tuple[str, list[tuple[str, np.ndarray, CurveEstimate]]]] = []
     for metric, curves in panels.items():
         series = []
         for (reward, algo), group in _groups(trials).items():
@@ -227,25 +254,25 @@ def _plot_curves(
             grid, stacked = _align(found)
             if grid.size == 0:
                 continue
-            mean, half = mean_ci_curves(stacked)
-            series.append((f"{reward} / {algo} (n={len(found)})", grid, mean, half))
+            series.append((f"{reward} / {algo} (n={len(found)})", grid,
+                           iqm_ci_pointwise(stacked, bounds=BOUNDS.get(metric))))
         if series:
             drawn.append((PANELS[metric], series))
     if not drawn:
         return None
     fig, axes = plt.subplots(1, len(drawn), figsize=(7 * len(drawn), 4.2), squeeze=False)
-    for ax, (ylabel, series) in zip(axes[0], drawn):
-        for label, grid, mean, half in series:
-            (line,) = ax.plot(grid, mean, marker="o" if grid.size < 3 else None, label=label)
-            if half is not None:
-                ax.fill_between(grid, mean - half, mean + half, color=line.get_color(), alpha=0.2, linewidth=0)
+    for ax, (ylabel, series) in zip(axes[0], drawn, strict=True):
+        for label, grid, est in series:
+            (line,) = ax.plot(grid, est.point, marker="o" if grid.size < 3 else None, label=label)
+            if est.low is not None and est.high is not None:
+                ax.fill_between(grid, est.low, est.high, color=line.get_color(), alpha=0.2, linewidth=0)
         if ylabel.startswith("success"):
-            ax.set_ylim(-0.05, 1.05)  # a rate: the band is clipped to what is possible
+            ax.set_ylim(-0.05, 1.05)  # a rate: a little margin so 0 and 1 stay visible
         ax.set_xlabel("env steps")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
-    fig.suptitle(f"{task}: mean over seeds, band: 95% CI", fontsize="medium")
+    fig.suptitle(f"{task}: IQM over seeds, band: 95% stratified-bootstrap CI (rliable)", fontsize="medium")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

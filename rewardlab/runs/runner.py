@@ -153,6 +153,16 @@ def run_experiment(
         for source in spec.rewards:
             if not _is_generated(source):
                 resolved[(task, source.name)] = resolve_source(source, card)
+    overrides = {k: v for k, v in (provider_overrides or {}).items() if v is not None}
+    for source in spec.rewards:
+        generated = _generated_part(source)
+        if generated is not None:
+            from rewardlab.text2reward.providers import check_provider
+
+            try:
+                check_provider(generated.generate.model_copy(update=overrides))
+            except UserError as e:
+                raise UserError(f"reward source {source.name!r}: {e}") from None
     n_workers = workers or spec.workers
     if make_backend is None:
         make_backend = _backend_factory(backend, address, out)
@@ -166,7 +176,7 @@ def run_experiment(
         try:
             with _heartbeat(store.path, run.id), _sigterm_interrupts():
                 (run_dir / "spec.yaml").write_text(spec_yaml)
-                _generate_sources(spec, cards, store, run.id, run_dir, out, provider_overrides or {}, console, resolved)
+                _generate_sources(spec, cards, store, run.id, run_dir, out, overrides, console, resolved)
                 rows = _add_trials(store, run.id, trials, resolved, rerun_changed, console)
                 todo = [(rows[t.key], t) for t in trials if rows[t.key].status != "done"]
                 summary.before = len(trials) - len(todo)
@@ -200,7 +210,7 @@ def run_experiment(
             try:
                 store.reset_interrupted(run.id)
                 store.set_run_status(run.id, status, reason)
-                summary.counts = dict(store.status_counts(run.id))
+                summary.counts = {str(k): v for k, v in store.status_counts(run.id).items()}
                 summary.failures = [f"{t.key}: {t.error}" for t in store.trials(run.id, "failed")]
             except UserError as e:  # the store itself failed (full disk): keep the error that got us here
                 console.print(f"[red]the run's end could not be recorded: {escape(one_line(str(e)))}")
@@ -209,10 +219,15 @@ def run_experiment(
     return summary
 
 
-def _is_generated(source: RewardSource) -> bool:
+def _generated_part(source: RewardSource) -> GeneratedSource | None:
+    """The generated source inside ``source`` (itself, or a shaped source's base), if any."""
     if isinstance(source, ShapedSource):
-        return _is_generated(source.base)
-    return isinstance(source, GeneratedSource)
+        return _generated_part(source.base)
+    return source if isinstance(source, GeneratedSource) else None
+
+
+def _is_generated(source: RewardSource) -> bool:
+    return _generated_part(source) is not None
 
 
 def _backend_factory(backend: str, address: str | None, out: Path) -> Callable[[int], Backend]:
@@ -324,7 +339,6 @@ def _generate_sources(spec: ExperimentSpec, cards: dict[str, EnvCard], store: Ru
     the store, so a resumed run reuses it instead of generating again."""
     from rewardlab.text2reward.loop import generate_program
 
-    overrides = {k: v for k, v in overrides.items() if v is not None}
 
     def generate(source: GeneratedSource, card: EnvCard) -> RewardProgram:
         known = store.generated_source(run_id, source.name, card.id)

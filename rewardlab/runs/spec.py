@@ -199,7 +199,7 @@ class TrialSpec:
         return "__".join([safe_name(self.task), safe_name(self.reward_name), self.algo, f"s{self.seed}"])
 
 
-def _describe(err: dict[str, Any]) -> tuple[str, str]:
+def _describe(err: Any) -> tuple[str, str]:
     """(field path, problem) of one pydantic error, in words a spec author reads."""
     loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
     kind, msg = err["type"], err["msg"]

@@ -74,7 +74,7 @@ class PotentialShapingVecEnv(VecEnvWrapper):
 
     def _phi_of(self, obs: np.ndarray, sim: np.ndarray | None) -> np.ndarray:
         flat = self.extractor.batch(obs, sim)
-        actions = np.zeros((len(flat), *self.action_space.shape))
+        actions = np.zeros((len(flat), *(self.action_space.shape or ())))
         total, _ = self.potential(self.extractor.view(flat, obs), actions)
         return self.scale * np.asarray(total, dtype=np.float64)
 
@@ -92,7 +92,7 @@ class PotentialShapingVecEnv(VecEnvWrapper):
     def step_wait(self) -> Any:
         obs, reward, dones, infos = self.venv.step_wait()
         flat_next, state_obs = step_states(self.extractor, obs, dones, infos)
-        actions = np.zeros((len(flat_next), *self.action_space.shape))
+        actions = np.zeros((len(flat_next), *(self.action_space.shape or ())))
         phi_next = self.scale * np.asarray(self.potential(self.extractor.view(flat_next, state_obs), actions)[0],
                                            dtype=np.float64)
         terminated = np.array([bool(d) and not info.get("TimeLimit.truncated", False) for d, info in zip(dones, infos)])
@@ -107,7 +107,7 @@ class PotentialShapingVecEnv(VecEnvWrapper):
             sim = self._reset_sim()
             phi_reset = self._phi_of(reset_obs, sim)
             phi_next = np.where(np.asarray(dones, dtype=bool), phi_reset, phi_next)
-            for i in done_idx:
+            for i in map(int, done_idx):
                 stats = infos[i].get("episode_stats")
                 if stats is not None:
                     stats["components"] = {**stats.get("components", {}), "pbrs": float(self._sum[i])}

@@ -62,4 +62,4 @@ def get_shaper_class(name: str) -> type[Shaper]:
             target = getattr(importlib.import_module(module_name), attr)
         except ImportError as e:
             raise UserError(f"shaper {name!r} is not installed ({e})") from None
-    return target  # type: ignore[no-any-return]
+    return target

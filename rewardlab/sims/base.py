@@ -17,10 +17,12 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import yaml
 
 from rewardlab.cards import EnvCard
 from rewardlab.errors import UserError
 from rewardlab.paths import cache_dir
+from rewardlab.resources import resource_dir
 from rewardlab.sims.registry import get_simulator
 
 #: A behaviour for checks and probes: ``(observation, step t) -> action``.
@@ -40,6 +42,14 @@ class Simulator:
         """A gymnasium env for the card, seeded, whose episodes last ``card.episode_steps`` steps unless
         the task ends them earlier."""
         raise NotImplementedError
+
+    def presets(self) -> dict[str, Any]:
+        """Algorithm presets for this simulator's tasks (rl-zoo3 style: per algorithm a ``default``
+        block and per-env-id overrides); built-in simulators read ``agents/<name>.yaml``."""
+        path = resource_dir("agents") / f"{self.name}.yaml"
+        if not path.is_file():
+            return {}
+        return yaml.safe_load(path.read_text()) or {}
 
     def known_env_ids(self) -> list[str]:
         """The simulator's env ids, for "did you mean" when a card names an unknown one."""

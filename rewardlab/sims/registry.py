@@ -78,4 +78,4 @@ def get_simulator(name: str) -> Simulator:
             raise UserError(f"simulator {name!r} is not installed ({e})") from None
         target = getattr(module, attr)()
     _loaded[name] = target
-    return target  # type: ignore[no-any-return]
+    return target

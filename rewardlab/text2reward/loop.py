@@ -106,6 +106,7 @@ class Generator:
         self.prompts = PromptBuilder()
         self.examples: list[Example] = retrieve_examples(self.card, k=config.few_shot) if config.few_shot else []
         self.algo = config.probe_algo or ("sac" if self.card.simulator == "metaworld" else "ppo")
+        self._check_probe_settings()
         self._trajectories: list[Trajectory] | None = None
         self.tokens = 0
         self.rejected = 0
@@ -116,6 +117,19 @@ class Generator:
             from rewardlab.text2reward.memory import CorrectionMemory
 
             self.memory = CorrectionMemory(store)
+
+    def _check_probe_settings(self) -> None:
+        """Refuse probes that would not train (shorter than a PPO rollout, an unknown algorithm) before
+        any request is made: a probe that never learns would score every candidate 0."""
+        from rewardlab.config import Budget, TrainConfig
+        from rewardlab.training import validate
+
+        for flag, steps in (("--probe-steps", self.cfg.probe_steps), ("--final-steps", self.cfg.final_steps)):
+            if steps:
+                try:
+                    validate(self.card, TrainConfig(algo=self.algo, seed=self.cfg.seed, budget=Budget(steps=steps)))
+                except UserError as e:
+                    raise UserError(f"{flag} {steps}: {e}") from None
 
     # -- talking to the provider -----------------------------------------------------------------
     def _say(self, text: str) -> None:
@@ -150,8 +164,10 @@ class Generator:
         """Extract and check a reply; feed errors back up to ``fix_attempts`` times."""
         previous_pid: str | None = None
         previous_code = ""
+        last_error = ""
         for attempt in range(self.cfg.fix_attempts + 1):
-            source, error = None, None
+            source: str | None = None
+            error: UserError | None = None
             try:
                 source = extract_program(text)
                 program = RewardProgram(source, origin=f"llm:{exchange}" if exchange else "llm")
@@ -162,11 +178,11 @@ class Generator:
                 error = e
             pid = self.store.add_program(source, f"{self.cfg.provider}:{exchange}", self.card.id,
                                          previous_pid or parent) if source else None
-            if error is None:
+            if error is None and source is not None and pid is not None:
                 if attempt > 0:
                     self.fixes.append(attempt)
                     if self.memory is not None:
-                        self.memory.record(self.card, previous_code, self._last_error, source, origin="generation")
+                        self.memory.record(self.card, previous_code, last_error, source, origin="generation")
                 prefs = trajectory_preference_check(program, self.card, self._preference_trajectories())
                 checks = {"trial": {"mode": report.mode, "total": report.total, "components": report.components},
                           "preference": prefs.to_dict()}
@@ -185,7 +201,7 @@ class Generator:
             code = source or text
             messages = self.prompts.execution_error(self.card, code, error, corrections=corrections,
                                                     instruction=self.cfg.instruction, examples=self.examples)
-            previous_pid, previous_code, self._last_error = pid, code, message
+            previous_pid, previous_code, last_error = pid, code, message
             text, exchange = self._ask(messages, 1, "error", round)[0]
         self.rejected += 1
         return None

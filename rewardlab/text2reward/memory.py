@@ -38,8 +38,7 @@ import yaml
 
 from rewardlab.cards import EnvCard, list_cards, split_card_id
 from rewardlab.checks import check_program
-from rewardlab.errors import RewardProgramError
-from rewardlab.errors import one_line
+from rewardlab.errors import RewardProgramError, one_line
 from rewardlab.store import CandidateRecord, RunStore
 from rewardlab.trial import TrialReport
 
@@ -282,10 +281,10 @@ def _missing_attribute(p: _Program) -> list[str]:
     if p.fn is None:
         return []
     fields = set(p.card.fields())
-    hits = []
+    hits: list[ast.Attribute] = []
     for node in ast.walk(p.fn):
         name = _dotted(node) if isinstance(node, ast.Attribute) else None
-        if name and name.startswith("self.") and name[5:] in fields:
+        if name and name.startswith("self.") and name[5:] in fields and isinstance(node, ast.Attribute):
             hits.append(node)
     if not hits:
         return []
@@ -430,7 +429,7 @@ def strip_module_docstring(source: str) -> str:
     if not (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str)):
         return source
     lines = source.split("\n")
-    rest = lines[: first.lineno - 1] + lines[first.end_lineno:]  # type: ignore[operator]
+    rest = lines[: first.lineno - 1] + lines[first.end_lineno or first.lineno:]
     return "\n".join(rest).lstrip("\n")
 
 

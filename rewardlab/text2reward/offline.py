@@ -202,14 +202,15 @@ def adapt_reference(example: Example, target: EnvCard, source_card: EnvCard | No
             if any(c >= action_dim or c < -action_dim for c in consts):
                 return None
 
-    source = _apply_renames(example.source, [(n, renames[name]) for n, name in spans if name in renames])
+    source = _apply_renames(example.source, [(n, renames[name]) for n, name in spans
+                                             if name in renames and isinstance(n, ast.expr)])
     source = _with_header(source, tree, example, target, renames)
     if not _runs_on(source, target):
         return None
     return Adaptation(example, source, renames)
 
 
-def _apply_renames(source: str, edits: list[tuple[ast.AST, str]]) -> str:
+def _apply_renames(source: str, edits: list[tuple[ast.expr, str]]) -> str:
     lines = source.split("\n")
     for node, text in sorted(edits, key=lambda e: (e[0].lineno, e[0].col_offset), reverse=True):
         assert node.lineno == node.end_lineno, "a field access spans one line"
@@ -395,7 +396,8 @@ class OfflineProvider:
         source = chosen.source.rstrip()
         if purpose != "initial":  # a revision is a new version, even when it reuses a reference seen before
             first, _, rest = source.partition("\n")
-            source = f"{first}\n# offline {purpose} revision: the next-ranked reference (this baseline cannot read feedback)\n{rest}"
+            note_line = f"# offline {purpose} revision: the next-ranked reference (this baseline cannot read feedback)"
+            source = f"{first}\n{note_line}\n{rest}"
         return (f"Offline baseline: no language model was called. It was not written for this task: {why}.{note}\n\n"
                 f"```python\n{source}\n```\n")
 

@@ -23,10 +23,10 @@ from typing import Any
 import jinja2
 
 from rewardlab.arrays import ALLOWED_NAMES
-from rewardlab.types import TrialResult
 from rewardlab.cards import DiscreteSpace, EnvCard, MultiDiscreteSpace, render_stubs
 from rewardlab.resources import resource_dir
 from rewardlab.text2reward.retrieval import Example
+from rewardlab.types import TrialResult
 
 Messages = list[dict[str, str]]
 
@@ -77,7 +77,8 @@ def describe_action_space(card: EnvCard) -> str:
     if isinstance(space, DiscreteSpace):
         return f"a Discrete space: one integer per env in [{space.start}, {space.start + space.n - 1}]."
     if isinstance(space, MultiDiscreteSpace):
-        return f"a MultiDiscrete space of shape ({len(space.nvec)},): entry i an integer in [0, nvec[i] - 1], nvec = {space.nvec}."
+        return (f"a MultiDiscrete space of shape ({len(space.nvec)},): entry i an integer in [0, nvec[i] - 1], "
+                f"nvec = {space.nvec}.")
 
     def text(bound: float | list[float]) -> str:
         if isinstance(bound, (int, float)):

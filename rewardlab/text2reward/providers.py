@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rewardlab.config import GenerationConfig
 from rewardlab.errors import UserError
 from rewardlab.llm.base import LLMProvider
 from rewardlab.llm.log import ExchangeLog
@@ -63,3 +64,13 @@ def make_provider(
 
         return OfflineProvider(log=log, **kwargs)
     raise UserError(f"unknown LLM provider {name!r}; choose one of: {', '.join(PROVIDERS)}")
+
+
+def check_provider(config: GenerationConfig) -> None:
+    """Refuse a generation config whose provider cannot be built (an unknown name, ``openai`` with no
+    model), before a run is created: no request is made."""
+    if config.provider not in PROVIDERS:
+        raise UserError(f"unknown LLM provider {config.provider!r}; choose one of: {', '.join(PROVIDERS)}")
+    if config.provider in ("openai", "openai_compat"):
+        make_provider(config.provider, model=config.model, base_url=config.base_url, api_key=config.api_key,
+                      timeout=config.timeout_s, max_retries=config.max_retries)

@@ -90,14 +90,14 @@ def get_trainer(name: str) -> Trainer:
         except ImportError as e:
             raise UserError(f"trainer {name!r} is not installed ({e})") from None
     _loaded[name] = target
-    return target  # type: ignore[no-any-return]
+    return target
 
 
 def validate(card: EnvCard, config: TrainConfig) -> Trainer:
     """The config's trainer, after checking its algorithm and its own rules for ``card``."""
     trainer = get_trainer(config.trainer)
     if config.algo not in trainer.algorithms:
-        raise UserError(f"trainer {trainer.name!r} has no algorithm {config.algo!r}; "
+        raise UserError(f"unknown algorithm {config.algo!r} for trainer {trainer.name!r}; "
                         f"expected one of {', '.join(trainer.algorithms)}")
     trainer.validate(card, config)
     return trainer

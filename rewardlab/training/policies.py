@@ -50,7 +50,7 @@ def _lookup(table: dict[str, Any], kind: str, name: str) -> type:
         except (ImportError, AttributeError) as e:
             raise UserError(f"{kind} {name!r} cannot be loaded from {found[name]!r}: {e}") from None
         table[name] = target
-    return target  # type: ignore[no-any-return]
+    return target
 
 
 def resolve_policy(name: str | type) -> str | type:

@@ -1,5 +1,6 @@
-"""Algorithm presets per simulator (``agents/<simulator>.yaml``, in rl-zoo3's style): a ``default``
-block per algorithm, then per-env overrides keyed by the simulator's env id.
+"""Algorithm presets per simulator (``agents/<simulator>.yaml`` for the built-in ones, else what the
+simulator adapter's ``presets()`` returns), in rl-zoo3's style: a ``default`` block per algorithm, then
+per-env overrides keyed by the simulator's env id.
 
 Keys other than ``n_envs``, ``normalize`` and ``policy`` are passed to the SB3 algorithm's
 constructor; ``policy_kwargs`` may name activation functions (``tanh``) and registered feature
@@ -8,14 +9,11 @@ extractors by string.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from rewardlab.cards import EnvCard
 from rewardlab.errors import UserError
-from rewardlab.resources import resource_dir
+from rewardlab.sims.registry import get_simulator
 from rewardlab.training.policies import resolve_extractor
 
 #: The SB3 algorithms the ``sb3`` trainer runs: the one list every caller checks against.
@@ -25,26 +23,21 @@ ENV_KEYS = ("n_envs", "normalize", "policy")
 _ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "leaky_relu", "silu")
 
 
-def preset_path(card: EnvCard) -> Path:
-    return resource_dir("agents") / f"{card.simulator}.yaml"
-
-
 def load_preset(card: EnvCard, algo: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The algorithm's hyperparameters for a card: ``default`` block, then the env's, then ``overrides``.
 
-    :param card: the env card (its simulator picks ``agents/<simulator>.yaml``)
+    :param card: the env card (its simulator's adapter gives the presets)
     :param algo: one of :data:`ALGORITHMS`
     :param overrides: keys that replace the preset's
     :raises UserError: unknown algorithm, or no preset for the simulator or algorithm
     """
     if algo not in ALGORITHMS:
         raise UserError(f"unknown algorithm {algo!r}; expected one of {', '.join(ALGORITHMS)}")
-    path = preset_path(card)
-    if not path.is_file():
-        raise UserError(f"no algorithm presets for the {card.simulator} simulator (expected {path})")
-    presets = yaml.safe_load(path.read_text()) or {}
+    presets = get_simulator(card.simulator).presets()
+    if not presets:
+        raise UserError(f"no algorithm presets for the {card.simulator} simulator (agents/{card.simulator}.yaml)")
     if algo not in presets:
-        raise UserError(f"{path.name} has no {algo} preset")
+        raise UserError(f"the {card.simulator} presets have no {algo} preset")
     params = dict(presets[algo].get("default", {}))
     params.update(presets[algo].get(card.env_id, {}))
     params.update(overrides or {})

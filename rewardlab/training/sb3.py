@@ -209,7 +209,7 @@ class SB3Trainer:
             model.learn(total_timesteps=steps, callback=CallbackList([curve, checkpoints, *extra]), tb_log_name=algo)
             model_path = run_dir / "model.zip"
             model.save(model_path)
-            if normalize:
+            if isinstance(env, VecNormalize):
                 env.save(str(run_dir / "vecnormalize.pkl"))
             final = curve.final(model)
         finally:

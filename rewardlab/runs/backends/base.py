@@ -74,6 +74,8 @@ def run_trial_task(task: TrialTask) -> TrialOutcome:
         return TrialOutcome(result=result)
     except Exception as e:  # the trial fails, the run goes on
         message = describe_error(e)
+        if isinstance(e, OSError) and not e.filename:  # a failed flush names no file: say where it wrote
+            message += f" (writing into {task.trial_dir})"
         try:
             Path(task.trial_dir, "error.txt").write_text(traceback.format_exc())
         except OSError:
