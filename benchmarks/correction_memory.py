@@ -30,12 +30,9 @@ with ``--runs-store``, first-attempt statistics of real generation runs, split b
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-
 import argparse
 import json
+import os
 import random
 import sys
 import tempfile
@@ -44,6 +41,10 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from rewardlab.runtime import limit_threads
+
+limit_threads(torch_too=False)  # before numpy/torch load (rewardlab.runtime and the above import neither)
 
 NOTE = ("Measuring rounds-to-fix with vs without the correction memory needs a real LLM (--provider openai "
         "with an OpenAI-compatible endpoint); without one this reports the teacher pool only.")

@@ -21,7 +21,17 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from rewardlab.errors import UserError
 from rewardlab.resources import resource_dir
@@ -419,6 +429,7 @@ class EnvCard(BaseModel):
     observation: SpaceSpec | None = None
     tips: list[str] = Field(default_factory=list, description="background knowledge for prompts")
     path: Path | None = Field(default=None, exclude=True)
+    _given: str | None = PrivateAttr(default=None)  # the path the user named it by, for messages
 
     @model_validator(mode="after")
     def _check_success(self) -> EnvCard:
@@ -436,8 +447,8 @@ class EnvCard(BaseModel):
 
     @property
     def label(self) -> str:
-        """How messages name the card: its id, and the file it came from when it was loaded from one."""
-        return f"{self.id} ({self.path})" if self.path is not None else self.id
+        """How messages name the card: the file the user gave (``my-card.yaml``), else its id."""
+        return self._given or self.id
 
     # -- the fields, flattened -------------------------------------------------------------
     def fields(self) -> dict[str, FieldSpec]:
@@ -571,7 +582,8 @@ def load_card(id_or_path: str | Path) -> EnvCard:
     live env are :func:`rewardlab.sims.verify_card`'s.
     """
     path = Path(id_or_path)
-    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
+    given = path.suffix in (".yaml", ".yml") and path.is_file()
+    if not given:
         index = card_index()
         if str(id_or_path) not in index:
             if path.suffix in (".yaml", ".yml"):
@@ -597,6 +609,8 @@ def load_card(id_or_path: str | Path) -> EnvCard:
     except UserError as e:
         raise UserError(f"env card {path}: {e}") from None
     card.path = path
+    if given:
+        card._given = str(id_or_path)
     return card
 
 

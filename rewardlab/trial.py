@@ -27,6 +27,7 @@ from typing import IO, Any
 import numpy as np
 
 from rewardlab.errors import RewardProgramError, one_line
+from rewardlab.runtime import THREAD_VARS
 
 #: Batched calls timed in the child to measure a program's cost per call (after one warm-up call).
 COST_REPEATS = 5
@@ -93,7 +94,8 @@ class PendingTrial:
         self.limits = limits
         self._tmp = tempfile.TemporaryDirectory(prefix="rewardlab-trial-", dir=workdir)
         self.start = time.perf_counter()
-        env = {"OMP_NUM_THREADS": "1", "PATH": os.environ.get("PATH", "/usr/bin"), "PYTHONHASHSEED": "0"}
+        # nothing of the caller's environment but PATH; one BLAS/OpenMP thread
+        env = {**dict.fromkeys(THREAD_VARS, "1"), "PATH": os.environ.get("PATH", "/usr/bin"), "PYTHONHASHSEED": "0"}
         self.proc = subprocess.Popen(
             [sys.executable, "-I", "-B", "-c", "from rewardlab.trial import _trial_main; _trial_main()"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=self._tmp.name, env=env,

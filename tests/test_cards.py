@@ -255,7 +255,7 @@ def toytext_simulator() -> None:
     import gymnasium as gym
 
     from rewardlab.sims.base import Simulator
-    from rewardlab.sims.registry import _loaded, _registered, register_simulator
+    from rewardlab.sims.registry import SIMULATORS, register_simulator
 
     class ToyText(Simulator):
         name = "test-toytext"
@@ -272,8 +272,7 @@ def toytext_simulator() -> None:
 
     register_simulator("test-toytext", ToyText())
     yield
-    _registered.pop("test-toytext", None)
-    _loaded.pop("test-toytext", None)
+    SIMULATORS.unregister("test-toytext")
 
 
 def test_a_registered_simulator_with_discrete_spaces_checks_rewards_and_trains(
@@ -301,5 +300,5 @@ def test_a_registered_simulator_with_discrete_spaces_checks_rewards_and_trains(
 def test_an_unregistered_simulator_is_one_line(tmp_path: Path) -> None:
     path = tmp_path / "card.yaml"
     path.write_text(GRID_CARD)
-    with pytest.raises(UserError, match=r"simulator 'test-toytext' is not registered; .*known: metaworld, mujoco"):
+    with pytest.raises(UserError, match=r"unknown simulator 'test-toytext'; .*known: metaworld, mujoco"):
         load_card(path)

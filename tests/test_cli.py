@@ -85,3 +85,65 @@ def test_train_command_runs_and_reports(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "env return" in proc.stdout
     assert list(tmp_path.rglob("model.zip"))
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (("train", "--env", "mujoco/InvertedPendulum-v5", "--steps", "0"), ("--steps", "greater than 0")),
+        (("train", "--env", "mujoco/InvertedPendulum-v5", "--steps", "-5"), ("--steps", "greater than 0")),
+        (("train", "--env", "mujoco/InvertedPendulum-v5", "--steps", "1"), ("less than one PPO rollout", "at least 1024")),
+        (("train", "--env", "mujoco/InvertedPendulum-v5", "--algo", "sac", "--steps", "50"), ("SAC's warm-up",)),
+        (("train", "--env", "mujoco/InvertedPendulum-v5", "--seed", "-1"), ("--seed", "greater than or equal to 0")),
+        (("train", "--env", "mujoco/InvertedPendulum-v5", "--seed", "4294967296"), ("--seed", "4294967295")),
+        (("train", "--env", "mujoco/InvertedPendulum-v5", "--seed", "12345678901234567890"), ("--seed",)),
+        (("train", "--env", "mujoco/InvertedPendulum-v5", "--eval-episodes", "0"), ("--eval-episodes", "greater than 0")),
+        (("check", "x.py", "--env", "mujoco/Hopper-v5", "--states", "0"), ("--states", "greater than or equal to 1")),
+        (("run", "s.yaml", "--workers", "0"), ("--workers must be at least 1",)),
+    ],
+)
+def test_meaningless_settings_are_refused_with_one_line(tmp_path: Path, args: tuple[str, ...],
+                                                        needles: tuple[str, ...]) -> None:
+    (tmp_path / "x.py").write_text("def compute_dense_reward(self, action):\n    return 0.0\n")
+    (tmp_path / "s.yaml").write_text("name: s\ntasks: [mujoco/Hopper-v5]\nrewards: [env]\nalgorithms: [ppo]\n"
+                                     "seeds: [0]\nbudget: {steps: 4096}\n")
+    proc = rewardlab(*args, "--out", str(tmp_path / "out"), cwd=tmp_path) if args[0] != "check" else rewardlab(*args, cwd=tmp_path)
+    assert_one_line_error(proc, *needles)
+    assert proc.returncode == 2
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.zip"))  # nothing trained
+
+
+def test_train_never_overwrites_a_run_and_a_failed_training_leaves_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    for i, body in enumerate(("1.0 - np.abs(self.pole.angle)", "2.0 - np.abs(self.pole.angle)")):
+        folder = tmp_path / f"v{i}"
+        folder.mkdir()
+        (folder / "upright.py").write_text(f"import numpy as np\ndef compute_dense_reward(self, action):\n    return {body}\n")
+        proc = rewardlab("train", "--env", "mujoco/InvertedPendulum-v5", "--reward", str(folder / "upright.py"),
+                         "--steps", "1024", "--eval-episodes", "1", "--out", str(out))
+        assert proc.returncode == 0, proc.stderr
+    runs = sorted(p.name for p in out.iterdir())
+    assert runs == ["mujoco_InvertedPendulum-v5-upright-ppo-0", "mujoco_InvertedPendulum-v5-upright-ppo-0-2"]
+    assert "1.0 -" in (out / runs[0] / "reward.py").read_text() and "2.0 -" in (out / runs[1] / "reward.py").read_text()
+
+    (tmp_path / "nan.py").write_text("import numpy as np\ndef compute_dense_reward(self, action):\n"
+                                     "    return np.where(np.abs(self.pole.angle) > 0.01, np.inf, 1.0)\n")
+    failed = rewardlab("train", "--env", "mujoco/InvertedPendulum-v5", "--reward", str(tmp_path / "nan.py"),
+                       "--steps", "1024", "--out", str(out))
+    assert_one_line_error(failed, "non-finite")
+    assert sorted(p.name for p in out.iterdir()) == runs  # no half-written directory left behind
+
+
+def test_check_reports_the_cost_of_a_call() -> None:
+    ref = Path(__file__).resolve().parents[1] / "envs" / "mujoco" / "Hopper-v5.py"
+    ok = rewardlab("check", str(ref), "--env", "mujoco/Hopper-v5", "--states", "64")
+    assert ok.returncode == 0, ok.stderr
+    assert "us per call on 64 states" in ok.stdout
+
+
+def test_a_card_given_by_path_is_named_by_its_path(tmp_path: Path) -> None:
+    card = Path(__file__).parent / "fixtures" / "toy-card.yaml"
+    bad = tmp_path / "my-card.yaml"
+    bad.write_text(card.read_text().replace("env_id: InvertedPendulum-v5", "env_id: NoSuchEnv-v5"))
+    proc = rewardlab("train", "--env", str(bad), "--reward", "env", "--steps", "1024", "--out", str(tmp_path / "o"))
+    assert_one_line_error(proc, str(bad), "env_id 'NoSuchEnv-v5' is not a mujoco env")

@@ -172,6 +172,31 @@ def test_ray_temp_dir_is_documented_and_short(monkeypatch: pytest.MonkeyPatch, t
         ray_temp_dir()
 
 
+def test_the_watch_in_a_task_ends_its_worker_when_the_runner_is_gone(tmp_path: Path) -> None:
+    """The second guard against orphans, without Ray: a process running the watch on a stand-in runner
+    exits within a second of the stand-in's death."""
+    runner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    worker = subprocess.Popen([sys.executable, "-c", (
+        "import sys, threading, time\n"
+        "from rewardlab.runs.backends.ray import _exit_when_gone\n"
+        f"threading.Thread(target=_exit_when_gone, args=({runner.pid},), daemon=True).start()\n"
+        "print('watching', flush=True)\n"
+        "time.sleep(60)\n")], env=_env(), stdout=subprocess.PIPE, text=True)
+    try:
+        assert worker.stdout is not None and worker.stdout.readline().strip() == "watching"
+        time.sleep(0.5)
+        assert worker.poll() is None  # the runner lives: the worker goes on
+        runner.kill()  # (left a zombie until reaped: the watch counts that as gone)
+        start = time.monotonic()
+        assert worker.wait(timeout=5) == 1
+        assert time.monotonic() - start < 2.0
+    finally:
+        for proc in (runner, worker):
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+
 # -- with a real local cluster ---------------------------------------------------------------------------
 @needs_ray
 @pytest.mark.slow

@@ -472,3 +472,41 @@ def test_the_cli_exits_non_zero_with_the_count_when_trials_fail(tmp_path: Path) 
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "error: 1 of 2 trials failed in run tiny-" in done.stderr and "Traceback" not in done.stderr
+
+
+class ConstantTrainer:
+    """A trainer registered from outside: the runner reaches it through the spec's ``trainer:`` name."""
+
+    name = "constant"
+    algorithms = ("fixed",)
+
+    def validate(self, card, config) -> None:  # type: ignore[no-untyped-def]
+        if config.budget.steps < 10:
+            raise UserError("constant trainer: at least 10 steps")
+
+    def train(self, card, reward, config, run_dir, callbacks=(), progress=None, check=True):  # type: ignore[no-untyped-def]
+        return TrialResult(curve=[CurvePoint(step=config.budget.steps, return_env=42.0)],
+                           eval=EvalResult(env_return=[42.0]), steps=config.budget.steps, trainer=self.name,
+                           algo=config.algo)
+
+
+def test_a_registered_trainer_runs_from_a_spec_without_touching_the_runner(tmp_path: Path) -> None:
+    from rewardlab.runs.backends.base import run_trial_task
+    from rewardlab.training import TRAINERS, register_trainer
+
+    register_trainer("constant", ConstantTrainer())
+    try:
+        spec = _write_spec(tmp_path, rewards=["env"], seeds=[0, 1], trainer="constant", algorithms=["fixed"],
+                           budget={"steps": 20})
+        summary = run_experiment(spec, out=tmp_path / "runs", console=_quiet(),
+                                 make_backend=lambda n: InlineBackend(n, run_trial_task))
+        assert summary.status == "done"
+        with RunStore(tmp_path / "runs" / "rewardlab.sqlite") as store:
+            results = [t.result for t in store.trials(summary.run_id)]
+        assert all(r is not None and r.trainer == "constant" and r.final("env_return") == 42.0 for r in results)
+        with pytest.raises(UserError, match="constant trainer: at least 10 steps"):
+            run_experiment(_write_spec(tmp_path, rewards=["env"], seeds=[0], trainer="constant",
+                                       algorithms=["fixed"], budget={"steps": 5}), out=tmp_path / "runs",
+                           console=_quiet(), make_backend=lambda n: InlineBackend(n, run_trial_task))
+    finally:
+        TRAINERS.unregister("constant")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rewardlab.errors import RewardProgramError, UserError
@@ -93,3 +94,144 @@ def test_final_evaluation_is_the_last_curve_point(tmp_path: Path, toy_card_path:
     last = result.curve[-1]
     assert last.step == result.steps == 2048
     assert last.return_env == pytest.approx(sum(result.eval.env_return) / 2)
+
+
+# -- the reward path's cost is bounded at training time ---------------------------------------------------
+SLOW = '''import numpy as np
+def compute_dense_reward(self, action):
+    extra = np.zeros_like(self.pole.angle)
+    for _ in range(4000):  # legal, and far slower than the simulator's step
+        extra = extra + 0.0 * np.abs(self.pole.angle)
+    return 1.0 - np.abs(self.pole.angle) + extra
+'''
+
+
+def test_a_legal_but_slow_program_is_stopped_with_one_line(tmp_path: Path, toy_card_path: Path) -> None:
+    with pytest.raises(RewardProgramError, match=r"\[cost\].*x the env's own step time") as info:
+        train(str(toy_card_path), SLOW, "ppo", 4096, seed=0, run_dir=tmp_path / "run")
+    assert "\n" not in str(info.value)
+
+
+def test_the_reward_cost_is_measured_and_kept_with_the_result(tmp_path: Path, toy_card_path: Path,
+                                                              reward_file: Path) -> None:
+    result = train(str(toy_card_path), str(reward_file), "ppo", 1024, seed=0, run_dir=tmp_path, eval_episodes=1)
+    cost = result.reward_cost
+    assert cost["steps"] >= 256 and cost["us_per_step"] > 0 and 0 < cost["fraction"] < 25
+
+
+# -- registries: trainers, policies and feature extractors, shapers -------------------------------------
+def test_budgets_that_would_not_train_are_refused(toy_card_path: Path, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"steps 512 is less than one PPO rollout .* give at least 1024"):
+        train(str(toy_card_path), "env", "ppo", 512, seed=0, run_dir=tmp_path)
+    with pytest.raises(UserError, match="SAC's warm-up"):
+        train(str(toy_card_path), "env", "sac", 100, seed=0, run_dir=tmp_path)
+    with pytest.raises(UserError, match="unknown trainer 'sb4'; did you mean 'sb3'"):
+        train(str(toy_card_path), "env", "ppo", 1024, seed=0, run_dir=tmp_path, trainer="sb4")
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_feature_extractor_named_in_the_preset_is_used(tmp_path: Path, toy_card_path: Path) -> None:
+    import torch
+    from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+
+    from rewardlab.training.policies import register_extractor
+
+    class Doubling(BaseFeaturesExtractor):
+        def __init__(self, observation_space, features_dim: int = 8):  # type: ignore[no-untyped-def]
+            super().__init__(observation_space, features_dim)
+            self.linear = torch.nn.Linear(observation_space.shape[0], features_dim)
+
+        def forward(self, obs):  # type: ignore[no-untyped-def]
+            return torch.relu(self.linear(2 * obs))
+
+    register_extractor("doubling", Doubling)
+    result = train(str(toy_card_path), "env", "ppo", 1024, seed=0, run_dir=tmp_path, eval_episodes=1,
+                   preset_overrides={"policy_kwargs": {"features_extractor_class": "doubling",
+                                                       "features_extractor_kwargs": {"features_dim": 8}}})
+    from stable_baselines3 import PPO
+
+    model = PPO.load(result.model_path, device="cpu")
+    assert type(model.policy.features_extractor).__name__ == "Doubling"
+    with pytest.raises(UserError, match="unknown feature extractor 'dubling'; did you mean 'doubling'"):
+        train(str(toy_card_path), "env", "ppo", 1024, seed=0, run_dir=tmp_path / "x",
+              preset_overrides={"policy_kwargs": {"features_extractor_class": "dubling"}})
+
+
+POTENTIAL = '''import numpy as np
+def compute_dense_reward(self, action):
+    return -10.0 * np.abs(self.pole.angle)
+'''
+
+
+def test_a_shaped_source_adds_pbrs_to_the_base_reward(tmp_path: Path, toy_card_path: Path) -> None:
+    """F = gamma * Phi(s') - Phi(s) is added to the env's reward; its per-episode sum is a component and
+    the unshaped reward is kept in the info."""
+    from rewardlab.sources import parse_source
+
+    (tmp_path / "phi.py").write_text(POTENTIAL)
+    source = parse_source({"name": "pbrs", "base": "env", "shaper": {"name": "pbrs", "potential": str(tmp_path / "phi.py")}})
+    assert source.kind == "shaped"
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Episodes(BaseCallback):
+        """A caller's own callback: it sees every training episode's statistics."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.stats: list[dict] = []
+
+        def _on_step(self) -> bool:
+            self.stats += [i["episode_stats"] for i in self.locals["infos"] if "episode_stats" in i]
+            return True
+
+    seen = Episodes()
+    result = train(str(toy_card_path), source, "ppo", 1024, seed=0, run_dir=tmp_path / "run", eval_episodes=2,
+                   callbacks=[seen])
+    assert seen.stats and all(set(s["components"]) == {"pbrs"} for s in seen.stats)
+    # shaping is a training aid: evaluation is under the base reward (here the env's own), unshaped
+    assert result.eval.program_return == [None, None] and not result.curve[0].components
+
+
+def test_pbrs_shaping_term_is_gamma_phi_next_minus_phi_and_zero_terminal_potential_only_on_termination() -> None:
+    import gymnasium as gym
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from rewardlab.cards import load_card
+    from rewardlab.program import RewardProgram
+    from rewardlab.shaping.pbrs import PotentialShapingVecEnv
+    from rewardlab.state import StateExtractor
+    from rewardlab.wrappers import RewardVecEnv
+
+    card = load_card("mujoco/InvertedPendulum-v5")
+    extractor = StateExtractor(card)
+    venv = RewardVecEnv(DummyVecEnv([lambda: gym.make("InvertedPendulum-v5", max_episode_steps=3)]), extractor)
+    shaped = PotentialShapingVecEnv(venv, extractor, RewardProgram(POTENTIAL).bind(card), gamma=0.9)
+    obs = shaped.reset()
+    phi = lambda o: -10.0 * abs(float(o[0][1]))  # noqa: E731 - obs[1] is the pole angle
+    previous = phi(obs)
+    for step in range(3):
+        shaped.step_async(np.zeros((1, 1)))
+        obs, reward, dones, infos = shaped.step_wait()
+        terminal = infos[0]["terminal_observation"][None] if dones[0] else obs
+        terminated = dones[0] and not infos[0].get("TimeLimit.truncated", False)
+        expected = (0.0 if terminated else 0.9 * phi(terminal)) - previous
+        assert reward[0] == pytest.approx(infos[0]["unshaped_reward"] + expected, abs=1e-5)
+        previous = phi(obs)
+    assert dones[0] and infos[0]["TimeLimit.truncated"]  # truncated: gamma * Phi(s') was kept
+
+
+def test_a_shaper_that_needs_what_the_task_lacks_is_one_line(tmp_path: Path, toy_card_path: Path) -> None:
+    from rewardlab.shaping.base import Shaper
+    from rewardlab.shaping.registry import SHAPERS, register_shaper
+    from rewardlab.sources import parse_source
+
+    class NeedsModel(Shaper):
+        requires = frozenset({"tabular_model"})
+
+    register_shaper("needs-model", NeedsModel)
+    try:
+        source = parse_source({"name": "x", "shaper": {"name": "needs-model"}})
+        with pytest.raises(UserError, match="shaper 'needs-model' needs a tabular model; test/toy-pendulum provides none"):
+            train(str(toy_card_path), source, "ppo", 1024, seed=0, run_dir=tmp_path)
+    finally:
+        SHAPERS.unregister("needs-model")

@@ -41,10 +41,10 @@ def train(env: str = typer.Option(..., "--env", help="card id (or card YAML)"),
                                            "evaluation": {"episodes": eval_episodes, "every": eval_every}},
                              "rewardlab train", _FLAGS)
     card = load_card(env)
+    verify_card(card)
     source = parse_source(reward)
     resolved = resolve_source(source, card)  # reads and statically checks the program before anything is made
     chosen = validate(card, config)
-    verify_card(card)
     run_dir = new_directory(out, f"{safe_name(card.id)}-{source.name}-{algo}-{seed}")
     try:
         with Progress("[progress.description]{task.description}", BarColumn(), "{task.completed}/{task.total}",

@@ -7,8 +7,7 @@ part (the spec) does not load the runner, the plots and scipy.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from rewardlab.registry import lazy_exports
 
 _LAZY = {
     "ExperimentSpec": "rewardlab.runs.spec",
@@ -20,7 +19,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'rewardlab.runs' has no attribute {name!r}")
+__getattr__ = lazy_exports("rewardlab.runs", _LAZY)

@@ -12,8 +12,7 @@ the wrappers.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from rewardlab.registry import lazy_exports
 
 _LAZY = {
     "Shaper": "rewardlab.shaping.base",
@@ -24,7 +23,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'rewardlab.shaping' has no attribute {name!r}")
+__getattr__ = lazy_exports("rewardlab.shaping", _LAZY)

@@ -11,8 +11,7 @@ adapters import :mod:`rewardlab.cards`.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from rewardlab.registry import lazy_exports
 
 _LAZY = {
     "Simulator": "rewardlab.sims.base",
@@ -26,7 +25,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'rewardlab.sims' has no attribute {name!r}")
+__getattr__ = lazy_exports("rewardlab.sims", _LAZY)

@@ -10,10 +10,7 @@ with :func:`register_trainer` or the ``rewardlab.trainers`` entry-point group.
 
 from __future__ import annotations
 
-import difflib
-import importlib
 from collections.abc import Callable, Sequence
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -21,13 +18,14 @@ from rewardlab.cards import EnvCard, load_card
 from rewardlab.config import Budget, Evaluation, TrainConfig
 from rewardlab.errors import UserError
 from rewardlab.program import RewardProgram
+from rewardlab.registry import Registry
 from rewardlab.runtime import limit_threads
 from rewardlab.sources import Generate, ResolvedReward, RewardSource, parse_source, resolve_source
 from rewardlab.training.presets import ALGORITHMS, load_preset
 from rewardlab.types import CurvePoint, EvalResult, TrialResult
 
-__all__ = ["ALGORITHMS", "CurvePoint", "EvalResult", "Trainer", "TrialResult", "get_trainer", "limit_threads",
-           "load_preset", "register_trainer", "train", "trainer_names"]
+__all__ = ["ALGORITHMS", "TRAINERS", "CurvePoint", "EvalResult", "Trainer", "TrialResult", "get_trainer",
+           "limit_threads", "load_preset", "register_trainer", "train", "trainer_names"]
 
 
 @runtime_checkable
@@ -50,22 +48,18 @@ class Trainer(Protocol):
         """Train and evaluate into the existing, empty ``run_dir``."""
 
 
-BUILTIN_TRAINERS: dict[str, str] = {"sb3": "rewardlab.training.sb3:SB3Trainer"}
-ENTRY_POINT_GROUP = "rewardlab.trainers"
-_registered: dict[str, Any] = {}
-_loaded: dict[str, Trainer] = {}
+#: Registered trainers; entries are trainer classes, instantiated once on first use.
+TRAINERS: Registry[Trainer] = Registry("trainer", {"sb3": "rewardlab.training.sb3:SB3Trainer"},
+                                       group="rewardlab.trainers", instantiate=True)
 
 
 def register_trainer(name: str, trainer: Trainer | str) -> None:
     """Register a trainer instance (or ``module:Class``) under ``name``."""
-    if name in BUILTIN_TRAINERS:
-        raise ValueError(f"trainer {name!r} is built in; choose another name")
-    _registered[name] = trainer
-    _loaded.pop(name, None)
+    TRAINERS.register(name, trainer)
 
 
 def trainer_names() -> list[str]:
-    return sorted({*BUILTIN_TRAINERS, *_registered, *(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))})
+    return TRAINERS.names()
 
 
 def get_trainer(name: str) -> Trainer:
@@ -73,24 +67,7 @@ def get_trainer(name: str) -> Trainer:
 
     :raises UserError: unknown name (with a "did you mean"), or its package is not installed
     """
-    if name in _loaded:
-        return _loaded[name]
-    known = trainer_names()
-    if name not in known:
-        near = difflib.get_close_matches(name, known, n=1)
-        hint = f"did you mean {near[0]!r}? " if near else ""
-        raise UserError(f"unknown trainer {name!r}; {hint}known: {', '.join(known)}")
-    target = _registered.get(name) or BUILTIN_TRAINERS.get(name)
-    if target is None:
-        target = next(ep.value for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name)
-    if isinstance(target, str):
-        module_name, _, attr = target.partition(":")
-        try:
-            target = getattr(importlib.import_module(module_name), attr)()
-        except ImportError as e:
-            raise UserError(f"trainer {name!r} is not installed ({e})") from None
-    _loaded[name] = target
-    return target
+    return TRAINERS.get(name)
 
 
 def validate(card: EnvCard, config: TrainConfig) -> Trainer:

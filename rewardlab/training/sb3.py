@@ -145,7 +145,7 @@ class SB3Trainer:
         params = load_preset(card, config.algo, config.overrides)
         least, why = minimum_steps(config.algo, params)
         if config.budget.steps < least:
-            raise UserError(f"steps {config.budget.steps} is less than {why} on {card.id}: nothing would be "
+            raise UserError(f"steps {config.budget.steps} is less than {why} on {card.label}: nothing would be "
                             f"learnt; give at least {least}")
 
     def train(

@@ -33,10 +33,12 @@ starts them with the kernel's parent-death signal), and its workers exit within 
 when they lose their raylet; Ray's dashboard and runtime-env agents linger for a minute or two, but
 they write no trial directory. As a second guard every task watches the runner's process and exits
 within half a second of its end, so no worker keeps writing into a trial directory that a resumed run
-re-uses. On an existing cluster the watch only works for workers on the runner's own node (process
-ids mean nothing on other machines); elsewhere Ray ends the job's workers when it notices the driver
-gone (at once for a driver connected to a node of the cluster; after the Ray Client's reconnect grace
-period, 30 s by default, for ``ray://`` addresses).
+re-uses. On an existing cluster the watch works for workers on the runner's machine, in its pid
+namespace (process ids mean nothing on other machines or in other containers), ``ray://`` addresses
+included; elsewhere Ray ends the job's workers when it notices the driver gone: at once, as observed,
+for a driver connected to a node of the cluster, but only after the Ray Client's reconnect grace period
+(30 s by default, ``RAY_CLIENT_RECONNECT_GRACE_PERIOD``) for a ``ray://`` driver on another machine,
+so a run killed there is best resumed after that.
 
 **Threads and devices.** Workers run with one BLAS/OpenMP/torch thread, like local workers:
 ``OMP_NUM_THREADS`` and the like are 1 before numpy or torch load (in the environment a local cluster
@@ -63,9 +65,10 @@ import signal
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -159,27 +162,54 @@ def _exit_when_gone(pid: int) -> None:
     os._exit(1)  # the runner is gone: stop writing into the trial's directory at once
 
 
-def _watch_driver(pid: int, node_id: str) -> None:
-    """Once per worker process: exit when the runner's process ends, if it runs on this node."""
+def _pid_space() -> str | None:
+    """Which process ids this process sees: the kernel's boot id and the pid namespace (Linux); equal for
+    two processes exactly when a pid means the same process to both. None without /proc."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return f"{boot}/{os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return None
+
+
+@dataclass(frozen=True)
+class _Driver:
+    """The runner, for the watch in the tasks: its pid, and where that pid means it.
+
+    :param pid_space: see :func:`_pid_space`
+    :param node_id: the runner's Ray node, when it has one (not for a Ray Client driver); compared only
+        without ``pid_space`` (no /proc)
+    """
+
+    pid: int
+    pid_space: str | None
+    node_id: str | None
+
+
+def _watch_driver(driver: _Driver) -> None:
+    """Once per worker process: exit when the runner's process ends, if its pid means the same process
+    here (same machine and pid namespace); elsewhere it means nothing."""
     global _watched_pid
-    if _watched_pid == pid:
+    if _watched_pid == driver.pid:
         return
-    import ray
+    if driver.pid_space is not None:
+        if _pid_space() != driver.pid_space:
+            return
+    else:
+        import ray
 
-    if ray.get_runtime_context().get_node_id() != node_id:
-        return  # another machine: the runner's pid means nothing here
-    _watched_pid = pid
-    threading.Thread(target=_exit_when_gone, args=(pid,), daemon=True, name="runner-watch").start()
+        if driver.node_id is None or ray.get_runtime_context().get_node_id() != driver.node_id:
+            return
+    _watched_pid = driver.pid
+    threading.Thread(target=_exit_when_gone, args=(driver.pid,), daemon=True, name="runner-watch").start()
 
 
-def _run_in_worker(task: TrialTask, work: Work, driver_pid: int | None, driver_node: str | None) -> TrialOutcome:
+def _run_in_worker(task: TrialTask, work: Work, driver: _Driver) -> TrialOutcome:
     """One trial in a Ray worker (the remote function; module-level so it is pickled by name).
 
-    :param driver_pid: the runner's pid, to exit when it is gone (None: do not watch, a Ray Client driver)
-    :param driver_node: the Ray node the runner is on; the watch runs only on that node
+    :param driver: the runner, to exit when it is gone
     """
-    if driver_pid is not None and driver_node is not None:
-        _watch_driver(driver_pid, driver_node)
+    _watch_driver(driver)
     from rewardlab.runtime import limit_threads
 
     limit_threads()  # also in run_trial_task; here for any ``work``
@@ -188,22 +218,6 @@ def _run_in_worker(task: TrialTask, work: Work, driver_pid: int | None, driver_n
 
 # -- in the runner --------------------------------------------------------------------------------------
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-@contextmanager
-def _keep_signal_handlers() -> Iterator[None]:
-    """Put back the SIGINT/SIGTERM handlers around a Ray call that may replace them (``ray.init`` installs
-    a SIGTERM handler that calls ``sys.exit``; the runner's records the run ``interrupted``)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    saved = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, handler in saved.items():
-            if handler is not None:
-                signal.signal(sig, handler)
 
 
 @contextmanager
@@ -254,7 +268,7 @@ def _stop_signals_held(second_at_once: bool = False) -> Iterator[Callable[[], No
 def _without_ray_sigterm_handlers() -> Iterator[None]:
     """Keep ``ray.init`` (and the node it starts) from installing SIGTERM handlers that end the process
     with ``sys.exit``: a private hook of Ray's; without it, if a Ray version lacks it,
-    :func:`_keep_signal_handlers` still puts the runner's handlers back afterwards."""
+    :func:`_stop_signals_held` still puts the runner's handlers back afterwards."""
     try:
         import ray._private.utils as ray_utils
     except ImportError:
@@ -323,11 +337,10 @@ class RayBackend:
         self._held: Callable[[], None] | None = None  # a signal to deliver at the next call
         if not ray.is_initialized():  # (already initialized: a caller's connection, used as it is)
             self._init()
+        # (a Ray Client driver has no node of its own: the one it reports is the server's)
         client = self.address is not None and self.address.startswith("ray://")
-        if client:
-            self._watch: tuple[int | None, str | None] = (None, None)
-        else:
-            self._watch = (os.getpid(), ray.get_runtime_context().get_node_id())
+        node = None if client else ray.get_runtime_context().get_node_id()
+        self._driver = _Driver(os.getpid(), _pid_space(), node)
         self._remote = ray.remote(num_cpus=1, max_retries=0)(_run_in_worker)
 
     def _init(self) -> None:
@@ -361,8 +374,10 @@ class RayBackend:
         hint = ("; if the cluster uses token authentication, set RAY_AUTH_MODE=token (the token: ~/.ray/auth_token "
                 "or RAY_AUTH_TOKEN)") if self.address and os.environ.get("RAY_AUTH_MODE") is None else ""
         try:
-            with (_keep_signal_handlers(), _without_ray_sigterm_handlers(), _single_threaded_env(),
+            with (_without_ray_sigterm_handlers(), _single_threaded_env(), warnings.catch_warnings(),
                   _stop_signals_held(second_at_once=True) as deliver_held):
+                # (e.g. the Ray Client's "connection timed out" warning: the one-line error below says it)
+                warnings.filterwarnings("ignore", module=r"ray(\.|$)")
                 ray.init(address=self.address, **options)
         except BaseException as e:
             self._close_quietly()  # a partly started local cluster (or a second Ctrl-C during the start)
@@ -401,7 +416,7 @@ class RayBackend:
         import ray
 
         try:
-            with _keep_signal_handlers(), _stop_signals_ignored():
+            with _stop_signals_ignored():
                 ray.shutdown()
         except Exception:
             pass
@@ -423,7 +438,7 @@ class RayBackend:
         # absolute: a Ray worker's working directory need not be the runner's
         sent = replace(task, trial_dir=os.path.abspath(task.trial_dir))
         with _stop_signals_held() as deliver_held:
-            self._refs[self._remote.remote(sent, self.work, *self._watch)] = task
+            self._refs[self._remote.remote(sent, self.work, self._driver)] = task
         deliver_held()  # the task is in flight: a stop cancels it
 
     def in_flight(self) -> int:
