@@ -75,7 +75,9 @@ def random_rollout(env: Any, extractor: StateExtractor, n: int, seed: int) -> Sa
     ``seed``, step it with uniformly random actions (its action space seeded with ``seed``), resetting
     at episode ends, and keep the ``n`` post-step states."""
     env.action_space.seed(seed)
-    states, actions, observations = [], [], []
+    states: list[np.ndarray] = []
+    actions: list[np.ndarray] = []
+    observations: list[np.ndarray] = []
     env.reset(seed=seed)
     while len(states) < n:
         action = env.action_space.sample()
@@ -184,7 +186,7 @@ def collect_trajectories(card: EnvCard, horizon: int = 150, seed: int = 0, use_c
     if use_cache:
         meta = [{"label": t.label, "success": t.success, "env_return": t.env_return} for t in trajectories]
         arrays: dict[str, Any] = {"meta": json.dumps(meta)}
-        for i, t in enumerate(trajectories):
-            arrays[f"s{i}"], arrays[f"a{i}"], arrays[f"o{i}"] = t.states, t.actions, t.obs
+        for i, trajectory in enumerate(trajectories):
+            arrays[f"s{i}"], arrays[f"a{i}"], arrays[f"o{i}"] = trajectory.states, trajectory.actions, trajectory.obs
         _save_atomically(path, arrays)
     return trajectories

@@ -107,7 +107,8 @@ def test_meaningless_settings_are_refused_with_one_line(tmp_path: Path, args: tu
     (tmp_path / "x.py").write_text("def compute_dense_reward(self, action):\n    return 0.0\n")
     (tmp_path / "s.yaml").write_text("name: s\ntasks: [mujoco/Hopper-v5]\nrewards: [env]\nalgorithms: [ppo]\n"
                                      "seeds: [0]\nbudget: {steps: 4096}\n")
-    proc = rewardlab(*args, "--out", str(tmp_path / "out"), cwd=tmp_path) if args[0] != "check" else rewardlab(*args, cwd=tmp_path)
+    extra = ("--out", str(tmp_path / "out")) if args[0] != "check" else ()
+    proc = rewardlab(*args, *extra, cwd=tmp_path)
     assert_one_line_error(proc, *needles)
     assert proc.returncode == 2
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.zip"))  # nothing trained

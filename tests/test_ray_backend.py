@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -273,6 +274,58 @@ def test_a_dead_ray_worker_fails_only_its_trial(tmp_path: Path, monkeypatch: pyt
     assert by_seed[0].status == by_seed[2].status == "done"
     assert summary.status == "failed" and (summary.counts["done"], summary.counts["failed"]) == (2, 1), summary
     assert "2 done, 1 failed" in console.export_text()
+
+
+def _train_for_a_minute(task: TrialTask) -> TrialOutcome:
+    """Stand-in for a long trial, in a Ray worker."""
+    time.sleep(60)
+    return TrialOutcome(error="not expected to finish")
+
+
+@needs_ray
+@pytest.mark.slow
+def test_a_local_cluster_that_dies_under_the_run_stops_it_with_one_line(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without its raylet, ray.wait never reports the running tasks again (or never returns): the backend
+    notices and stops the run with one line instead of hanging."""
+    import ray.cloudpickle
+    from rich.console import Console
+
+    from rewardlab.runs.backends.ray import RayBackend
+    from rewardlab.runs.runner import run_experiment
+
+    monkeypatch.delenv(TMPDIR_VAR, raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    backends: list[RayBackend] = []
+
+    def make_backend(n: int) -> RayBackend:
+        backends.append(RayBackend(n, work=_train_for_a_minute))
+        return backends[-1]
+
+    def kill_the_raylet() -> None:
+        deadline = time.monotonic() + 120
+        while not (backends and backends[0].in_flight() == 2) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(2.0)  # the tasks running, the runner in ray.wait
+        for pid, cmd in _descendants(os.getpid()).items():
+            if "raylet/raylet" in cmd:
+                os.kill(pid, signal.SIGKILL)
+
+    module = sys.modules[__name__]
+    ray.cloudpickle.register_pickle_by_value(module)
+    killer = threading.Thread(target=kill_the_raylet, daemon=True)
+    killer.start()
+    try:
+        spec = _write_spec(tmp_path, rewards=["env"], seeds=[0, 1])
+        with pytest.raises(UserError, match=r"^the local Ray cluster stopped: its raylet ended \(killed by SIGKILL\)"):
+            run_experiment(spec, out=tmp_path / "runs", console=Console(quiet=True), make_backend=make_backend)
+    finally:
+        ray.cloudpickle.unregister_pickle_by_value(module)
+        killer.join(timeout=5)
+    assert not ray.is_initialized()
+    db = tmp_path / "runs" / "rewardlab.sqlite"
+    assert _run_status(db) == "failed"
+    assert [t["status"] for t in _trials(db)] == ["pending", "pending"]  # to run again on --resume
 
 
 @needs_ray

@@ -27,9 +27,10 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     mw.mt1_tasks.cache_clear()
     yield tmp_path
     mw.mt1_tasks.cache_clear()
-    for env in mw._spare.values():
-        env.close()
-    mw._spare.clear()
+    spare = getattr(mw._handoff, "spare", None)
+    if spare is not None:
+        spare[1].close()
+    mw._handoff.spare = None
 
 
 def _decoded(tasks: tuple | list) -> list[tuple[str, dict]]:
@@ -90,7 +91,7 @@ def test_env_that_drew_the_goals_behaves_like_a_new_one(cache: Path, env_id: str
     sim = mw.MetaWorldSimulator()
     card = types.SimpleNamespace(env_id=env_id, episode_steps=100, make_kwargs={})  # what make_env reads
     reused = sim.make_env(card, seed=seed)  # cold: draws the goals, then wraps the env that drew them
-    assert not mw._spare
+    assert getattr(mw._handoff, "spare", None) is None  # taken
     fresh = sim.make_env(card, seed=seed)  # goals from the memo, a newly made env
     assert fresh.unwrapped is not reused.unwrapped
     got, want = _rollout(reused, seed), _rollout(fresh, seed)  # an episode end and a second goal inside
@@ -102,8 +103,17 @@ def test_spare_env_is_not_used_with_other_constructor_arguments(cache: Path) -> 
     sim = mw.MetaWorldSimulator()
     card = types.SimpleNamespace(env_id="reach-v3", episode_steps=50, make_kwargs={"reward_function_version": "v1"})
     mw.mt1_tasks("reach-v3", 0)
-    spare = mw._spare[("reach-v3", 0)]
+    key, spare = mw._handoff.spare
+    assert key == ("reach-v3", 0)
     env = sim.make_env(card, seed=0)
     assert env.unwrapped is not spare and env.unwrapped.reward_function_version == "v1"
-    assert not mw._spare
+    assert getattr(mw._handoff, "spare", None) is None
     env.close()
+
+
+def test_spare_env_serves_only_its_own_task_and_seed(cache: Path) -> None:
+    mw.mt1_tasks("reach-v3", 0)
+    assert mw._take_spare(("reach-v3", 1)) is None and mw._take_spare(("push-v3", 0)) is None
+    spare = mw._take_spare(("reach-v3", 0))
+    assert spare is not None and mw._take_spare(("reach-v3", 0)) is None
+    spare.close()

@@ -209,7 +209,7 @@ def test_pbrs_shaping_term_is_gamma_phi_next_minus_phi_and_zero_terminal_potenti
     obs = shaped.reset()
     phi = lambda o: -10.0 * abs(float(o[0][1]))  # noqa: E731 - obs[1] is the pole angle
     previous = phi(obs)
-    for step in range(3):
+    for _ in range(3):
         shaped.step_async(np.zeros((1, 1)))
         obs, reward, dones, infos = shaped.step_wait()
         terminal = infos[0]["terminal_observation"][None] if dones[0] else obs

@@ -14,6 +14,7 @@ put back as constructed, so a cold ``rewardlab check`` makes one MetaWorld env, 
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from functools import lru_cache
 from importlib.metadata import version
@@ -86,9 +87,26 @@ def _arrays(obj: Any) -> dict[str, np.ndarray]:
     return out
 
 
-#: The env that drew a task's goals, put back as constructed, for the next :meth:`make_env` of the same
-#: task and seed (one slot: a cold start makes one env instead of two).
-_spare: dict[tuple[str, int], Any] = {}
+#: ``.spare``: ``((env_id, seed), env)``, the env that drew a task's goals, put back as constructed, for
+#: the :meth:`~MetaWorldSimulator.make_env` that asked for them (one slot per thread: a cold start
+#: makes one env instead of two).
+_handoff = threading.local()
+
+
+def _keep_spare(key: tuple[str, int], env: Any) -> None:
+    old = getattr(_handoff, "spare", None)
+    if old is not None:
+        old[1].close()
+    _handoff.spare = (key, env)
+
+
+def _take_spare(key: tuple[str, int]) -> Any | None:
+    """The spare env of ``key`` drawn in this thread, once; None when there is none."""
+    spare = getattr(_handoff, "spare", None)
+    if spare is None or spare[0] != key:
+        return None
+    _handoff.spare = None
+    return spare[1]
 
 
 def _draw_goals(env_id: str, seed: int, keep_env: bool = False) -> np.ndarray:
@@ -105,7 +123,7 @@ def _draw_goals(env_id: str, seed: int, keep_env: bool = False) -> np.ndarray:
     50 v3 tasks with seeds 0, 1 and 7, metaworld 3.1.1; ``tests/test_sims.py`` checks a few).
 
     :param keep_env: put the env back as constructed (attributes, model and data arrays) and keep it in
-        :data:`_spare` for :meth:`MetaWorldSimulator.make_env`, instead of closing it
+        this thread's :data:`_handoff` for :meth:`MetaWorldSimulator.make_env`, instead of closing it
     """
     import functools
 
@@ -115,7 +133,7 @@ def _draw_goals(env_id: str, seed: int, keep_env: bool = False) -> np.ndarray:
     state = np.random.get_state()
     np.random.seed(seed)
     try:
-        env = _env_dict.ALL_V3_ENVIRONMENTS[env_id]()
+        env: Any = _env_dict.ALL_V3_ENVIRONMENTS[env_id]()
         snapshot = _Snapshot(env) if keep_env else None
         env._freeze_rand_vec = False
         env._set_task_called = True
@@ -138,10 +156,7 @@ def _draw_goals(env_id: str, seed: int, keep_env: bool = False) -> np.ndarray:
         env.close()
     else:
         snapshot.restore(env)
-        for old in _spare.values():
-            old.close()
-        _spare.clear()
-        _spare[(env_id, seed)] = env
+        _keep_spare((env_id, seed), env)
     return goals
 
 
@@ -210,6 +225,7 @@ class MetaWorldSimulator(Simulator):
             warnings.simplefilter("ignore")
             import metaworld
 
+            env: Any
             if seed is None or card.env_id not in metaworld.ALL_V3_ENVIRONMENTS:
                 env = metaworld.make_mt_envs(card.env_id, seed=seed, max_episode_steps=card.episode_steps,
                                              task_select="pseudorandom", render_mode=render_mode, **card.make_kwargs)
@@ -220,9 +236,10 @@ class MetaWorldSimulator(Simulator):
                 tasks = list(mt1_tasks(card.env_id, seed))
                 cls = metaworld.ALL_V3_ENVIRONMENTS[card.env_id]
                 env = metaworld._init_each_env(
-                    env_cls=_EnvClass(cls, _spare.pop((card.env_id, seed), None)), tasks=tasks,
+                    env_cls=_EnvClass(cls, _take_spare((card.env_id, seed))),  # type: ignore[arg-type]
+                    tasks=tasks,
                     seed=seed, num_tasks=1, max_episode_steps=card.episode_steps, task_select="pseudorandom",
-                    render_mode=render_mode, **card.make_kwargs,
+                    render_mode=render_mode, **card.make_kwargs,  # type: ignore[arg-type]
                 )
         # make_mt_envs leaves task sampling off: without it the first reset fails (no task set).
         env.get_wrapper_attr("toggle_sample_tasks_on_reset")(True)
@@ -236,14 +253,16 @@ class MetaWorldSimulator(Simulator):
         return sorted(metaworld.ALL_V3_ENVIRONMENTS)
 
     def episode_limit(self, env: gym.Env) -> int | None:
-        return int(env.unwrapped.max_path_length)
+        base: Any = env.unwrapped
+        return int(base.max_path_length)
 
     def expert(self, card: EnvCard) -> Policy | None:
         from metaworld.policies import ENV_POLICY_MAP
 
         if card.env_id not in ENV_POLICY_MAP:
             return None
-        scripted = ENV_POLICY_MAP[card.env_id]()
+        policy_cls: Any = ENV_POLICY_MAP[card.env_id]
+        scripted = policy_cls()
         return lambda obs, t: scripted.get_action(obs)  # unclipped: the env clips, so do the checks
 
     def probe_policies(self, card: EnvCard, expert: Policy, rng: np.random.Generator) -> list[tuple[str, Policy]]:

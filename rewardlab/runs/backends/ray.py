@@ -19,13 +19,18 @@ existing cluster keeps its temp files on its own nodes, where it was started.
 **A dead worker** (killed, out of memory, a crash in native code) fails only its own trial, with a
 one-line error naming Ray's log folder; the other trials go on.
 
+**A local cluster that dies under the run** (its raylet or GCS killed, e.g. by the out-of-memory
+killer): ``ray.wait`` would never report the running tasks again, or not even return (observed with
+Ray 2.60). The backend watches the two processes and stops the run with one line; its unfinished trials
+run again on ``--resume``. (Not for an existing cluster, whose processes are not the runner's.)
+
 **Stopping.** Ctrl-C or SIGTERM in the runner cancels the running tasks (``ray.cancel(force=True)``)
 and shuts the local cluster down; an existing cluster is never shut down, only disconnected from. Ray's
 processes do not see the terminal's Ctrl-C (they block SIGINT or run in process groups of their own).
 While Ray's own code runs, the backend holds either signal and hands it to the runner's handler right
-after: during ``ray.init`` (a cluster stopped half-way leaves Ray's agents behind; a second Ctrl-C
-stops at once) and ``ray.wait`` (at most the runner's one-second poll: a handler raising anything but
-``KeyboardInterrupt`` inside Ray's C++ core turns into a ``SystemError``). The SIGTERM handler that
+after: during ``ray.init`` (a cluster stopped half-way leaves Ray's agents behind) and ``ray.wait`` (at
+most the runner's one-second poll: a handler raising anything but ``KeyboardInterrupt`` inside Ray's C++
+core turns into a ``SystemError``); a second signal stops the call at once. The SIGTERM handler that
 ``ray.init`` installs (``sys.exit``) is kept out, so SIGTERM records the run ``interrupted``.
 
 **A killed runner** (SIGKILL, a crash): the local cluster's GCS and raylet die with it at once (Ray
@@ -58,6 +63,7 @@ backend is used.
 
 from __future__ import annotations
 
+import _thread
 import logging
 import os
 import shutil
@@ -86,8 +92,9 @@ TMPDIR_VAR = "REWARDLAB_RAY_TMPDIR"
 MAX_TMPDIR_BYTES = 40
 #: Session folders kept in the temp folder (besides those of live drivers).
 KEEP_SESSIONS = 10
-#: How often a task checks that the runner is still alive (seconds).
+#: How often a task checks that the runner is still alive, and the runner its local cluster (seconds).
 WATCH_S = 0.5
+GUARD_S = 0.5
 INSTALL_HINT = "the ray backend needs the ray extra: pip install 'rewardlab[ray]'"
 
 
@@ -221,17 +228,19 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextmanager
-def _stop_signals_held(second_at_once: bool = False) -> Iterator[Callable[[], None]]:
+def _stop_signals_held(break_out: Callable[[], bool] = lambda: False) -> Iterator[Callable[[], None]]:
     """Hold Ctrl-C and SIGTERM during a Ray call, and yield a function that delivers the first one
     afterwards, to the handler it was meant for (the runner's).
 
     Why: a handler that raises anything but ``KeyboardInterrupt`` while Ray's C++ core checks for signals
     (``ray.wait``) comes out as ``SystemError: ... returned a result with an exception set`` (the runner's
     SIGTERM handler raises its own error), and ``ray.init`` stopped half-way leaves Ray's agents running
-    for a minute or two. Calls under this hold are short (``ray.wait`` has a timeout) or end by
-    themselves (``ray.init``).
+    for a minute or two. A second signal, or one while ``break_out()`` is true, ends the call at once with
+    ``KeyboardInterrupt``, which Ray passes through cleanly; a second signal then reaches the runner as
+    the first one would have (a call that hangs can still be stopped).
 
-    :param second_at_once: deliver a second signal at once (Ctrl-C twice stops a start that hangs)
+    :param break_out: when true, a signal ends the call (the caller turns the ``KeyboardInterrupt`` into
+        its own error)
     """
     pending: list[int] = []
     if threading.current_thread() is not threading.main_thread():
@@ -250,14 +259,20 @@ def _stop_signals_held(second_at_once: bool = False) -> Iterator[Callable[[], No
             os.kill(os.getpid(), signum)
 
     def hold(signum: int, frame: Any) -> None:
-        if pending and second_at_once:
-            deliver(signum)
+        if break_out():
+            raise KeyboardInterrupt
         pending.append(signum)
+        if len(pending) > 1:
+            raise KeyboardInterrupt
 
     for sig in STOP_SIGNALS:
         signal.signal(sig, hold)
     try:
         yield lambda: deliver(pending[0]) if pending else None
+    except KeyboardInterrupt:
+        if len(pending) > 1:
+            deliver(pending[0])
+        raise
     finally:
         for sig, handler in saved.items():
             if handler is not None:
@@ -335,6 +350,10 @@ class RayBackend:
         self._closed = False
         self._refs: dict[Any, TrialTask] = {}
         self._held: Callable[[], None] | None = None  # a signal to deliver at the next call
+        self._guarded: list[tuple[str, Any]] = []  # the local cluster's raylet and GCS (name, Popen)
+        self._broken: str | None = None  # how the local cluster stopped under the run
+        self._in_wait = False  # the runner is in ray.wait (the guard may break it off)
+        self._guard_lock = threading.Lock()
         if not ray.is_initialized():  # (already initialized: a caller's connection, used as it is)
             self._init()
         # (a Ray Client driver has no node of its own: the one it reports is the server's)
@@ -375,7 +394,7 @@ class RayBackend:
                 "or RAY_AUTH_TOKEN)") if self.address and os.environ.get("RAY_AUTH_MODE") is None else ""
         try:
             with (_without_ray_sigterm_handlers(), _single_threaded_env(), warnings.catch_warnings(),
-                  _stop_signals_held(second_at_once=True) as deliver_held):
+                  _stop_signals_held() as deliver_held):
                 # (e.g. the Ray Client's "connection timed out" warning: the one-line error below says it)
                 warnings.filterwarnings("ignore", module=r"ray(\.|$)")
                 ray.init(address=self.address, **options)
@@ -392,10 +411,49 @@ class RayBackend:
             self._close_quietly()
             raise
         if self.address is None:
-            try:  # (a private attribute: only for pointing people at the logs)
-                self.session_dir = Path(ray._private.worker._global_node.get_session_dir_path())
+            try:  # (a private attribute of Ray's: without it, no log folder in errors and no guard)
+                node = ray._private.worker._global_node
+                self.session_dir = Path(node.get_session_dir_path())
+                self._guarded = [(name, info.process) for name in ("raylet", "gcs_server")
+                                 for info in node.all_processes.get(name, [])]
             except Exception:
                 self.session_dir = None
+            if self._guarded:
+                threading.Thread(target=self._guard, daemon=True, name="ray-cluster-guard").start()
+
+    def _cluster_death(self) -> str | None:
+        """How the local cluster's raylet or GCS ended, if one did (they are this process's children)."""
+        for name, process in self._guarded:
+            code = process.poll()
+            if code is not None:
+                try:
+                    how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+                except ValueError:
+                    how = f"killed by signal {-code}"
+                return f"its {name} ended ({how})"
+        return None
+
+    def _guard(self) -> None:
+        """Watch the local cluster while the run lasts. Without its raylet, ``ray.wait`` never reports the
+        running tasks again, and may not even return (observed with Ray 2.60): break it off then."""
+        broken_off = False
+        while not self._closed:
+            if self._broken is None:
+                self._broken = self._cluster_death()
+            with self._guard_lock:
+                if self._broken is not None and self._in_wait and not broken_off and not self._closed:
+                    broken_off = True
+                    _thread.interrupt_main()  # a SIGINT to the main thread, turned into the error by wait()
+            time.sleep(GUARD_S)
+
+    def _check_cluster(self) -> None:
+        """:raises UserError: the local cluster stopped under the run"""
+        if self._broken is None and not self._closed:
+            self._broken = self._cluster_death()
+        if self._broken is not None:
+            logs = f"; Ray's logs: {self.session_dir / 'logs'}" if self.session_dir is not None else ""
+            raise UserError(f"the local Ray cluster stopped: {self._broken} (e.g. out of memory){logs}; "
+                            "the run can be resumed (--resume)")
 
     _printer: Any = None  # Ray's print_to_stdstream while replaced by _drop_stdstream
 
@@ -435,6 +493,7 @@ class RayBackend:
 
     def submit(self, task: TrialTask) -> None:
         self._deliver_held()
+        self._check_cluster()
         # absolute: a Ray worker's working directory need not be the runner's
         sent = replace(task, trial_dir=os.path.abspath(task.trial_dir))
         with _stop_signals_held() as deliver_held:
@@ -446,16 +505,30 @@ class RayBackend:
 
     def wait(self, timeout: float) -> list[tuple[TrialTask, TrialOutcome]]:
         self._deliver_held()
+        self._check_cluster()
         if not self._refs:
             return []
         import ray
 
-        with _stop_signals_held() as deliver_held:  # (see _stop_signals_held: ray.wait and signal handlers)
-            ready, rest = ray.wait(list(self._refs), num_returns=1, timeout=timeout)
-            if ready and rest:  # whatever else finished meanwhile, without waiting again
-                more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
-                ready += more
-            done = [(self._refs.pop(ref), self._outcome(ref)) for ref in ready]
+        try:
+            # (see _stop_signals_held: ray.wait and signal handlers)
+            with _stop_signals_held(break_out=lambda: self._broken is not None) as deliver_held:
+                # The guard breaks ray.wait off only while this flag is set, under the lock: the SIGINT it
+                # sends is then handled before the hold above ends, never by the runner's handler.
+                with self._guard_lock:
+                    self._in_wait = True
+                try:
+                    ready, rest = ray.wait(list(self._refs), num_returns=1, timeout=timeout)
+                    if ready and rest:  # whatever else finished meanwhile, without waiting again
+                        more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
+                        ready += more
+                    done = [(self._refs.pop(ref), self._outcome(ref)) for ref in ready]
+                finally:
+                    with self._guard_lock:
+                        self._in_wait = False
+        except KeyboardInterrupt:
+            self._check_cluster()  # broken off by the guard: say why
+            raise
         if done:
             self._held = deliver_held  # delivered at the next call: these outcomes get recorded first
         else:
