@@ -11,8 +11,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -27,8 +28,8 @@ needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
 
 TASK = "mujoco/InvertedPendulum-v5"
 REPO = Path(__file__).resolve().parents[1]
-#: Ray processes that are not workers: they write no trial directory and exit by themselves a minute or
-#: two after their raylet is gone.
+#: Ray processes that are not workers: they write no trial directory and exit by themselves one to three
+#: minutes after their raylet is gone.
 RAY_AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
 #: Where Ray's temp files go by default (the module docstring of rewardlab.runs.backends.ray).
 RAY_TMP = Path(f"/tmp/ray-rewardlab-{os.getuid()}")
@@ -132,11 +133,14 @@ def _nothing_ray_in(cwd: Path, expected: set[str]) -> None:
     assert not rayish, rayish
 
 
+WaitFor = Callable[[subprocess.Popen, Path, str, Callable[[], bool], float], bool]
+
+
 @pytest.fixture
-def wait_for() -> Iterator:
+def wait_for() -> Iterator[WaitFor]:
     """``wait_for(proc, log, what, condition, seconds)``: poll until condition() is true while ``proc`` runs."""
 
-    def wait(proc: subprocess.Popen, log: Path, what: str, condition, seconds: float = 120.0):
+    def wait(proc: subprocess.Popen, log: Path, what: str, condition: Callable[[], bool], seconds: float) -> bool:
         deadline = time.monotonic() + seconds
         while True:
             assert proc.poll() is None, f"the run ended before {what}: " + log.read_text()
@@ -251,7 +255,7 @@ def test_a_dead_ray_worker_fails_only_its_trial(tmp_path: Path, monkeypatch: pyt
     try:
         spec = _write_spec(tmp_path, rewards=["env"], seeds=[0, 1, 2])
         console = Console(record=True, width=200)
-        handlers: list[tuple[object, object]] = []
+        handlers: list[tuple[Any, Any]] = []
 
         def make_backend(n: int) -> RayBackend:
             before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
@@ -263,9 +267,10 @@ def test_a_dead_ray_worker_fails_only_its_trial(tmp_path: Path, monkeypatch: pyt
     finally:
         ray.cloudpickle.unregister_pickle_by_value(module)
     assert not ray.is_initialized()  # the backend shut its local cluster down
-    # ray.init installs a SIGTERM handler of its own (sys.exit): the runner's must stay
+    # ray.init installs a SIGTERM handler of its own (sys.exit): it must not replace the one in place (the
+    # runner's own, installed while the run goes on, turns SIGTERM into an 'interrupted' run)
     ((before, after),) = handlers
-    assert after == before and "_sigterm_interrupts" in before[0].__qualname__, handlers
+    assert after == before, handlers
     with RunStore(tmp_path / "runs" / "rewardlab.sqlite") as store:
         by_seed = {t.seed: t for t in store.trials(summary.run_id)}
     assert by_seed[1].status == "failed", by_seed[1]
@@ -330,7 +335,7 @@ def test_a_local_cluster_that_dies_under_the_run_stops_it_with_one_line(tmp_path
 
 @needs_ray
 @pytest.mark.slow
-def test_killed_ray_run_resumes_with_nothing_lost_or_repeated(tmp_path: Path, wait_for) -> None:
+def test_killed_ray_run_resumes_with_nothing_lost_or_repeated(tmp_path: Path, wait_for: WaitFor) -> None:
     spec = _write_spec(tmp_path)
     out = tmp_path / "runs"
     db = out / "rewardlab.sqlite"
@@ -384,7 +389,8 @@ def test_killed_ray_run_resumes_with_nothing_lost_or_repeated(tmp_path: Path, wa
 @pytest.mark.slow
 @pytest.mark.parametrize(("how", "reason"),
                          [("ctrl-c", "interrupted (Ctrl-C)"), ("sigterm", "was terminated (SIGTERM)")])
-def test_ctrl_c_or_sigterm_stops_a_ray_run_cleanly(tmp_path: Path, wait_for, how: str, reason: str) -> None:
+def test_ctrl_c_or_sigterm_stops_a_ray_run_cleanly(tmp_path: Path, wait_for: WaitFor, how: str,
+                                                   reason: str) -> None:
     spec = _write_spec(tmp_path, budget={"steps": 50_000})  # long enough to be running when stopped
     out = tmp_path / "runs"
     db = out / "rewardlab.sqlite"

@@ -35,7 +35,7 @@ core turns into a ``SystemError``); a second signal stops the call at once. The 
 
 **A killed runner** (SIGKILL, a crash): the local cluster's GCS and raylet die with it at once (Ray
 starts them with the kernel's parent-death signal), and its workers exit within about three seconds,
-when they lose their raylet; Ray's dashboard and runtime-env agents linger for a minute or two, but
+when they lose their raylet; Ray's dashboard and runtime-env agents linger for one to three minutes, but
 they write no trial directory. As a second guard every task watches the runner's process and exits
 within half a second of its end, so no worker keeps writing into a trial directory that a resumed run
 re-uses. On an existing cluster the watch works for workers on the runner's machine, in its pid
@@ -235,7 +235,7 @@ def _stop_signals_held(break_out: Callable[[], bool] = lambda: False) -> Iterato
     Why: a handler that raises anything but ``KeyboardInterrupt`` while Ray's C++ core checks for signals
     (``ray.wait``) comes out as ``SystemError: ... returned a result with an exception set`` (the runner's
     SIGTERM handler raises its own error), and ``ray.init`` stopped half-way leaves Ray's agents running
-    for a minute or two. A second signal, or one while ``break_out()`` is true, ends the call at once with
+    for minutes. A second signal, or one while ``break_out()`` is true, ends the call at once with
     ``KeyboardInterrupt``, which Ray passes through cleanly; a second signal then reaches the runner as
     the first one would have (a call that hangs can still be stopped).
 
@@ -249,7 +249,7 @@ def _stop_signals_held(break_out: Callable[[], bool] = lambda: False) -> Iterato
     saved = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
 
     def deliver(signum: int) -> None:
-        handler = saved[signum]
+        handler = saved[signal.Signals(signum)]
         if callable(handler):
             handler(signum, None)
         elif handler == signal.SIG_DFL:
@@ -412,13 +412,14 @@ class RayBackend:
             raise
         if self.address is None:
             try:  # (a private attribute of Ray's: without it, no log folder in errors and no guard)
-                node = ray._private.worker._global_node
+                node: Any = ray._private.worker._global_node
                 self.session_dir = Path(node.get_session_dir_path())
                 self._guarded = [(name, info.process) for name in ("raylet", "gcs_server")
                                  for info in node.all_processes.get(name, [])]
             except Exception:
                 self.session_dir = None
-            if self._guarded:
+            # (it breaks ray.wait off with a SIGINT to the main thread: only for a runner in the main thread)
+            if self._guarded and threading.current_thread() is threading.main_thread():
                 threading.Thread(target=self._guard, daemon=True, name="ray-cluster-guard").start()
 
     def _cluster_death(self) -> str | None:
