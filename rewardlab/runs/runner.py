@@ -509,6 +509,7 @@ def _execute(
                     row, trial = rows[task.trial_id]
                     _record_outcome(store, row, trial, outcome, progress.console)
                     progress.advance(bar)
+            backend.wait(timeout=0)  # a stop signal a backend held during its last call is raised now
         except BaseException:
             backend.shutdown(cancel=True)
             raise
