@@ -119,6 +119,13 @@ def test_generate_cli_offline_and_bad_input(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "no reward program with id" in bad.stderr and "Traceback" not in bad.stderr
     no_key = run("generate", "--env", "metaworld/reach-v3", "--provider", "nope")
     assert no_key.returncode == 2 and "nope" in no_key.stderr and len(no_key.stderr.strip().splitlines()) == 1
+    env_no_model = {k: v for k, v in env.items() if k != "REWARDLAB_MODEL"}
+    no_model = subprocess.run([sys.executable, "-m", "rewardlab", "generate", "--env", "metaworld/reach-v3", "--provider",
+                               "openai", "--out", str(tmp_path)], capture_output=True, text=True, env=env_no_model,
+                              timeout=300)
+    assert no_model.returncode == 2 and "no model given" in no_model.stderr
+    with RunStore(tmp_path / DB_NAME) as store:  # the bad settings left no run behind, and no run stays 'running'
+        assert [r.spec_name for r in store.list_runs()] == ["generate"] and store.list_runs()[0].status == "done"
 
 
 def test_spec_with_a_generated_source_generates_once_and_trains(tmp_path: Path) -> None:

@@ -305,7 +305,8 @@ def test_resume_refuses_a_changed_program_or_budget_and_can_rerun_what_changed(t
     assert "\n" not in message and "|upright|ppo|0 (program" in message and "--rerun-changed" in message
     with RunStore(out / "rewardlab.sqlite") as store:
         run = store.get_run(first.run_id)
-        assert run is not None and run.status == "failed" and run.holder_pid is None  # not left 'running'
+        # a refused resume changes nothing: the run stays done, its lease free, its spec copy as it was
+        assert run is not None and run.status == "done" and run.holder_pid is None
         old_program = {t.key: t.program_id for t in store.trials(first.run_id)}
 
     again = run_experiment(spec, out=out, resume=first.run_id, rerun_changed=True, console=_quiet(), make_backend=make)
@@ -429,7 +430,9 @@ def test_a_damaged_store_is_one_line_from_the_cli(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_sigterm_ends_the_run_interrupted_with_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("sig", "reason"), [(signal.SIGTERM, "terminated (SIGTERM)"),
+                                             (signal.SIGHUP, "lost its terminal (SIGHUP)")])
+def test_sigterm_ends_the_run_interrupted_with_one_line(tmp_path: Path, sig: int, reason: str) -> None:
     spec = _write_spec(tmp_path, seeds=[0], budget={"steps": 200_000})
     out = tmp_path / "runs"
     db = out / "rewardlab.sqlite"
@@ -440,18 +443,18 @@ def test_sigterm_ends_the_run_interrupted_with_one_line(tmp_path: Path) -> None:
         while not (db.is_file() and any(t["status"] == "running" for t in _safe_trials(db))):
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             time.sleep(0.2)
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         stdout, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, stdout + stderr
     lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "terminated (SIGTERM)" in lines[0] and "--resume tiny-" in lines[0], stderr
+    assert len(lines) == 1 and reason in lines[0] and "--resume tiny-" in lines[0], stderr
     assert "Traceback" not in stderr
     with RunStore(db) as store:
         (run,) = store.list_runs()
-        assert run.status == "interrupted" and run.reason and "SIGTERM" in run.reason and run.holder_pid is None
+        assert run.status == "interrupted" and run.reason and reason in run.reason and run.holder_pid is None
         assert not store.trials(run.id, "running")
     listing = subprocess.run(_cli("runs", "list", "--out", str(out)), env=_env(), capture_output=True, text=True,
                              timeout=60)

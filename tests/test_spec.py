@@ -78,6 +78,7 @@ def test_program_paths_resolve_against_the_spec_folder(tmp_path: Path) -> None:
     [
         ({"colour": "red"}, "'colour'", "unknown field"),
         ({"budget": {"steps": 10, "epochs": 3}}, "'budget.epochs'", "unknown field"),
+        ({"budget": {"step": 2048}}, "'budget.step'", "unknown field"),  # the typo, not the missing 'steps'
         ({"budget": {"steps": "lots"}}, "'budget.steps'", "valid integer"),
         ({"budget": DROP}, "'budget'", "missing required field"),
         ({"budget": None}, "'budget'", "should be a mapping"),

@@ -36,6 +36,10 @@ def check(reward: Path = typer.Argument(..., help="reward program file"),
         raise typer.Exit(1)
     console.print(f"[green]OK[/green] {reward} on {card.id}: runs {report.mode} over {config.states} sampled states "
                   f"in {report.seconds:.2f} s (sandbox process)")
+    if report.mode == "scalar":
+        console.print("[yellow]warning:[/] the program is written per environment (scalar code, or the "
+                      "(self, action, obs) signature): it runs in compat mode, a Python loop over the batch; "
+                      "write it with array operations to run batched", highlight=False)
     if report.us_per_call is not None and report.batch:
         console.print(f"cost: {report.us_per_call:.0f} us per call on {report.batch} states "
                       f"({report.us_per_call / report.batch:.2f} us per state)")

@@ -66,6 +66,8 @@ def runs_list(out: Path = Out, spec: str | None = typer.Option(None, help="only 
             if status == "running" and not (r.holder_pid is not None and holder_alive(r)):
                 status = "interrupted"  # its holder is gone (killed); --resume takes it over
             note = f"pid {r.holder_pid}" if r.status == "running" and status == "running" else (r.reason or "")
+            if r.spec_name == "generate" and not sum(counts.values()):
+                note = note or "a generation (see `rewardlab lineage`)"
             table.add_row(r.id, r.spec_name, r.created[:19].replace("T", " "), status, str(counts["done"]),
                           str(counts["failed"]), str(counts["pending"] + counts["running"]), note)
     console.print(table)

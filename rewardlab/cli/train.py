@@ -32,6 +32,7 @@ def train(env: str = typer.Option(..., "--env", help="card id (or card YAML)"),
 
     from rewardlab.cards import load_card
     from rewardlab.paths import new_directory, relative_path, safe_name
+    from rewardlab.program import CompatModeWarning
     from rewardlab.sims import verify_card
     from rewardlab.sources import parse_source, resolve_source
     from rewardlab.training import validate
@@ -50,15 +51,16 @@ def train(env: str = typer.Option(..., "--env", help="card id (or card YAML)"),
         with Progress("[progress.description]{task.description}", BarColumn(), "{task.completed}/{task.total}",
                       TimeRemainingColumn(), console=console) as bar, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", SlowRewardWarning)
+            warnings.simplefilter("always", CompatModeWarning)
             task = bar.add_task(f"{algo} on {card.id}", total=steps)
             result = chosen.train(card, resolved, config, run_dir,
                                   progress=lambda done, total: bar.update(task, completed=min(done, total)))
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)  # a failed training leaves no half-written run behind
         raise
-    for w in caught:
-        if issubclass(w.category, SlowRewardWarning):
-            console.print(f"[yellow]warning: {w.message}")
+    shown = {str(w.message) for w in caught if issubclass(w.category, (SlowRewardWarning, CompatModeWarning))}
+    for message in sorted(shown):  # each once, as one line
+        console.print(f"[yellow]warning:[/] {message}", highlight=False)
     ev = result.eval
     table = Table("episodes", "env return", "program return", "success", box=None)
 

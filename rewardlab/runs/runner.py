@@ -184,16 +184,23 @@ def _run(spec: ExperimentSpec, trials: list[TrialSpec], spec_path: Path, spec_ya
          console: Console) -> RunSummary:
     """The run itself, once everything is validated and the backend is up."""
     with RunStore(out / DB_NAME) as store:
+        previous = store.get_run(resume) if isinstance(resume, str) else (
+            store.latest_run(spec.name) if resume else None)
         run = _open_run(store, spec, spec_path, spec_yaml, resume, out, console)
         run_dir = out / run.id
         summary = RunSummary(run.id, run_dir, "running", {})
         status: RunStatus = "failed"
         reason: str | None = None
+        started = False  # whether this call changed anything in the run (a refusal before that changes nothing)
         try:
             with _heartbeat(store.path, run.id), _sigterm_interrupts():
-                (run_dir / "spec.yaml").write_text(spec_yaml)
                 _generate_sources(spec, cards, store, run.id, run_dir, out, overrides, console, resolved)
                 rows = _add_trials(store, run.id, trials, resolved, rerun_changed, console)
+                started = True
+                if run.spec_yaml != spec_yaml:
+                    console.print(f"[yellow]the spec changed since {run.id} started; its trials are matched by key")
+                    store.update_spec_yaml(run.id, spec_yaml)
+                (run_dir / "spec.yaml").write_text(spec_yaml)
                 todo = [(rows[t.key], t) for t in trials if rows[t.key].status != "done"]
                 summary.before = len(trials) - len(todo)
                 _note_extra(rows, trials, console)
@@ -214,6 +221,11 @@ def _run(spec: ExperimentSpec, trials: list[TrialSpec], spec_path: Path, spec_ya
                                  f"{relative_path(spec_path)} --out {relative_path(out)} --resume {run.id}") from None
         except UserError as e:
             reason = one_line(str(e))
+            if not started and previous is not None and previous.id == run.id and previous.status != "running":
+                status, reason = previous.status, previous.reason  # a refused resume leaves the run as it was
+            raise
+        except SystemExit as e:  # rich exits when its output is closed (`rewardlab run ... | head`)
+            status, reason = "interrupted", f"stopped: its output was closed (exit {e.code})"
             raise
         except BaseException as e:
             reason = describe_error(e)
@@ -269,14 +281,15 @@ def _open_run(store: RunStore, spec: ExperimentSpec, spec_path: Path, spec_yaml:
             raise UserError(f"run {run.id} is a run of spec {run.spec_name!r}, not of {spec.name!r}")
         run = store.acquire_run(run.id)
         interrupted = store.reset_interrupted(run.id)
-        if run.spec_yaml != spec_yaml:
-            console.print(f"[yellow]the spec changed since {run.id} started; its trials are matched by key")
-            store.update_spec_yaml(run.id, spec_yaml)
         console.print(f"resuming {run.id}" + (f" ({interrupted} interrupted trial(s) to redo)" if interrupted else ""))
         (out / run.id).mkdir(parents=True, exist_ok=True)
         return run
     for old in store.list_runs(spec.name):
-        if old.status != "done" and not (old.status == "running" and _held_elsewhere(store, old)):
+        if old.status == "running" and _held_elsewhere(store, old):
+            console.print(f"[yellow]note:[/] run {old.id} of this spec is still running (process {old.holder_pid} on "
+                          f"{old.holder_host}); starting a second, separate run")
+            break
+        if old.status != "done":
             counts = store.status_counts(old.id)
             console.print(
                 f"[yellow]note:[/] run {old.id} of this spec did not finish ({old.status}: {counts['done']} of "
@@ -327,21 +340,27 @@ def _heartbeat(db: Path, run_id: str) -> Iterator[None]:
         thread.join(timeout=5)
 
 
+#: Signals that stop a run like Ctrl-C, and how the stored reason says it.
+STOP_REASONS = {signal.SIGTERM: "was terminated (SIGTERM)", signal.SIGHUP: "lost its terminal (SIGHUP)"}
+
+
 @contextmanager
 def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM stops the run like Ctrl-C: recorded ``interrupted``, workers stopped, one line."""
+    """SIGTERM (and SIGHUP: a closed terminal) stop the run like Ctrl-C: recorded ``interrupted``,
+    workers stopped, one line."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame: Any) -> None:
-        raise RunInterrupted("was terminated (SIGTERM)")
+        raise RunInterrupted(STOP_REASONS.get(signal.Signals(signum), f"was stopped by signal {signum}"))
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_REASONS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 # -- sources, programs, trials ----------------------------------------------------------------------------
@@ -398,6 +417,7 @@ def _add_trials(store: RunStore, run_id: str, trials: list[TrialSpec], resolved:
     }
     rows = {r.key: r for r in store.trials(run_id)}
     changed: list[str] = []
+    replace: list[tuple[int, NewTrial]] = []
     for key, row in rows.items():
         if key not in new:
             continue
@@ -414,10 +434,12 @@ def _add_trials(store: RunStore, run_id: str, trials: list[TrialSpec], resolved:
         if row.status == "done" and not rerun_changed:
             changed.append(f"{key} ({', '.join(differs)})")
         else:
-            store.replace_trial(row.id, want)
-    if changed:
+            replace.append((row.id, want))
+    if changed:  # refused before anything is changed
         raise UserError(f"run {run_id}: {len(changed)} finished trial(s) would mix with changed settings, first "
                         f"{changed[0]}; re-run them with --rerun-changed, or start a new run (without --resume)")
+    for trial_id, want in replace:
+        store.replace_trial(trial_id, want)
     store.add_trials(run_id, [want for key, want in new.items() if key not in rows])
     return {r.key: r for r in store.trials(run_id)}
 

@@ -235,7 +235,8 @@ def parse_spec(data: Any, source: str = "<spec>", base_dir: Path | None = None) 
     try:
         return ExperimentSpec.model_validate(data, context={"base_dir": base_dir or Path(".")})
     except ValidationError as e:
-        errors = e.errors()
+        # an unknown field first: a typo (`step:`) also makes the field it meant "missing"
+        errors = sorted(e.errors(), key=lambda err: err["type"] != "extra_forbidden")
         loc, problem = _describe(errors[0])
         where = f"field {loc!r}: " if loc else ""
         more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""

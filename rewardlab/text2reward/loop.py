@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,7 +30,7 @@ import yaml
 from rewardlab.cards import EnvCard, load_card
 from rewardlab.checks import check_program, trajectory_preference_check
 from rewardlab.config import GenerationConfig
-from rewardlab.errors import RewardProgramError, UserError
+from rewardlab.errors import RewardProgramError, UserError, one_line
 from rewardlab.llm.base import LLMProvider, LLMReply, LLMRequest
 from rewardlab.llm.log import ExchangeLog
 from rewardlab.paths import safe_name
@@ -97,16 +99,18 @@ class Generator:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
         self.run_id = f"generate-{safe_name(self.card.id)}-{stamp}"
         self.run_dir = Path(out) / self.run_id
-        stored = {"card_id": self.card.id, **config.model_dump(mode="json")}  # the API key is excluded
-        store.create_run(self.run_id, "generate", yaml.safe_dump(stored, sort_keys=False))
+        self.algo = config.probe_algo or ("sac" if self.card.simulator == "metaworld" else "ppo")
+        self._check_probe_settings()
+        # the provider is built (and its settings checked) before the run is recorded: a bad setting
+        # leaves no run behind
         self.log = ExchangeLog(store, self.run_id)
         self.provider = provider or make_provider(
             config.provider, model=config.model, base_url=config.base_url, api_key=config.api_key, log=self.log,
             timeout=config.timeout_s, max_retries=config.max_retries)
+        stored = {"card_id": self.card.id, **config.model_dump(mode="json")}  # the API key is excluded
+        store.create_run(self.run_id, "generate", yaml.safe_dump(stored, sort_keys=False))
         self.prompts = PromptBuilder()
         self.examples: list[Example] = retrieve_examples(self.card, k=config.few_shot) if config.few_shot else []
-        self.algo = config.probe_algo or ("sac" if self.card.simulator == "metaworld" else "ppo")
-        self._check_probe_settings()
         self._trajectories: list[Trajectory] | None = None
         self.tokens = 0
         self.rejected = 0
@@ -220,6 +224,7 @@ class Generator:
 
     def _train_probe(self, cand: Candidate, steps: int, tag: str) -> None:
         """Train a candidate for ``steps``; record its probe and score."""
+        self._say(f"  r{cand.round} s{cand.sample}: training probe, {steps} {self.algo} steps ...")
         cand.probe = self._probe(cand, steps, tag)
         cand.score = self._score(cand.probe)
         self.store.update_candidate(cand.row, status="trained", probe=_probe_summary(cand.probe), score=cand.score)
@@ -230,8 +235,25 @@ class Generator:
         success = result.final("success")
         return success if success is not None else float(result.final("env_return") or 0.0)
 
+    @contextmanager
+    def _ends_the_run(self) -> Iterator[None]:
+        """A generation that stops on an error or Ctrl-C is recorded ``failed`` or ``interrupted`` with
+        the reason, never left ``running``."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            self.store.set_run_status(self.run_id, "interrupted", "interrupted (Ctrl-C)")
+            raise
+        except BaseException as e:
+            self.store.set_run_status(self.run_id, "failed", one_line(str(e)) or type(e).__name__)
+            raise
+
     # -- the loop ------------------------------------------------------------------------------------
     def run(self) -> GenerationResult:
+        with self._ends_the_run():
+            return self._run()
+
+    def _run(self) -> GenerationResult:
         cfg = self.cfg
         best: Candidate | None = None
         stopped = "all rounds done"
@@ -240,7 +262,8 @@ class Generator:
         n_candidates = 0
         try:
             for round in range(cfg.rounds):
-                self._say(f"round {round + 1}/{cfg.rounds}: asking {self.provider.name} for {cfg.samples} programs")
+                self._say(f"round {round + 1}/{cfg.rounds}: asking {self.provider.name} for {cfg.samples} "
+                          f"program{'s' * (cfg.samples != 1)}")
                 replies = self._ask(messages, cfg.samples, purpose, round)
                 parent = best.program_id if best is not None else None
                 checked = [c for i, (text, ex) in enumerate(replies)
@@ -294,6 +317,10 @@ class Generator:
 
     def refine(self, parent_id: str, parent_source: str, feedback: str, observed: str | None = None) -> GenerationResult:
         """Text2Reward's human-feedback step: one revised program whose parent is ``parent_id``."""
+        with self._ends_the_run():
+            return self._refine(parent_id, parent_source, feedback, observed)
+
+    def _refine(self, parent_id: str, parent_source: str, feedback: str, observed: str | None) -> GenerationResult:
         messages = self.prompts.human_feedback(self.card, parent_source, feedback, observed,
                                                instruction=self.cfg.instruction)
         best: Candidate | None = None

@@ -224,7 +224,8 @@ def _run_in_worker(task: TrialTask, work: Work, driver: _Driver) -> TrialOutcome
 
 
 # -- in the runner --------------------------------------------------------------------------------------
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: What stops a run (SIGHUP: its terminal closed); held during Ray's calls, delivered after them.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @contextmanager
