@@ -64,10 +64,12 @@ from rewardlab.store import DB_NAME, LEASE_BEAT_S, NewTrial, RunRecord, RunStatu
 from rewardlab.types import TrialResult
 
 BACKENDS = ("local", "ray")
-#: Rough training throughputs (env steps/s per worker, 2-core CPU machine) for a run's first estimate,
-#: before this store has a finished trial of the same simulator and algorithm to measure from:
-#: PPO HalfCheetah 1.6k steps/s, SAC 60-80 steps/s (see README, "What the quickstart shows").
-DEFAULT_STEPS_PER_S = {"ppo": 1600.0, "sac": 70.0, "td3": 80.0}
+#: Rough training throughputs (env steps/s per worker, 2-core CPU machine, evaluations included) for a
+#: run's first estimate, before this store has a finished trial of the same simulator and algorithm to
+#: measure from: PPO on MuJoCo 1.6k steps/s (HalfCheetah, 4 envs), SAC and TD3 on MuJoCo 70-80, SAC on
+#: MetaWorld 27 (experiments/text2reward_metaworld_cpu.yaml: 6k steps and 4 evaluations in 225 s).
+DEFAULT_STEPS_PER_S = {("mujoco", "ppo"): 1600.0, ("mujoco", "sac"): 70.0, ("mujoco", "td3"): 80.0,
+                       ("metaworld", "sac"): 27.0, ("metaworld", "td3"): 27.0}
 #: What a trial costs besides its steps (process start, checks, evaluations), for the same estimate:
 #: 1024-step PPO trials on InvertedPendulum took about 15 s each.
 DEFAULT_TRIAL_OVERHEAD_S = 10.0
@@ -285,7 +287,7 @@ def _open_run(store: RunStore, spec: ExperimentSpec, spec_path: Path, spec_yaml:
         (out / run.id).mkdir(parents=True, exist_ok=True)
         return run
     for old in store.list_runs(spec.name):
-        if old.status == "running" and _held_elsewhere(store, old):
+        if old.status == "running" and old.holder_pid is not None and holder_alive(old):
             console.print(f"[yellow]note:[/] run {old.id} of this spec is still running (process {old.holder_pid} on "
                           f"{old.holder_host}); starting a second, separate run")
             break
@@ -311,10 +313,6 @@ def _open_run(store: RunStore, spec: ExperimentSpec, spec_path: Path, spec_yaml:
         console.print(f"new run {run_id}")
         return store.create_run(run_id, spec.name, spec_yaml, hold=True)
     raise UserError(f"cannot find a free run id for {base} in {out}")
-
-
-def _held_elsewhere(store: RunStore, run: RunRecord) -> bool:
-    return run.holder_pid is not None and holder_alive(run)
 
 
 @contextmanager
@@ -474,7 +472,7 @@ def _print_estimate(store: RunStore, todo: list[tuple[TrialRecord, TrialSpec]], 
         if rates:
             rate = sorted(rates)[len(rates) // 2]
         else:
-            rate, guessed = DEFAULT_STEPS_PER_S.get(trial.algo, 100.0), True
+            rate, guessed = DEFAULT_STEPS_PER_S.get((cards[trial.task].simulator, trial.algo), 100.0), True
         seconds += trial.steps / rate + (0.0 if rates else DEFAULT_TRIAL_OVERHEAD_S)
     seconds /= max(n_workers, 1)
     steps = sum(t.steps for _, t in todo)
