@@ -16,8 +16,7 @@ import numpy as np
 
 from rewardlab.cards import EnvCard
 from rewardlab.paths import cache_dir, safe_name
-from rewardlab.sims.base import Policy, make_env
-from rewardlab.sims.registry import get_simulator
+from rewardlab.sims.base import Policy, get_simulator, make_env
 from rewardlab.state import StateExtractor
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from run_helpers import cli, cli_env, read_trials, write_spec
 
 from rewardlab.errors import UserError
 from rewardlab.runs.backends.base import TrialOutcome, TrialTask
@@ -26,8 +26,6 @@ from rewardlab.types import CurvePoint, TrialResult
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                reason="the ray extra is not installed (pip install 'rewardlab[ray]'); CI installs it")
 
-TASK = "mujoco/InvertedPendulum-v5"
-REPO = Path(__file__).resolve().parents[1]
 #: Ray processes that are not workers: they write no trial directory and exit by themselves one to three
 #: minutes after their raylet is gone.
 RAY_AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
@@ -36,39 +34,21 @@ RAY_TMP = Path(f"/tmp/ray-rewardlab-{os.getuid()}")
 
 
 def _write_spec(folder: Path, **overrides: object) -> Path:
-    spec = {
-        "name": "tiny",
-        "description": "Ray backend test: two rewards, two seeds, a tiny budget.",
-        "tasks": [TASK],
-        "rewards": ["env", "reference"],
-        "algorithms": ["ppo"],
-        "seeds": [0, 1],
-        "budget": {"steps": 1024},
-        "evaluation": {"episodes": 2},
-        "workers": 2,
-        **overrides,
-    }
-    path = folder / "tiny.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    return path
+    return write_spec(folder, "Ray backend test: two rewards, two seeds, a tiny budget.",
+                      **{"budget": {"steps": 1024}, **overrides})
 
 
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "rewardlab", *args]
+_cli = cli
 
 
 def _env() -> dict[str, str]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "COLUMNS": "120"}
+    env = cli_env()
     env.pop(TMPDIR_VAR, None)  # Ray's temp files in their default place, checked below
     env.pop("RAY_ADDRESS", None)  # a local cluster
     return env
 
 
-def _trials(db: Path) -> list[dict]:
-    """The trials table, read without the store (it must be readable by anyone, mid-run)."""
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
-        conn.row_factory = sqlite3.Row
-        return [dict(r) for r in conn.execute("SELECT * FROM trials ORDER BY id")]
+_trials = read_trials
 
 
 def _run_status(db: Path) -> str:

@@ -7,12 +7,11 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-import yaml
+from run_helpers import TASK, cli, cli_env, read_trials, write_spec
 
 from rewardlab.errors import UserError
 from rewardlab.runs.backends.base import TrialOutcome, TrialTask
@@ -21,8 +20,6 @@ from rewardlab.runs.runner import curve_metrics, run_experiment
 from rewardlab.store import RunStore
 from rewardlab.types import CurvePoint, EvalResult, TrialResult
 
-TASK = "mujoco/InvertedPendulum-v5"
-REPO = Path(__file__).resolve().parents[1]
 NON_FINITE = '''import numpy as np
 
 def compute_dense_reward(self, action):
@@ -31,36 +28,10 @@ def compute_dense_reward(self, action):
 
 
 def _write_spec(folder: Path, **overrides: object) -> Path:
-    spec = {
-        "name": "tiny",
-        "description": "Runner test: two rewards, two seeds, a tiny budget.",
-        "tasks": [TASK],
-        "rewards": ["env", "reference"],
-        "algorithms": ["ppo"],
-        "seeds": [0, 1],
-        "budget": {"steps": 2048},
-        "evaluation": {"episodes": 2},
-        "workers": 2,
-        **overrides,
-    }
-    path = folder / "tiny.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    return path
+    return write_spec(folder, **overrides)
 
 
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "rewardlab", *args]
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "COLUMNS": "120"}
-
-
-def _trials(db: Path) -> list[dict]:
-    """The trials table, read without the store (it must be readable by anyone, mid-run)."""
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
-        conn.row_factory = sqlite3.Row
-        return [dict(r) for r in conn.execute("SELECT * FROM trials ORDER BY id")]
+_cli, _env, _trials = cli, cli_env, read_trials
 
 
 def _children(pid: int) -> list[int]:

@@ -16,7 +16,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from rewardlab.cards import EnvCard
 from rewardlab.errors import UserError
-from rewardlab.shaping.registry import get_shaper_class
+from rewardlab.shaping.registry import SHAPERS
 from rewardlab.state import StateExtractor
 
 #: Capabilities a shaper may need, in words for messages.
@@ -61,6 +61,16 @@ class Shaper:
     def callbacks(self) -> list[Any]:
         """Training callbacks the shaper needs (learner snapshots, meta-gradient updates)."""
         return []
+
+
+def get_shaper_class(name: str) -> type[Shaper]:
+    """The shaper class registered as ``name`` (:data:`rewardlab.shaping.registry.SHAPERS`).
+
+    :raises UserError: unknown name, or its package is not installed
+    """
+    cls = SHAPERS.get(name)
+    assert isinstance(cls, type) and issubclass(cls, Shaper), f"shaper {name!r} is registered as {cls!r}"
+    return cls
 
 
 def make_shaper(name: str, params: dict[str, Any], card: EnvCard, gamma: float, provides: set[str]) -> Shaper:

@@ -6,19 +6,17 @@ Other packages add shapers with :func:`register_shaper` or the ``rewardlab.shape
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from rewardlab.errors import UserError
 from rewardlab.registry import Registry
 
-if TYPE_CHECKING:
-    from rewardlab.shaping.base import Shaper
-
-SHAPERS: Registry[type[Shaper]] = Registry("shaper", {"pbrs": "rewardlab.shaping.pbrs:PotentialShaping"},
+#: Registered shapers; entries are ``rewardlab.shaping.base.Shaper`` subclasses.
+SHAPERS: Registry[Any] = Registry("shaper", {"pbrs": "rewardlab.shaping.pbrs:PotentialShaping"},
                                            group="rewardlab.shapers")
 
 
-def register_shaper(name: str, shaper: type[Shaper] | str) -> None:
+def register_shaper(name: str, shaper: Any) -> None:
     """Register a shaper class (or a ``module:Class`` path) under ``name``."""
     SHAPERS.register(name, shaper)
 
@@ -35,10 +33,3 @@ def check_shaper(name: str) -> None:
     except UserError as e:
         raise ValueError(str(e)) from None
 
-
-def get_shaper_class(name: str) -> type[Shaper]:
-    """The class registered as ``name``.
-
-    :raises UserError: unknown name, or its package is not installed
-    """
-    return SHAPERS.get(name)

@@ -1,6 +1,6 @@
 """Simulator adapters: make gymnasium envs from env cards, and what else a simulator can tell.
 
-- :mod:`~rewardlab.sims.registry`: the names cards may use, and :func:`get_simulator`;
+- :mod:`~rewardlab.sims.registry`: the names cards may use;
 - :mod:`~rewardlab.sims.base`: the :class:`Simulator` interface, :func:`make_env` and
   :func:`verify_card` (a card checked against its live env, cached);
 - one module per simulator (:mod:`~rewardlab.sims.mujoco`, :mod:`~rewardlab.sims.metaworld`).
@@ -18,7 +18,7 @@ _LAZY = {
     "Policy": "rewardlab.sims.base",
     "make_env": "rewardlab.sims.base",
     "verify_card": "rewardlab.sims.base",
-    "get_simulator": "rewardlab.sims.registry",
+    "get_simulator": "rewardlab.sims.base",
     "register_simulator": "rewardlab.sims.registry",
     "simulator_names": "rewardlab.sims.registry",
 }

@@ -23,7 +23,7 @@ from rewardlab.cards import EnvCard
 from rewardlab.errors import UserError
 from rewardlab.paths import cache_dir
 from rewardlab.resources import resource_dir
-from rewardlab.sims.registry import get_simulator
+from rewardlab.sims.registry import SIMULATORS
 
 #: A behaviour for checks and probes: ``(observation, step t) -> action``.
 Policy = Callable[[np.ndarray, int], np.ndarray]
@@ -82,6 +82,17 @@ class Simulator:
             except PackageNotFoundError:
                 found[package] = "?"
         return found
+
+
+def get_simulator(name: str) -> Simulator:
+    """The adapter registered as ``name`` (:data:`rewardlab.sims.registry.SIMULATORS`), imported on
+    first use.
+
+    :raises UserError: unknown name, or its package is not installed
+    """
+    adapter = SIMULATORS.get(name)
+    assert isinstance(adapter, Simulator), f"simulator {name!r} is registered as a {type(adapter).__name__}"
+    return adapter
 
 
 def make_env(card: EnvCard, seed: int | None = None, render_mode: str | None = None) -> gym.Env:

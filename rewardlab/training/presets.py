@@ -13,7 +13,7 @@ from typing import Any
 
 from rewardlab.cards import EnvCard
 from rewardlab.errors import UserError
-from rewardlab.sims.registry import get_simulator
+from rewardlab.sims.base import get_simulator
 from rewardlab.training.policies import resolve_extractor
 
 #: The SB3 algorithms the ``sb3`` trainer runs: the one list every caller checks against.

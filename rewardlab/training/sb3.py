@@ -25,8 +25,7 @@ from rewardlab.errors import UserError
 from rewardlab.program import RewardProgram
 from rewardlab.runtime import limit_threads
 from rewardlab.shaping.base import Shaper, make_shaper
-from rewardlab.sims.base import make_env
-from rewardlab.sims.registry import get_simulator
+from rewardlab.sims.base import get_simulator, make_env
 from rewardlab.sources import ResolvedReward, ShapedReward, program_of
 from rewardlab.state import StateExtractor, fields_used_by
 from rewardlab.training.callbacks import LearningCurve
