@@ -9,6 +9,7 @@ loops over the batch, with a warning, since it is slow.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import traceback
 import types
@@ -173,6 +174,8 @@ class CompiledReward:
         self.component_names: tuple[str, ...] | None = None
         self._device: Any = None
         self._takes_obs = fn.__code__.co_argcount == 3
+        #: why the program runs per env (None while batched or undecided), for progress lines
+        self.compat_reason: str | None = "it takes (self, action, obs)" if self._takes_obs else None
 
     def __call__(self, view: StateView, action: Array, obs: Array | None = None) -> RewardOutput:
         batch = view.batch_size
@@ -193,43 +196,61 @@ class CompiledReward:
         return out
 
     def _run(self, view: StateView, action: Array, batch: int) -> RewardOutput:
+        if self.mode == "auto":
+            self._decide(*_probe_batch(view, action))
         if self.mode == "scalar":
             return self._scalar(view, action, batch)
         try:
-            total, comps = self._validate(self.fn(view, action), batch)
-        except (ValueError, TypeError, RuntimeError, RewardProgramError) as e:  # torch's `if tensor:` is a RuntimeError
-            error = e if isinstance(e, RewardProgramError) else _runtime_error(e)
-            if self.mode == "auto" and batch > 1 and _looks_scalar(e):
-                return self._try_scalar(view, action, batch, error)
-            raise error from None
-        except MemoryError:
+            return self._validate(self.fn(view, action), batch)
+        except (RewardProgramError, MemoryError):
             raise
         except Exception as e:
             raise _runtime_error(e) from None
-        if self.mode == "auto" and batch > 1:
-            if not self._agrees_per_env(view, action, total, comps):
-                return self._try_scalar(view, action, batch, None)
-            self.mode = "batched"
-        return total, comps
 
-    def _try_scalar(self, view: StateView, action: Array, batch: int,
-                    batched_error: RewardProgramError | None) -> RewardOutput:
-        """Run per env; on success switch to compat mode for good (with a warning)."""
+    def _decide(self, view: StateView, action: Array) -> None:
+        """Settle ``auto`` mode on a probe batch (see :func:`_probe_batch`): batched if the program runs
+        on it and agrees with itself run on single envs, per-env if only the per-env loop runs it.
+
+        Every way scalar code shows itself on a batch of more than one env fails or disagrees there:
+        indexing a field (``pos[2]`` picks an env, not a coordinate), ``math.*``/``float()`` on arrays,
+        ``if`` on arrays, Python ``sum``/``max`` over the batch, reductions without ``axis``.
+        """
+        batch = view.batch_size
+        try:
+            total, comps = self._validate(self.fn(view, action), batch)
+        except MemoryError:
+            raise
+        except Exception as e:
+            error = e if isinstance(e, RewardProgramError) else _runtime_error(e)
+            if error.rule in ("read-only", "non-finite", "recursion"):
+                raise error from None
+            self._try_scalar(view, action, batch, error, looks_scalar=_looks_scalar(e) and error.rule != "output")
+            return
+        if not self._agrees_per_env(view, action, total, comps):
+            self._try_scalar(view, action, batch, None, looks_scalar=True)
+            return
+        self.mode = "batched"
+
+    def _try_scalar(self, view: StateView, action: Array, batch: int, batched_error: RewardProgramError | None,
+                    looks_scalar: bool) -> None:
+        """Run per env; on success switch to compat mode for good (with one warning). If the per-env
+        loop fails too, the error shown is the per-env one when the batched failure looked like per-env
+        code meeting a batch, else the batched one (a batched program with a bug, or a wrong shape)."""
         names, self.component_names = self.component_names, None
         try:
-            out = self._scalar(view, action, batch)
+            self._scalar(view, action, batch)
         except RewardProgramError:
             self.component_names = names
-            if batched_error is not None and batched_error.rule == "output":
-                raise batched_error from None  # a batched program with a wrong output shape, not per-env code
+            if batched_error is not None and not looks_scalar:
+                raise batched_error from None
             raise
+        self.mode = "scalar"
+        self.compat_reason = "it indexes or converts single values (per-environment code)"
         warnings.warn(
             f"reward program for {self.card_id or 'this env'} is written per environment; running it in "
             "compat mode (a Python loop over the batch, slow). Write it with array ops to run batched.",
-            CompatModeWarning, stacklevel=4,
+            CompatModeWarning, stacklevel=5,
         )
-        self.mode = "scalar"
-        return out
 
     def _agrees_per_env(self, view: StateView, action: Array, total: Array, comps: Components) -> bool:
         """Whether the batched result matches the program run on single envs (first and last)."""
@@ -379,8 +400,36 @@ def _close(a: Any, b: Any) -> bool:
     return math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-6) or (math.isnan(a) and math.isnan(b))
 
 
+def _probe_batch(view: StateView, action: Array) -> tuple[StateView, Array]:
+    """The batch ``auto`` mode decides on: the caller's own if it has two or more envs and its size is no
+    field's dimension, else the caller's rows cycled to ``P`` envs, where ``P >= 5`` is no field's
+    dimension, so per-env code cannot pass by coincidence (``pos[2]`` is an index error on a batch of 1
+    and a row of the right shape on a batch of 3).
+
+    :param view: the state view of the call (``(B, D)`` or one env's ``(D,)``)
+    :param action: its actions, ``(B, ...)``
+    :return: a view of ``P`` envs and their actions
+    """
+    flat, obs = view._flat, view._obs  # noqa: SLF001
+    if flat.ndim == 1:  # one env, unbatched
+        flat, action = flat[None], action[None]
+        obs = None if obs is None else obs[None]
+    batch, dims = flat.shape[0], type(view).field_dims | {flat.shape[-1]}
+    if batch >= 2 and batch not in dims and view._flat.ndim == 2:  # noqa: SLF001
+        return view, action  # the caller's own batch already tells the two apart
+    size = next(p for p in itertools.count(5) if p not in dims)
+    index: Any = np.arange(size) % batch
+    if backend_of(flat) == "torch":
+        import torch
+
+        index = torch.as_tensor(index, device=flat.device)
+    return type(view)(flat[index], None if obs is None else obs[index]), action[index]
+
+
 def _looks_scalar(e: BaseException) -> bool:
     """Errors that per-env (scalar) code raises when handed a batch."""
+    if isinstance(e, IndexError):  # `pos[2]` indexing the batch axis, not a coordinate
+        return "axis 0" in str(e) or "dimension 0" in str(e)
     text = str(e)
     return any(s in text for s in (
         "truth value of an array", "only length-1 arrays", "only 0-dimensional arrays",

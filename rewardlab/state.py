@@ -145,6 +145,8 @@ class StateView:
     """Base class of the generated views; attributes are read-only."""
 
     __slots__ = ("_flat", "_obs")
+    #: every dimension of every field's shape (the generated classes fill it in)
+    field_dims: frozenset[int] = frozenset()
     _flat: Any  # (B, D) or (D,), numpy or torch
     _obs: Any  # the raw observations, for (self, action, obs) programs, or None
 
@@ -185,6 +187,7 @@ def _entity_getter(entity_cls: type[StateView]) -> Any:
 def make_view_class(card: EnvCard, offsets: dict[str, tuple[int, int]]) -> type[StateView]:
     """Generate the view class for a card: one property per field, one sub-view per entity."""
     attrs: dict[str, Any] = {"__slots__": ()}
+    attrs["field_dims"] = frozenset(d for spec in card.fields().values() for d in spec.shape)
     for name, value in card.entities.items():
         if isinstance(value, FieldSpec):
             if name in offsets:

@@ -327,3 +327,56 @@ def test_reference_programs_are_marked_as_references() -> None:
 def test_compiled_reward_rejects_an_unknown_mode() -> None:
     with pytest.raises(ValueError, match="mode"):
         CompiledReward(lambda self, action: 0.0, mode="fast", card_id=None, backend="numpy")
+
+
+# -- per-env (two-argument) programs are told apart at any batch size ---------------------------------
+#: ways per-env code shows itself: (body using the drawer-open card, its per-env value as numpy over (B,))
+PER_ENV = {
+    "index": ("pos = self.obj1.position\n    return -abs(pos[2] - 0.1)",
+              lambda s: -np.abs(s["obj1.position"][:, 2] - 0.1)),
+    "math": ("return math.exp(-np.linalg.norm(self.robot.ee_position - self.obj1.position))",
+             lambda s: np.exp(-np.linalg.norm(s["robot.ee_position"] - s["obj1.position"], axis=1))),
+    "float": ("return float(self.robot.gripper_openness)", lambda s: s["robot.gripper_openness"].reshape(-1)),
+    "if": ("if self.robot.gripper_openness > 0.5:\n        return 1.0\n    return 0.0",
+           lambda s: (s["robot.gripper_openness"].reshape(-1) > 0.5).astype(float)),
+    "sum": ("return -sum(abs(self.robot.ee_position - self.obj1.position))",
+            lambda s: -np.abs(s["robot.ee_position"] - s["obj1.position"]).sum(axis=1)),
+    "max": ("d = self.robot.ee_position - self.obj1.position\n    return -max(abs(d[0]), abs(d[1]), abs(d[2]))",
+            lambda s: -np.abs(s["robot.ee_position"] - s["obj1.position"]).max(axis=1)),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(PER_ENV))
+@pytest.mark.parametrize("batch", [1, 3, 4, 7])
+def test_per_env_programs_run_per_env_at_every_batch_size(kind: str, batch: int, states) -> None:
+    """The sandbox trial's first call has one env; fields have 3 and 4 values: none of these may decide
+    the mode by coincidence (before: ``pos[2]`` failed at batch 1 with "index 2 is out of bounds")."""
+    card = load_card("metaworld/drawer-open-v3")
+    body, want = PER_ENV[kind]
+    program = RewardProgram(f"import math\nimport numpy as np\n\ndef compute_dense_reward(self, action):\n    {body}\n")
+    s = states(card)
+    extractor = StateExtractor(card)
+    reward = program.bind(card)
+    with pytest.warns(CompatModeWarning, match="per environment"):
+        total, _ = reward(extractor.view(s.states[:batch].copy()), s.actions[:batch].copy())
+    assert reward.mode == "scalar"
+    fields = {k: s.states[:batch, a:b] for k, (a, b) in extractor.offsets.items()}
+    np.testing.assert_allclose(np.asarray(total), want(fields), rtol=1e-12)
+
+
+@pytest.mark.parametrize("kind", sorted(PER_ENV))
+def test_the_sandbox_trial_accepts_per_env_programs(kind: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("REWARDLAB_CACHE", str(tmp_path))
+    card = load_card("metaworld/drawer-open-v3")
+    source = f"import math\nimport numpy as np\n\ndef compute_dense_reward(self, action):\n    {PER_ENV[kind][0]}\n"
+    report = check_program(source, card, n_states=16)
+    assert report.ok and report.mode == "scalar", report.message
+
+
+def test_a_batched_program_with_a_bug_gets_its_own_error_not_the_per_env_one() -> None:
+    rng = np.random.default_rng(0)
+    flat, action = rng.normal(size=(1, EXTRACTOR.dim)), rng.normal(size=(1, 1))
+    program = RewardProgram("import numpy as np\ndef compute_dense_reward(self, action):\n"
+                            "    return self.qpos[:, 0] + self.qpos[:, 5]\n")
+    with pytest.raises(RewardProgramError, match="index 5 is out of bounds"):
+        quiet(program.bind(CARD), EXTRACTOR.view(flat), action)
