@@ -19,7 +19,7 @@ ALLOWED_NAMES: tuple[str, ...] = (
     "abs", "absolute", "sqrt", "square", "exp", "exp2", "log", "log1p", "expm1", "tanh", "sin", "cos",
     "tan", "arcsin", "arccos", "arctan", "arctan2", "hypot", "sign", "clip", "minimum", "maximum",
     "where", "sum", "mean", "max", "min", "prod", "any", "all", "argmax", "argmin", "cumsum", "floor",
-    "ceil", "round", "power", "cross", "dot", "isclose", "isfinite", "logical_and", "logical_or",
+    "ceil", "round", "power", "cross", "dot", "isclose", "isfinite", "isnan", "isinf", "logical_and", "logical_or",
     "logical_not", "zeros_like", "ones_like", "full_like", "zeros", "ones", "array", "asarray", "stack",
     "concatenate", "deg2rad", "rad2deg", "pi", "e", "inf", "float32", "float64", "ndarray",
 )
@@ -44,12 +44,18 @@ class ArrayFacade:
         try:
             return self._functions[name]
         except KeyError:
-            offered = ", ".join(sorted(k for k in self._functions if k != "linalg"))
-            raise AttributeError(
-                f"{self._prefix}.{name} is not offered to reward programs (the np in a reward program is an "
-                f"allow-list of array functions; {self._prefix} offers: {offered}"
-                + (", linalg.norm)" if "linalg" in self._functions else ")")
-            ) from None
+            raise AttributeError(f"{self._prefix}.{name} is not offered to reward programs ({self.offers()})") from None
+
+    def offers(self) -> str:
+        """What this facade holds, in words: ``"np is an allow-list ...; it offers: abs, ..."``."""
+        offered = ", ".join(sorted(k for k in self._functions if k != "linalg"))
+        what = "array functions" if self._prefix.startswith("np") else "names"
+        return (f"the {self._prefix} in a reward program is an allow-list of {what}, not the module; "
+                f"{self._prefix} offers: {offered}" + (", linalg.norm" if "linalg" in self._functions else ""))
+
+    def offered(self) -> frozenset[str]:
+        """The names a program may take from this facade (``from numpy import NAME``)."""
+        return frozenset(self._functions)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"{self._prefix} is read-only in reward programs")
@@ -282,7 +288,8 @@ def _torch_functions(device: Any = None) -> dict[str, Any]:
         "exp": torch.exp, "exp2": torch.exp2, "log": torch.log, "log1p": torch.log1p, "expm1": torch.expm1,
         "tanh": torch.tanh, "sin": torch.sin, "cos": torch.cos, "tan": torch.tan, "arcsin": torch.asin,
         "arccos": torch.acos, "arctan": torch.atan, "sign": torch.sign, "floor": torch.floor,
-        "ceil": torch.ceil, "isfinite": torch.isfinite, "logical_not": torch.logical_not,
+        "ceil": torch.ceil, "isfinite": torch.isfinite, "isnan": torch.isnan, "isinf": torch.isinf,
+        "logical_not": torch.logical_not,
         "deg2rad": torch.deg2rad, "rad2deg": torch.rad2deg,
     }
     fns: dict[str, Any] = {k: unary(k, f) for k, f in unaries.items()}

@@ -8,6 +8,8 @@ loops over the batch, with a warning, since it is slow.
 
 from __future__ import annotations
 
+import ast
+import difflib
 import hashlib
 import itertools
 import math
@@ -60,6 +62,7 @@ class RewardProgram:
         report = check_source(self.source, ENTRY)
         self.params = report.signature
         self.doc = report.docstring
+        self._tree = report.tree
         self._code = compile(report.tree, _FILENAME, "exec")
 
     @property
@@ -80,6 +83,8 @@ class RewardProgram:
         :param device: torch device for arrays the program creates
         :param mode: ``batched``, ``scalar`` (per-env compat loop) or ``auto`` (decided on the first call)
         """
+        if card is not None:
+            check_fields(self._tree, card)
         facade = array_facade(backend, device)
         guards: list[tuple[Any, Any]] = []
         try:
@@ -124,6 +129,39 @@ def load_program(source_or_path: str | Path, origin: str | None = None) -> Rewar
         text = read_text_file(path, "reward program")
         origin = origin or str(path)
     return RewardProgram(text, origin=origin or "inline")
+
+
+def check_fields(tree: ast.Module, card: EnvCard) -> None:
+    """Raise :class:`RewardProgramError` (rule ``unknown-field``) listing every ``self.X`` / ``self.X.Y``
+    the program reads that the card does not have, each with a "did you mean", and the card's fields.
+
+    Reads ``self`` in every function that takes a parameter of that name (the entry point and helpers
+    written like methods); values handed to helpers under other names are checked when read.
+    """
+    entities = card.entities
+    fields = [f"self.{name}" for name in card.fields()]
+    unknown: dict[str, int | None] = {}
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self"):
+            continue
+        name = node.attr
+        if name not in entities:
+            unknown.setdefault(f"self.{name}", getattr(node, "lineno", None))
+    for node in ast.walk(tree):  # self.entity.field
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
+                and isinstance(node.value.value, ast.Name) and node.value.value.id == "self"):
+            entity = entities.get(node.value.attr)
+            if isinstance(entity, dict) and node.attr not in entity:
+                unknown.setdefault(f"self.{node.value.attr}.{node.attr}", getattr(node, "lineno", None))
+    if not unknown:
+        return
+    described = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, fields, n=1, cutoff=0.6)
+        described.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    raise RewardProgramError(
+        "unknown-field", f"env card {card.label} has no {', '.join(described)}; its fields are "
+        f"{', '.join(fields)}", min((line for line in unknown.values() if line is not None), default=None))
 
 
 def _runtime_error(e: BaseException) -> RewardProgramError:

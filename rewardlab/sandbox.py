@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import math
 import sys
 import types
@@ -24,17 +25,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import yaml
 
-from rewardlab.arrays import FACADE_TYPES, ArrayFacade
+from rewardlab.arrays import ALLOWED_NAMES, FACADE_TYPES, ArrayFacade
 from rewardlab.errors import RewardProgramError
+from rewardlab.extras import MODULES as SCIPY_MODULES
+from rewardlab.extras import RotationValue, scipy_modules
+from rewardlab.resources import resource_dir
 
 MAX_SOURCE_BYTES = 100_000
 MAX_LINES = 2_000
 MAX_AST_NODES = 20_000
 MAX_AST_DEPTH = 100  # the policy walk and compile() recurse per level; real programs nest < 30 deep
 
-#: Modules a program may import, and what the import binds.
-ALLOWED_IMPORTS = ("numpy", "numpy.linalg", "math", "typing", "__future__")
+#: Modules a program may import (each binds a facade or a stub, never the module itself).
+ALLOWED_IMPORTS = ("numpy", "numpy.linalg", "math", "typing", "__future__", *SCIPY_MODULES)
+_ALLOWED_TEXT = "numpy, numpy.linalg, math, scipy.spatial.distance, scipy.spatial.transform"
 
 #: Names that are never callable or referable, whatever shadows them.
 FORBIDDEN_NAMES = frozenset({
@@ -63,6 +69,18 @@ _NEVER_IMPORTED = frozenset({
     "shutil", "io", "_io", "pathlib", "pickle", "marshal", "runpy", "code", "signal", "multiprocessing",
     "threading", "_thread", "gc", "inspect",
 })
+
+def _offered_text(prefix: str, names: tuple[str, ...]) -> str:
+    return (f"the {prefix} in a reward program is an allow-list, not the module; {prefix} offers: "
+            + ", ".join(sorted(names)))
+
+
+#: module -> (names ``from module import NAME`` may take, the words saying so)
+_OFFERED: dict[str, tuple[frozenset[str], str]] = {
+    "numpy": (frozenset((*ALLOWED_NAMES, "linalg")), _offered_text("np", (*ALLOWED_NAMES, "linalg"))),
+    "numpy.linalg": (frozenset({"norm"}), _offered_text("np.linalg", ("norm",))),
+    **{m: (frozenset(names), _offered_text(m, names)) for m, names in SCIPY_MODULES.items()},
+}
 
 _SAFE_BUILTIN_NAMES = (
     "abs", "all", "any", "bool", "dict", "divmod", "enumerate", "filter", "float", "frozenset", "int",
@@ -138,11 +156,12 @@ class _Policy(ast.NodeVisitor):
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
             if alias.name not in ALLOWED_IMPORTS:
-                raise _reject("import", f"import of {alias.name!r} is not allowed (allowed: numpy, math)", node)
+                raise _reject("import", f"import of {alias.name!r} is not allowed (allowed: {_ALLOWED_TEXT})", node)
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         if node.level or node.module not in ALLOWED_IMPORTS:
-            raise _reject("import", f"import from {node.module!r} is not allowed (allowed: numpy, math)", node)
+            raise _reject("import", f"import from {node.module!r} is not allowed (allowed: {_ALLOWED_TEXT})", node)
+        offered = _OFFERED.get(node.module or "")
         for alias in node.names:
             if alias.name == "*":
                 raise _reject("import", f"'from {node.module} import *' is not allowed; import names explicitly", node)
@@ -150,6 +169,8 @@ class _Policy(ast.NodeVisitor):
                 raise _reject("dunder", f"private name {alias.name!r} cannot be imported", node)
             if node.module != "__future__" and (bad := _attribute_violation(alias.name)):
                 raise _reject(bad[0], bad[1], node)
+            if offered is not None and alias.name not in offered[0]:
+                raise _reject("import", f"cannot import {alias.name!r} from {node.module} ({offered[1]})", node)
 
     # names and attributes ---------------------------------------------------------------------
     def visit_Name(self, node: ast.Name) -> None:
@@ -270,6 +291,42 @@ def _strip_annotations(tree: ast.Module) -> ast.Module:
     return ast.fix_missing_locations(tree)
 
 
+@functools.cache
+def compat_aliases() -> dict[str, str]:
+    """Text2Reward's env accessors -> card fields, from every family's ``envs/<family>/compat.yaml``
+    (``self.env._get_pos_goal(): goal_position``). Families must agree where they name the same
+    expression (a test keeps them so)."""
+    table: dict[str, str] = {}
+    try:
+        folder = resource_dir("envs")
+    except FileNotFoundError:
+        return table
+    for path in sorted(folder.glob("*/compat.yaml")):
+        data = yaml.safe_load(path.read_text()) or {}
+        for expr, field_name in (data.get("compat_aliases") or {}).items():
+            table.setdefault(str(expr), str(field_name))
+    return table
+
+
+def _apply_aliases(tree: ast.Module) -> ast.Module:
+    """Rewrite each aliased accessor (``self.env._get_pos_goal()``) into the card field it reads
+    (``self.goal_position``), before the policy sees the tree."""
+    aliases = {ast.dump(ast.parse(expr, mode="eval").body): field for expr, field in compat_aliases().items()}
+    if not aliases:
+        return tree
+
+    class Rewrite(ast.NodeTransformer):
+        def visit(self, node: ast.AST) -> ast.AST:
+            if isinstance(node, ast.expr) and (target := aliases.get(ast.dump(node))) is not None:
+                new = ast.parse(f"self.{target}", mode="eval").body
+                return ast.copy_location(new, node)
+            return super().visit(node)
+
+    rewritten = Rewrite().visit(tree)
+    assert isinstance(rewritten, ast.Module)
+    return ast.fix_missing_locations(rewritten)
+
+
 @dataclass
 class StaticReport:
     """What the static check learnt about a program."""
@@ -311,7 +368,7 @@ def check_source(source: str, entry: str = "compute_dense_reward") -> StaticRepo
     if depth > MAX_AST_DEPTH:
         raise RewardProgramError("size", f"the program nests {depth} levels deep; the limit is {MAX_AST_DEPTH}", deepest_line)
     # type hints never run (they are stripped before compiling), so they are not policed either
-    tree = _strip_annotations(tree)
+    tree = _apply_aliases(_strip_annotations(tree))
 
     module_names: set[str] = set()
     for stmt in tree.body:
@@ -370,6 +427,7 @@ class _TypingStub:
 _IMMUTABLE_TYPES: tuple[type, ...] = (
     bool, int, float, complex, str, bytes, type(None), type(Ellipsis), range, slice, type,
     types.ModuleType, np.generic, np.dtype, np.ufunc, type(np.clip), ArrayFacade, _TypingStub, *FACADE_TYPES,
+    RotationValue,
 )
 _MAX_FREEZE_DEPTH = 32
 
@@ -443,9 +501,11 @@ class _Frozen:
 
 def restricted_globals(facade: ArrayFacade) -> dict[str, Any]:
     """A fresh globals dict for one program: safe builtins, the facade as the only numpy."""
-    modules = {"numpy": facade, "numpy.linalg": facade.linalg, "math": math, "typing": _TypingStub()}
+    modules: dict[str, Any] = {"numpy": facade, "numpy.linalg": facade.linalg, "math": math, "typing": _TypingStub()}
 
     def guarded_import(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
+        if level == 0 and name in SCIPY_MODULES and name not in modules:
+            modules.update(scipy_modules())  # only programs that import scipy pay for loading it
         if level == 0 and name not in modules and name in sys.modules and name.split(".")[0] not in _NEVER_IMPORTED:
             # C code (torch's operators) imports through the running frame's builtins. The program's own
             # import statements were allow-listed statically and `__import__` is unreachable by name, so
@@ -453,8 +513,8 @@ def restricted_globals(facade: ArrayFacade) -> dict[str, Any]:
             return sys.modules[name]
         if level or name not in modules:
             raise ImportError(f"import of {name!r} is not allowed in reward programs")
-        if name == "numpy.linalg" and not fromlist:
-            return facade  # `import numpy.linalg` binds `numpy`
+        if not fromlist and "." in name:
+            return modules[name.split(".")[0]]  # `import numpy.linalg` binds `numpy`, as Python does
         return modules[name]
 
     safe = {name: getattr(builtins, name) for name in _SAFE_BUILTIN_NAMES}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import difflib
 from collections.abc import Iterable
 from typing import Any
 
@@ -156,6 +157,14 @@ class StateView:
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"the state view is read-only: cannot set {name!r}")
+
+    def __getattr__(self, name: str) -> Any:  # only reached for names the view does not have
+        if name.startswith("_"):
+            raise AttributeError(name)
+        offered = sorted(k for k, v in vars(type(self)).items() if isinstance(v, property))
+        close = difflib.get_close_matches(name, offered, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise AttributeError(f"the state has no field {name!r} here; {hint}it has: {', '.join(offered)}")
 
     @property
     def batch_size(self) -> int:

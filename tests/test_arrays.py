@@ -84,6 +84,8 @@ CASES: dict[str, list[Case]] = {
     "isclose": [lambda f, a: f.isclose(a(X), a(X + 1e-9)), lambda f, a: f.isclose(a(X), 0.0, atol=0.5),
                 lambda f, a: f.isclose(a(F), a(F), equal_nan=True)],
     "isfinite": [lambda f, a: f.isfinite(a(F))],
+    "isnan": [lambda f, a: f.isnan(a(F)), lambda f, a: f.isnan(a(F) * 0.0)],
+    "isinf": [lambda f, a: f.isinf(a(F)), lambda f, a: f.isinf(a(F) * 2.0)],
     "logical_and": [lambda f, a: f.logical_and(a(M), a(X) > 0)],
     "logical_or": [lambda f, a: f.logical_or(a(M), a(X) > 0)],
     "logical_not": [lambda f, a: f.logical_not(a(M))],

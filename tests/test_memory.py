@@ -204,12 +204,13 @@ def test_teacher_pairs_of_other_tasks_are_retrieved_for_a_held_out_card(seeded) 
     store, _ = seeded
     memory = CorrectionMemory(store)
     card = load_card("metaworld/drawer-open-v3")
-    error = RewardProgramError("runtime", "AttributeError: 'ObjView' object has no attribute 'pos'", 6)
+    error = RewardProgramError("unknown-field", "env card metaworld/drawer-open-v3 has no self.obj1.pos (did you mean "
+                               "self.obj1.position?); its fields are self.robot.ee_position, self.obj1.position", 6)
     examples = memory.retrieve(card, error)
     assert len(examples) == 2
     reach = strip_module_docstring(load_card("metaworld/reach-v3").reference_reward_path().read_text())
     assert examples[0]["fixed_code"] == reach  # same family, same rule; never drawer-open's own reference
-    assert "has no attribute" in examples[0]["feedback"]
+    assert "[unknown-field]" in examples[0]["feedback"] and "did you mean" in examples[0]["feedback"]
 
 
 # -- statistics of generation runs -------------------------------------------------------------------

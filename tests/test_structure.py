@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "rewardlab"
 #: Lowest first. A module may import from its own layer and those before it.
 LAYERS: list[tuple[str, ...]] = [
     ("rewardlab", "rewardlab.errors", "rewardlab.types", "rewardlab.resources", "rewardlab.runtime",
-     "rewardlab.arrays", "rewardlab.registry"),
+     "rewardlab.arrays", "rewardlab.extras", "rewardlab.registry"),
     ("rewardlab.config", "rewardlab.paths", "rewardlab.stats", "rewardlab.store"),
     ("rewardlab.sims.registry", "rewardlab.shaping.registry"),
     ("rewardlab.cards",),
