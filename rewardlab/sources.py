@@ -20,6 +20,7 @@ that owns it (the runner, the CLI) passes it to :func:`resolve_source` as ``gene
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
-from rewardlab.cards import EnvCard
+from rewardlab.cards import EnvCard, split_card_id
 from rewardlab.config import GenerationConfig, describe_validation_error
 from rewardlab.errors import UserError
 from rewardlab.program import RewardProgram, load_program, reference_program
@@ -62,9 +63,17 @@ class ReferenceSource(_Source):
     name: str = "reference"
 
 
+#: Placeholders a per-task program path may hold (``rewards/{family}/{task}.py``).
+PATH_FIELDS = ("task", "family")
+
+
 class FileSource(_Source):
-    """A reward program file; a relative path is resolved against the spec's folder when a spec is
-    loaded (``context={"base_dir": ...}``)."""
+    """A reward program file, or one per task: a path holding ``{task}`` and/or ``{family}``
+    (``rewards/{task}.py``, ``reward_code/{task}/general.py``) names each task's own file, filled in
+    from the card id (``metaworld/drawer-open-v3``: family ``metaworld``, task ``drawer-open-v3``).
+    A relative path is resolved against the spec's folder when a spec is loaded
+    (``context={"base_dir": ...}``). A single file must exist when the source is parsed; a per-task
+    file when the task's trials are expanded (:meth:`path_for`)."""
 
     kind: Literal["file"] = "file"
     path: str
@@ -75,9 +84,30 @@ class FileSource(_Source):
         base = Path((info.context or {}).get("base_dir", ".")) if info.context else Path(".")
         path = Path(v).expanduser()
         path = path if path.is_absolute() else base / path
-        if not path.is_file():
+        fields = {name for _, name, _, _ in string.Formatter().parse(str(path)) if name is not None}
+        if fields - set(PATH_FIELDS) or any(name == "" for name in fields):
+            bad = sorted(f"{{{name}}}" for name in fields - set(PATH_FIELDS))
+            raise ValueError(f"reward program path {v!r} may hold only {{task}} and {{family}}, not {', '.join(bad)}")
+        if not fields and not path.is_file():
             raise ValueError(f"reward program file {str(path)!r} does not exist")
         return str(path.resolve())
+
+    @property
+    def per_task(self) -> bool:
+        """True when the path names each task's own file."""
+        return any(f"{{{name}}}" in self.path for name in PATH_FIELDS)
+
+    def path_for(self, card_id: str) -> Path:
+        """The program file of one task.
+
+        :raises UserError: one line naming the task whose file is missing
+        """
+        family, task = split_card_id(card_id)
+        path = Path(self.path.format(task=task, family=family))
+        if not path.is_file():
+            what = f"{card_id}'s program" if self.per_task else "program"
+            raise UserError(f"reward {self.name!r}: {what} {path} does not exist")
+        return path
 
 
 class InlineSource(_Source):
@@ -140,6 +170,13 @@ def _is_source_text(text: str) -> bool:
     return "\n" in text or text.lstrip().startswith(("def ", "import ", "from "))
 
 
+def _file_name(path: str) -> str:
+    """The default name of a file source: the file's stem, or for a per-task path the last part that
+    is the same for every task (``reward_code/{task}/general.py`` -> ``general``)."""
+    parts = [p for p in Path(path).with_suffix("").parts if "{" not in p]
+    return parts[-1] if parts else "per-task"
+
+
 def _shorthand(data: Any) -> Any:
     """The YAML shorthands as tagged mappings (see the module docstring)."""
     if isinstance(data, str):
@@ -149,7 +186,7 @@ def _shorthand(data: Any) -> Any:
             return {"kind": "reference"}
         if _is_source_text(data):
             return {"kind": "inline", "name": "inline", "source": data}
-        return {"kind": "file", "name": Path(data).stem, "path": data}
+        return {"kind": "file", "name": _file_name(data), "path": data}
     if isinstance(data, dict) and "kind" not in data:
         data = dict(data)
         if "generate" in data:
@@ -168,7 +205,7 @@ def _shorthand(data: Any) -> Any:
             return {"kind": "reference", **{k: v for k, v in data.items() if k != "path"}}
         if "path" in data:
             if "name" not in data and isinstance(data["path"], str):
-                data["name"] = Path(data["path"]).stem
+                data["name"] = _file_name(data["path"])
             return {"kind": "file", **data}
     return data
 
@@ -192,7 +229,8 @@ def parse_source(data: Any, base_dir: Path | None = None) -> RewardSource:
     :raises UserError: one line naming the problem
     """
     base = base_dir or Path(".")
-    if isinstance(data, str) and data not in (*_ENV_WORDS, "reference") and not _is_source_text(data):
+    if (isinstance(data, str) and data not in (*_ENV_WORDS, "reference") and not _is_source_text(data)
+            and not any(f"{{{name}}}" in data for name in PATH_FIELDS)):
         path = Path(data).expanduser()
         if not (path if path.is_absolute() else base / path).is_file():
             raise UserError(f"reward program file not found: {data} (or give env, builtin or reference)")
@@ -253,7 +291,7 @@ def resolve_source(source: RewardSource, card: EnvCard, generate: Generate | Non
     if isinstance(source, ReferenceSource):
         return reference_program(card)
     if isinstance(source, FileSource):
-        return load_program(source.path)
+        return load_program(source.path_for(card.id))
     if isinstance(source, InlineSource):
         return RewardProgram(source.source, origin=source.origin, parent=source.parent)
     if isinstance(source, GeneratedSource):

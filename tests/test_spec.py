@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -174,3 +175,62 @@ def test_binary_and_latin1_specs_are_one_line(tmp_path: Path) -> None:
     latin.write_bytes("name: caf\u00e9\n".encode("latin-1"))
     with pytest.raises(UserError, match="not UTF-8 text"):
         load_spec(latin)
+
+
+# -- per-task program files -----------------------------------------------------------------------------
+TWO_TASKS = ["metaworld/drawer-open-v3", "metaworld/reach-v3"]
+
+
+def _per_task_programs(tmp_path: Path, tasks: list[str]) -> None:
+    from rewardlab.cards import load_card
+
+    for task in tasks:
+        card = load_card(task)
+        folder = tmp_path / "reward_code" / card.task
+        folder.mkdir(parents=True)
+        (folder / "general.py").write_text(card.reference_reward_path().read_text())
+
+
+def test_a_per_task_path_template_gives_each_task_its_own_program(tmp_path: Path) -> None:
+    from rewardlab.cards import load_card
+    from rewardlab.sources import resolve_source
+
+    _per_task_programs(tmp_path, TWO_TASKS)
+    spec = load_spec(_write(tmp_path, _spec(tasks=TWO_TASKS, algorithms=["sac"], rewards=[
+        "reward_code/{task}/general.py", {"name": "t2r", "path": "reward_code/{task}/general.py"}])))
+    assert [r.name for r in spec.rewards] == ["general", "t2r"]
+    for task in TWO_TASKS:
+        card = load_card(task)
+        program = resolve_source(spec.rewards[1], card)
+        assert program.source == card.reference_reward_path().read_text()
+        assert program.origin == str(tmp_path / "reward_code" / card.task / "general.py")
+
+
+def test_a_missing_per_task_file_is_one_line_naming_the_task(tmp_path: Path) -> None:
+    _per_task_programs(tmp_path, TWO_TASKS[:1])
+    with pytest.raises(UserError) as info:
+        load_spec(_write(tmp_path, _spec(tasks=TWO_TASKS, algorithms=["sac"],
+                                         rewards=[{"name": "t2r", "path": "reward_code/{task}/general.py"}])))
+    text = str(info.value)
+    assert "\n" not in text and "metaworld/reach-v3's program" in text
+    assert str(tmp_path / "reward_code" / "reach-v3" / "general.py") in text
+
+
+@pytest.mark.parametrize("path, words", [("rewards/{tsk}.py", "not {tsk}"), ("rewards/{}.py", "only {task} and {family}")])
+def test_a_path_template_takes_only_task_and_family(tmp_path: Path, path: str, words: str) -> None:
+    with pytest.raises(UserError, match=re.escape(words)):
+        load_spec(_write(tmp_path, _spec(rewards=[{"name": "x", "path": path}])))
+
+
+def test_the_family_placeholder_and_a_shaped_base_use_the_template(tmp_path: Path) -> None:
+    from rewardlab.cards import load_card
+    from rewardlab.sources import ShapedReward, resolve_source
+
+    (tmp_path / "metaworld").mkdir()
+    for task in TWO_TASKS:
+        card = load_card(task)
+        (tmp_path / card.family / f"{card.task}.py").write_text(card.reference_reward_path().read_text())
+    spec = load_spec(_write(tmp_path, _spec(tasks=TWO_TASKS, algorithms=["sac"], rewards=[
+        {"name": "shaped", "base": "{family}/{task}.py", "shaper": {"name": "pbrs", "potential": "phi.py"}}])))
+    resolved = resolve_source(spec.rewards[0], load_card(TWO_TASKS[1]))
+    assert isinstance(resolved, ShapedReward) and resolved.base.origin.endswith("metaworld/reach-v3.py")

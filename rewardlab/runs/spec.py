@@ -52,7 +52,7 @@ from rewardlab.cards import load_card, read_text_file
 from rewardlab.config import Budget, Evaluation, TrainConfig
 from rewardlab.errors import UserError
 from rewardlab.paths import safe_name
-from rewardlab.sources import ReferenceSource, RewardSource, source_shorthand_validator
+from rewardlab.sources import FileSource, ReferenceSource, RewardSource, source_shorthand_validator
 from rewardlab.types import Seed
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -134,6 +134,14 @@ class ExperimentSpec(BaseModel):
             dupes = sorted(str(v) for v, n in Counter(values).items() if n > 1)  # linear in the list
             if dupes:
                 raise ValueError(f"{field} lists {', '.join(dupes)} more than once")
+        for source in self.rewards:  # a per-task program file must exist for every task
+            files = [source, getattr(source, "base", None)]
+            for file in (f for f in files if isinstance(f, FileSource) and f.per_task):
+                for task in self.tasks:
+                    try:
+                        file.path_for(task)
+                    except UserError as e:
+                        raise ValueError(str(e).removeprefix(f"reward {file.name!r}: ")) from None
         if any(isinstance(r, ReferenceSource) for r in self.rewards):
             for task in self.tasks:
                 if load_card(task).reference_reward_path() is None:
