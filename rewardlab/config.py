@@ -100,6 +100,8 @@ class GenerationConfig(BaseModel):
     seed: Seed = Field(default=0, description="seed of sampling requests, probes and evaluations")
     timeout_s: float = Field(default=120.0, gt=0, description="seconds per HTTP attempt")
     max_retries: int = Field(default=3, ge=0, le=20, description="retries of a failed request")
+    replay_run: str | None = Field(default=None, description="with --provider replay: the generation run to replay "
+                                   "(default: the latest one of the same task with stored replies)")
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -190,14 +190,24 @@ def test_a_timeout_then_success(llm_server: ScriptedLLMServer, log: ExchangeLog)
     ],
     ids=["truncated-json", "html", "no-choices", "no-content"],
 )
-def test_a_malformed_body_is_a_clear_error(body: bytes, content_type: str, says: str, llm_server: ScriptedLLMServer,
-                                           log: ExchangeLog, store: RunStore) -> None:
-    llm_server.script(("malformed", body, content_type))
-    with pytest.raises(LLMError, match=rf"malformed reply from {llm_server.base_url}/chat/completions: .*{says}"):
-        _provider(llm_server, log).complete(_request())
-    assert len(llm_server.requests) == 1  # not retried
-    [row] = store.exchanges(RUN)
-    assert row.texts is None and "malformed reply" in row.error  # type: ignore[operator]
+def test_a_malformed_body_is_retried_like_a_5xx_then_a_clear_error(body: bytes, content_type: str, says: str,
+                                                                     llm_server: ScriptedLLMServer, log: ExchangeLog,
+                                                                     store: RunStore) -> None:
+    llm_server.script(("malformed", body, content_type), ("malformed", body, content_type))
+    provider = _provider(llm_server, log, max_retries=1)
+    shown: list[str] = []
+    provider.on_retry = shown.append
+    with pytest.raises(LLMError, match=rf"failed after 2 attempts.*malformed reply from {llm_server.base_url}"
+                                       rf"/chat/completions: .*{says}"):
+        provider.complete(_request())
+    assert len(llm_server.requests) == 2
+    assert len(shown) == 1 and "malformed reply" in shown[0] and "(attempt 2/2)" in shown[0]
+    assert all(row.texts is None and "malformed reply" in row.error for row in store.exchanges(RUN))  # type: ignore[operator]
+
+
+def test_a_malformed_body_then_a_good_one(llm_server: ScriptedLLMServer, log: ExchangeLog) -> None:
+    llm_server.script(("malformed", b"<html>Bad gateway</html>", "text/html"), ("code", "second time"))
+    assert _provider(llm_server, log).complete(_request()).texts == ["second time"]
 
 
 def test_401_is_not_retried_and_says_what_to_do(llm_server: ScriptedLLMServer, log: ExchangeLog, store: RunStore) -> None:

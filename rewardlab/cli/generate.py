@@ -8,7 +8,7 @@ import typer
 from rich.text import Text
 from rich.tree import Tree
 
-from rewardlab.cli.app import app, console, option
+from rewardlab.cli.app import app, console, err_console, option
 from rewardlab.config import GenerationConfig, validate_config
 from rewardlab.store import LineageNode
 
@@ -31,17 +31,29 @@ def _print_generation(r: object) -> None:
         score = f"score {r.best_score:.3g}" if r.best_score is not None else "not scored"
         best = f"{r.best_program_id[:12]} ({score})"
     else:
-        best = "none passed the checks"
+        best = "none passed the checks" if r.status != "interrupted" else "none yet"
+    probes = f"; probes: {r.probe_steps} steps in {r.probe_wall_s:.0f} s" if r.probe_steps else ""
     console.print(f"run {r.run_id}: {r.candidates} candidates, {r.rejected} rejected after retries, "
-                  f"{r.first_attempt_failures} failed at first; {r.tokens} tokens; {r.stopped}")
-    console.print(f"best reward: {best}")
+                  f"{r.first_attempt_failures} failed at first; {r.tokens} tokens{probes}; {r.stopped}", markup=False)
+    console.print(f"best reward: {best}", markup=False)
     if r.best_program_id:
         console.print(f"  saved as {relative_path(r.run_dir / 'best_reward.py')}; refine with: rewardlab refine "
                       f"{r.best_program_id[:12]} --feedback \"...\"", markup=False)
+    if r.status == "interrupted":
+        err_console.print(f"interrupted: finished work is kept; continue with: rewardlab generate --resume {r.run_id}",
+                          markup=False, highlight=False)
+        raise typer.Exit(1)
+    if r.status == "failed":
+        err_console.print(f"no reward program passed the checks ({r.stopped}); see: rewardlab lineage, or the "
+                          "candidates in the run store", markup=False, highlight=False)
+        raise typer.Exit(1)
 
 
 @app.command()
-def generate(env: str = typer.Option(..., "--env", help="card id"),
+def generate(env: str | None = typer.Option(None, "--env", help="card id (not with --resume)"),
+             resume: str | None = typer.Option(
+                 None, "--resume", help="continue an interrupted generation run (RUN, or alone: the latest); "
+                 "only --base-url, --api-key, --timeout and --max-retries may change"),
              instruction: str | None = option(G, "instruction"),
              provider: str = option(G, "provider"), model: str | None = option(G, "model"),
              base_url: str | None = option(G, "base_url"), api_key: str | None = option(G, "api_key"),
@@ -53,8 +65,9 @@ def generate(env: str = typer.Option(..., "--env", help="card id"),
              success_target: float | None = option(G, "success_target"),
              memory: bool = option(G, "use_memory", "--memory/--no-memory"),
              timeout: float = option(G, "timeout_s", "--timeout"), max_retries: int = option(G, "max_retries"),
-             seed: int = option(G, "seed"), out: Path = Out) -> None:
+             replay_run: str | None = option(G, "replay_run"), seed: int = option(G, "seed"), out: Path = Out) -> None:
     """Generate reward programs with an LLM: sample, check, rank, probe-train, reflect, repeat."""
+    from rewardlab.errors import UserError
     from rewardlab.text2reward.loop import generate as run_generation
 
     cfg = _config("rewardlab generate", instruction=instruction, provider=provider, model=model, base_url=base_url,
@@ -62,8 +75,27 @@ def generate(env: str = typer.Option(..., "--env", help="card id"),
                   max_tokens=max_tokens, token_budget=token_budget, fix_attempts=fix_attempts, probe_steps=probe_steps,
                   probe_algo=probe_algo, final_steps=final_steps, eval_episodes=eval_episodes,
                   success_target=success_target, use_memory=memory, timeout_s=timeout, max_retries=max_retries,
-                  seed=seed)
-    _print_generation(run_generation(env, cfg, out=out, console=console))
+                  replay_run=replay_run, seed=seed)
+    if resume is not None:
+        if env is not None:
+            raise UserError("--resume continues a run with its own task and settings; leave out --env")
+        resume = _latest_unfinished(out) if resume == "latest" else resume
+    elif env is None:
+        raise UserError("name the task: --env CARD (or continue a run: --resume RUN)")
+    _print_generation(run_generation(env, cfg, out=out, console=console, resume=resume))
+
+
+def _latest_unfinished(out: Path) -> str:
+    from rewardlab.errors import UserError
+    from rewardlab.store import DB_NAME, RunStore
+
+    if not (out / DB_NAME).is_file():
+        raise UserError(f"no run store at {out / DB_NAME}; pass --out to where your runs are")
+    with RunStore(out / DB_NAME) as store:
+        for run in store.list_runs("generate"):
+            if run.status != "done":
+                return run.id
+    raise UserError(f"no unfinished generation run in {out / DB_NAME}")
 
 
 @app.command()

@@ -23,6 +23,7 @@ import logging
 import os
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 import openai
@@ -55,7 +56,7 @@ class OpenAICompatProvider:
     :param api_key: API key (default: ``OPENAI_API_KEY``, else ``"EMPTY"`` for a custom base URL)
     :param timeout: seconds one HTTP attempt may take before it counts as failed (and is retried)
     :param max_retries: retries after the first attempt on 408/409/429/5xx, timeouts and connection
-        errors; other 4xx and malformed replies are not retried
+        errors and malformed replies (a body that is no chat completion); other 4xx are not retried
     :param backoff_s: wait before the first retry; each later one doubles it (plus up to 25% jitter),
         capped at :data:`MAX_BACKOFF_S`. A ``Retry-After`` header replaces the computed wait.
     :param log: the exchange log every attempt is written to (``None``: nothing is logged)
@@ -94,6 +95,8 @@ class OpenAICompatProvider:
         self.max_retries = int(max_retries)
         self.backoff_s = float(backoff_s)
         self.log = log
+        #: called with one line before each retry (the CLI shows it: a slow endpoint is no silent wait)
+        self.on_retry: Callable[[str], None] | None = None
         self._client = openai.OpenAI(base_url=base_url, api_key=api_key, timeout=self.timeout, max_retries=0)
         self.base_url = str(self._client.base_url).rstrip("/")
         self.endpoint = f"{self.base_url}/chat/completions"
@@ -114,10 +117,14 @@ class OpenAICompatProvider:
         attempts = self.max_retries + 1
         for attempt in range(1, attempts + 1):
             start = time.monotonic()
+            wait: float | None = None
             try:
                 completion = self._client.chat.completions.create(**self._arguments(request))
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise self._failed(request, start, f"malformed reply from {self.endpoint}: body is not JSON ({e})") from None
+                texts = _texts(completion)
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:  # a proxy's error page, a cut body: retried
+                error = f"malformed reply from {self.endpoint}: body is not JSON ({e})"
+            except ValueError as e:  # parsed, but no chat completion in it: retried like a 5xx
+                error = f"malformed reply from {self.endpoint}: {e}"
             except openai.APIStatusError as e:
                 status, message = e.status_code, _error_message(e)
                 error = f"HTTP {status} from {self.endpoint}: {message}"
@@ -126,11 +133,11 @@ class OpenAICompatProvider:
                     raise self._failed(request, start, error + (f" ({hint})" if hint else "")) from None
                 wait = _retry_after(e.response.headers)
             except openai.APITimeoutError:
-                error, wait = f"no reply from {self.endpoint} within the {self.timeout:g} s timeout", None
+                error = f"no reply from {self.endpoint} within the {self.timeout:g} s timeout"
             except openai.APIConnectionError as e:
-                error, wait = f"cannot connect to {self.endpoint}: {_cause(e)}", None
+                error = f"cannot connect to {self.endpoint}: {_cause(e)}"
             else:
-                return self._reply(request, completion, start)
+                return self._reply(request, completion, texts, start)
 
             self._record(request, f"attempt {attempt}/{attempts}: {error}", time.monotonic() - start)
             if attempt == attempts:
@@ -141,6 +148,8 @@ class OpenAICompatProvider:
             delay = wait if wait is not None else self.backoff_s * 2 ** (attempt - 1) * (1 + 0.25 * random.random())
             delay = min(max(delay, 0.0), MAX_BACKOFF_S)
             logger.warning("%s; retrying in %.2f s (attempt %d/%d)", error, delay, attempt + 1, attempts)
+            if self.on_retry is not None:
+                self.on_retry(f"{error}; retrying in {delay:.1f} s (attempt {attempt + 1}/{attempts})")
             time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -156,13 +165,9 @@ class OpenAICompatProvider:
             arguments["seed"] = request.seed
         return arguments
 
-    def _reply(self, request: LLMRequest, completion: Any, start: float) -> LLMReply:
-        """Turn a completion into a reply (or a malformed-reply error), and log it."""
+    def _reply(self, request: LLMRequest, completion: Any, texts: list[str], start: float) -> LLMReply:
+        """Turn a completion and its texts into a reply, and log it."""
         latency = time.monotonic() - start
-        try:
-            texts = _texts(completion)
-        except ValueError as e:
-            raise self._failed(request, start, f"malformed reply from {self.endpoint}: {e}") from None
         if len(texts) < request.n:
             logger.warning("asked %s for %d samples, got %d (the server may ignore n)", self.endpoint, request.n, len(texts))
         usage = getattr(completion, "usage", None)

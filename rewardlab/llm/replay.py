@@ -33,13 +33,16 @@ class ReplayProvider:
     :param model: the model requests should name (what ``--model`` said when the exchanges were
         made); default: the model of the latest live exchange stored (in ``run_id``). Replay answers
         whatever model a request names; this is only what callers build requests with.
+    :param record: log replayed answers (a resumed run re-reads its own exchanges: it does not log
+        them twice)
     """
 
     name = REPLAY_PROVIDER
 
-    def __init__(self, log: ExchangeLog, run_id: str | None = None, model: str | None = None):
+    def __init__(self, log: ExchangeLog, run_id: str | None = None, model: str | None = None, record: bool = True):
         self.log = log
         self.run_id = run_id
+        self.record = record
         self.model = model or self._stored_model()
         self._served: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -62,8 +65,18 @@ class ReplayProvider:
             tokens_out=original.tokens_out or 0,
             latency_s=time.monotonic() - start,
         )
-        reply.exchange_id = self.log.record(self.name, request, reply, None, extra_params={"replay_of": original.id})
+        if self.record:
+            reply.exchange_id = self.log.record(self.name, request, reply, None, extra_params={"replay_of": original.id})
+        else:
+            reply.exchange_id = original.id
         return reply
+
+    def has(self, request: LLMRequest) -> bool:
+        """Whether the log holds a reply for this request's next occurrence."""
+        key = request.key()
+        with self._lock:
+            found = self.log.find_exchange(key, self._served[key], run_id=self.run_id)
+        return found is not None and found.texts is not None
 
     def _stored_model(self) -> str | None:
         live = [e for e in self.log.store.exchanges(self.run_id) if e.provider != REPLAY_PROVIDER]

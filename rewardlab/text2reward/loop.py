@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -31,14 +32,15 @@ from rewardlab.cards import EnvCard, load_card
 from rewardlab.checks import check_program, trajectory_preference_check
 from rewardlab.config import GenerationConfig
 from rewardlab.errors import RewardProgramError, UserError, one_line
-from rewardlab.llm.base import LLMProvider, LLMReply, LLMRequest
+from rewardlab.llm.base import LLMError, LLMProvider, LLMReply, LLMRequest
 from rewardlab.llm.log import ExchangeLog
+from rewardlab.llm.replay import ReplayProvider
 from rewardlab.paths import safe_name
-from rewardlab.program import RewardProgram
+from rewardlab.program import CompatModeWarning, RewardProgram
 from rewardlab.rollouts import Trajectory, collect_trajectories
 from rewardlab.sims.base import verify_card
 from rewardlab.sources import GeneratedSource
-from rewardlab.store import DB_NAME, RunStore
+from rewardlab.store import DB_NAME, RunStatus, RunStore
 from rewardlab.text2reward.extract import extract_program
 from rewardlab.text2reward.prompts import PromptBuilder, TrainingStats
 from rewardlab.text2reward.providers import make_provider
@@ -75,6 +77,9 @@ class GenerationResult:
     fixes: list[int] = field(default_factory=list)  # attempts each fixed candidate needed
     tokens: int = 0
     stopped: str = ""
+    status: str = "done"  # done, failed (nothing passed the checks) or interrupted (resume it)
+    probe_steps: int = 0  # training steps all probes of the run took together
+    probe_wall_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -89,38 +94,79 @@ class _BudgetSpent(Exception):
 class Generator:
     """Runs one generation (see the module docstring); :func:`generate` is the usual entry."""
 
-    def __init__(self, card: EnvCard | str, config: GenerationConfig, store: RunStore, out: Path,
-                 console: Any = None, provider: LLMProvider | None = None):
+    def __init__(self, card: EnvCard | str | None, config: GenerationConfig, store: RunStore, out: Path,
+                 console: Any = None, provider: LLMProvider | None = None, resume: str | None = None):
+        self.store = store
+        self.console = console
+        stored: dict[str, Any] | None = None
+        if resume is not None:  # the run's own settings; only how to reach the endpoint may change
+            stored, config = _resumable(store, resume, config)
+            card = stored["card_id"]
+        if card is None:
+            raise UserError("name the task (--env) or the generation run to continue (--resume RUN)")
         self.cfg = config
         self.card: EnvCard = card if isinstance(card, EnvCard) else load_card(card)
         verify_card(self.card)
-        self.store = store
-        self.console = console
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
-        self.run_id = f"generate-{safe_name(self.card.id)}-{stamp}"
+        self.run_id = resume or f"generate-{safe_name(self.card.id)}-{stamp}"
         self.run_dir = Path(out) / self.run_id
         self.algo = config.probe_algo or ("sac" if self.card.simulator == "metaworld" else "ppo")
         self._check_probe_settings()
+        from rewardlab.text2reward.memory import CorrectionMemory
+
+        # the memory a run's prompts draw on is fixed when it starts (a replay: when the original did)
+        replayed = self._replayed_run() if config.provider == "replay" and provider is None else None
+        if stored is not None:
+            upto = stored.get("memory_upto")
+        elif replayed is not None:
+            upto = replayed[1]
+        else:
+            upto = CorrectionMemory(store).snapshot()
         # the provider is built (and its settings checked) before the run is recorded: a bad setting
         # leaves no run behind
         self.log = ExchangeLog(store, self.run_id)
         self.provider = provider or make_provider(
             config.provider, model=config.model, base_url=config.base_url, api_key=config.api_key, log=self.log,
-            timeout=config.timeout_s, max_retries=config.max_retries)
-        stored = {"card_id": self.card.id, **config.model_dump(mode="json")}  # the API key is excluded
-        store.create_run(self.run_id, "generate", yaml.safe_dump(stored, sort_keys=False))
+            timeout=config.timeout_s, max_retries=config.max_retries,
+            **({"run_id": replayed[0]} if replayed is not None else {}))
+        if hasattr(self.provider, "on_retry"):
+            self.provider.on_retry = lambda line: self._say(f"  waiting: {line}")
+        if resume is not None:
+            store.acquire_run(resume)
+            self.provider = _ResumedProvider(ReplayProvider(self.log, run_id=resume, record=False), self.provider)
+        else:
+            record = {"card_id": self.card.id, **config.model_dump(mode="json"), "memory_upto": upto}  # no API key
+            store.create_run(self.run_id, "generate", yaml.safe_dump(record, sort_keys=False), hold=True)
         self.prompts = PromptBuilder()
         self.examples: list[Example] = retrieve_examples(self.card, k=config.few_shot) if config.few_shot else []
         self._trajectories: list[Trajectory] | None = None
+        # what a resumed run finished before: (round, sample, attempt) -> its candidate row
+        self._done: dict[tuple[int, int, int], Any] = {
+            (c.round, c.sample, c.attempt): c for c in store.candidates(self.run_id)} if resume else {}
         self.tokens = 0
         self.rejected = 0
         self.first_failures = 0
         self.fixes: list[int] = []
-        self.memory = None
-        if config.use_memory:
-            from rewardlab.text2reward.memory import CorrectionMemory
+        self.probe_steps = 0
+        self.probe_wall_s = 0.0
+        self.memory = CorrectionMemory(store, upto=upto) if config.use_memory else None
 
-            self.memory = CorrectionMemory(store)
+    def _replayed_run(self) -> tuple[str, int | None]:
+        """The run ``--provider replay`` answers from, and the memory snapshot its prompts used."""
+        run_id = self.cfg.replay_run
+        if run_id is None:
+            for run in self.store.list_runs("generate"):
+                meta = yaml.safe_load(run.spec_yaml) or {}
+                if meta.get("card_id") == self.card.id and meta.get("provider") != "replay" and \
+                        any(e.provider != "replay" and e.texts is not None for e in self.store.exchanges(run.id)):
+                    run_id = run.id
+                    break
+            if run_id is None:
+                raise UserError(f"replay: no generation run of {self.card.id} with stored replies in {self.store.path}")
+        original = self.store.get_run(run_id)
+        if original is None or original.spec_name != "generate":
+            raise UserError(f"replay: no generation run {run_id!r} in {self.store.path}")
+        return run_id, (yaml.safe_load(original.spec_yaml) or {}).get("memory_upto")
 
     def _check_probe_settings(self) -> None:
         """Refuse probes that would not train (shorter than a PPO rollout, an unknown algorithm) before
@@ -162,6 +208,14 @@ class Generator:
                 break
         return out[:n]
 
+    def _who(self) -> str:
+        """The provider in words, with how long a request may take (a hung endpoint is no silent wait)."""
+        live: Any = getattr(self.provider, "live", self.provider)
+        if getattr(live, "base_url", None) is None:
+            return str(live.name)
+        return (f"{live.model} at {live.base_url} (up to {self.cfg.timeout_s:g} s a request, "
+                f"{self.cfg.max_retries} retr{'ies' if self.cfg.max_retries != 1 else 'y'})")
+
     # -- one candidate -----------------------------------------------------------------------------
     def _checked(self, text: str, exchange: int | None, round: int, sample: int, parent: str | None,
                  base_messages: list[dict[str, str]]) -> Candidate | None:
@@ -187,15 +241,18 @@ class Generator:
                     self.fixes.append(attempt)
                     if self.memory is not None:
                         self.memory.record(self.card, previous_code, last_error, source, origin="generation")
-                prefs = trajectory_preference_check(program, self.card, self._preference_trajectories())
+                with warnings.catch_warnings():  # said once, in the progress line below
+                    warnings.simplefilter("ignore", CompatModeWarning)
+                    prefs = trajectory_preference_check(program, self.card, self._preference_trajectories())
                 checks = {"trial": {"mode": report.mode, "total": report.total, "components": report.components},
                           "preference": prefs.to_dict()}
-                row = self.store.add_candidate(self.run_id, pid, round, sample, attempt, "checked", checks=checks)
-                self._say(f"  r{round} s{sample}: checked (attempt {attempt}), preference accuracy "
+                row = self._candidate_row(pid, round, sample, attempt, "checked", checks=checks)
+                per_env = ", runs per env (compat mode: a Python loop, slow)" if report.mode == "scalar" else ""
+                self._say(f"  r{round} s{sample}: checked (attempt {attempt}{per_env}), preference accuracy "
                           f"{prefs.accuracy:.2f}{'; ' + '; '.join(prefs.warnings) if prefs.warnings else ''}")
                 return Candidate(row, pid, source, round, sample, preference=prefs.to_dict())
             message = str(error)
-            self.store.add_candidate(self.run_id, pid, round, sample, attempt, "rejected", error=message)
+            self._candidate_row(pid, round, sample, attempt, "rejected", error=message)
             self._say(f"  r{round} s{sample}: rejected (attempt {attempt}): {message}")
             if attempt == 0:
                 self.first_failures += 1
@@ -210,6 +267,14 @@ class Generator:
         self.rejected += 1
         return None
 
+    def _candidate_row(self, pid: str | None, round: int, sample: int, attempt: int, status: str,
+                       error: str | None = None, checks: dict[str, Any] | None = None) -> int:
+        """The candidate's row: recorded now, or (a resumed run) the one recorded before."""
+        done = self._done.get((round, sample, attempt))
+        if done is not None and done.program_id == pid:
+            return int(done.id)
+        return self.store.add_candidate(self.run_id, pid, round, sample, attempt, status, error=error, checks=checks)
+
     def _preference_trajectories(self) -> list[Trajectory]:
         if self._trajectories is None:
             self._trajectories = collect_trajectories(self.card, seed=self.cfg.seed)
@@ -219,11 +284,23 @@ class Generator:
         from rewardlab.training import train
 
         program = RewardProgram(cand.source, origin=f"candidate:{cand.program_id[:12]}")
-        return train(self.card, program, self.algo, steps, self.cfg.seed, self.run_dir / tag,
-                     eval_episodes=self.cfg.eval_episodes, eval_every=max(steps // 4, 1), check=False)
+        with warnings.catch_warnings():  # compat mode was said when the candidate was checked
+            warnings.simplefilter("ignore", CompatModeWarning)
+            result = train(self.card, program, self.algo, steps, self.cfg.seed, self.run_dir / tag,
+                           eval_episodes=self.cfg.eval_episodes, eval_every=max(steps // 4, 1), check=False)
+        self.probe_steps += result.steps
+        self.probe_wall_s += result.wall_s
+        return result
 
     def _train_probe(self, cand: Candidate, steps: int, tag: str) -> None:
-        """Train a candidate for ``steps``; record its probe and score."""
+        """Train a candidate for ``steps``; record its probe and score (a resumed run reuses a probe
+        that finished before)."""
+        done = next((c for c in self._done.values() if c.id == cand.row and c.probe and c.status == "trained"), None)
+        if done is not None:
+            cand.probe = TrialResult.model_validate(done.probe)
+            cand.score = done.score
+            self._say(f"  r{cand.round} s{cand.sample}: probe finished before the interruption, reused")
+            return
         self._say(f"  r{cand.round} s{cand.sample}: training probe, {steps} {self.algo} steps ...")
         cand.probe = self._probe(cand, steps, tag)
         cand.score = self._score(cand.probe)
@@ -237,15 +314,13 @@ class Generator:
 
     @contextmanager
     def _ends_the_run(self) -> Iterator[None]:
-        """A generation that stops on an error or Ctrl-C is recorded ``failed`` or ``interrupted`` with
-        the reason, never left ``running``."""
+        """A generation that stops on an unexpected error is recorded ``failed`` with the reason, never
+        left ``running`` (a failed request or Ctrl-C ends it ``interrupted``, in :meth:`_run`)."""
         try:
             yield
-        except KeyboardInterrupt:
-            self.store.set_run_status(self.run_id, "interrupted", "interrupted (Ctrl-C)")
-            raise
         except BaseException as e:
-            self.store.set_run_status(self.run_id, "failed", one_line(str(e)) or type(e).__name__)
+            if (run := self.store.get_run(self.run_id)) is not None and run.status == "running":
+                self.store.set_run_status(self.run_id, "failed", one_line(str(e)) or type(e).__name__)
             raise
 
     # -- the loop ------------------------------------------------------------------------------------
@@ -262,7 +337,7 @@ class Generator:
         n_candidates = 0
         try:
             for round in range(cfg.rounds):
-                self._say(f"round {round + 1}/{cfg.rounds}: asking {self.provider.name} for {cfg.samples} "
+                self._say(f"round {round + 1}/{cfg.rounds}: asking {self._who()} for {cfg.samples} "
                           f"program{'s' * (cfg.samples != 1)}")
                 replies = self._ask(messages, cfg.samples, purpose, round)
                 parent = best.program_id if best is not None else None
@@ -295,24 +370,34 @@ class Generator:
                     messages = self.prompts.reflection(self.card, round_best.source, stats,
                                                        instruction=cfg.instruction, examples=self.examples)
                     purpose = "reflection"
+            if best is not None and cfg.final_steps:
+                final = self._probe(best, cfg.final_steps, "final")
+                best.score = self._score(final)
+                self.store.update_candidate(best.row, probe=_probe_summary(final), score=best.score)
         except _BudgetSpent:
             stopped = f"token budget {cfg.token_budget} spent"
-        if best is not None and cfg.final_steps:
-            final = self._probe(best, cfg.final_steps, "final")
-            best.score = self._score(final)
-            self.store.update_candidate(best.row, probe=_probe_summary(final), score=best.score)
+        except LLMError as e:  # finished rounds and candidates are kept; --resume continues from here
+            return self._finish(best, n_candidates, f"interrupted: {e}", interrupted=True)
+        except KeyboardInterrupt:
+            self._finish(best, n_candidates, "interrupted (Ctrl-C)", interrupted=True)
+            raise
         return self._finish(best, n_candidates, stopped)
 
-    def _finish(self, best: Candidate | None, n_candidates: int, stopped: str) -> GenerationResult:
-        """Save the best program and the summary; mark the run done (or failed: nothing passed)."""
+    def _finish(self, best: Candidate | None, n_candidates: int, stopped: str,
+                interrupted: bool = False) -> GenerationResult:
+        """Save the best program so far and the summary; mark the run done, failed (nothing passed the
+        checks) or interrupted (``--resume`` continues it)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if best is not None:
             (self.run_dir / "best_reward.py").write_text(best.source)
+        status: RunStatus = "interrupted" if interrupted else "done" if best is not None else "failed"
+        if status == "failed" and stopped in ("all rounds done", "revised"):
+            stopped = "no candidate passed the checks"
         result = GenerationResult(self.run_id, self.run_dir, best.program_id if best else None,
                                   best.score if best else None, n_candidates, self.rejected, self.first_failures,
-                                  self.fixes, self.tokens, stopped)
+                                  self.fixes, self.tokens, stopped, status, self.probe_steps, round(self.probe_wall_s, 1))
         (self.run_dir / "generation.json").write_text(json.dumps(result.to_dict(), indent=1))
-        self.store.set_run_status(self.run_id, "done" if best is not None else "failed")
+        self.store.set_run_status(self.run_id, status, None if status == "done" else one_line(stopped))
         return result
 
     def refine(self, parent_id: str, parent_source: str, feedback: str, observed: str | None = None) -> GenerationResult:
@@ -336,7 +421,47 @@ class Generator:
                     best = cand
         except _BudgetSpent:
             stopped = f"token budget {self.cfg.token_budget} spent"
+        except LLMError as e:
+            return self._finish(best, self.cfg.samples, f"interrupted: {e}", interrupted=True)
         return self._finish(best, self.cfg.samples, stopped if best else "no revision passed the checks")
+
+
+class _ResumedProvider:
+    """A resumed generation's provider: the run's own stored replies first, request for request in the
+    order they were made (so every finished step is redone exactly, without a request), then the live
+    provider once they run out."""
+
+    def __init__(self, stored: ReplayProvider, live: LLMProvider):
+        self.stored = stored
+        self.live = live
+        self.name = live.name
+        self.model = getattr(live, "model", None)
+
+    def complete(self, request: LLMRequest) -> LLMReply:
+        return self.stored.complete(request) if self.stored.has(request) else self.live.complete(request)
+
+
+#: Settings a resumed generation may change: how to reach the endpoint, not what to ask it.
+RESUME_OVERRIDES = ("base_url", "api_key", "timeout_s", "max_retries")
+
+
+def _resumable(store: RunStore, run_id: str, given: GenerationConfig) -> tuple[dict[str, Any], GenerationConfig]:
+    """The stored settings of a generation run that can be resumed, and its config with the endpoint
+    settings of ``given`` (where they differ from the defaults).
+
+    :raises UserError: no such generation run, or it finished
+    """
+    run = store.get_run(run_id)
+    if run is None or run.spec_name != "generate":
+        known = ", ".join(r.id for r in store.list_runs("generate")[:3]) or "none"
+        raise UserError(f"no generation run {run_id!r} in {store.path} (latest: {known})")
+    if run.status == "done":
+        raise UserError(f"generation run {run_id} finished; nothing to resume (start a new one)")
+    stored = yaml.safe_load(run.spec_yaml) or {}
+    fields = {k: v for k, v in stored.items() if k in GenerationConfig.model_fields}
+    defaults = GenerationConfig()
+    changed = {k: getattr(given, k) for k in RESUME_OVERRIDES if getattr(given, k) != getattr(defaults, k)}
+    return stored, GenerationConfig(**{**fields, **changed})
 
 
 def _probe_summary(result: TrialResult | None) -> dict[str, Any] | None:
@@ -364,18 +489,24 @@ def refine(reward_id: str, feedback: str, config: GenerationConfig | None = None
                          provider).refine(record.id, record.source, feedback, observed)
 
 
-def generate(card_id: str | EnvCard, config: GenerationConfig | None = None, out: Path = Path("runs"),
-             console: Any = None, provider: LLMProvider | None = None) -> GenerationResult:
-    """Run a generation and return its result (best program id and score, counts, tokens).
+def generate(card_id: str | EnvCard | None, config: GenerationConfig | None = None, out: Path = Path("runs"),
+             console: Any = None, provider: LLMProvider | None = None, resume: str | None = None) -> GenerationResult:
+    """Run a generation and return its result (best program id and score, counts, tokens, status).
 
-    :param card_id: the task (env card id, path or card)
-    :param config: how to generate (see :class:`~rewardlab.config.GenerationConfig`)
+    A failed request (after the provider's retries) or Ctrl-C ends the run ``interrupted``: finished
+    candidates, probes and the best program so far are kept, and ``resume`` continues it exactly,
+    answering the requests it made before from its own stored replies.
+
+    :param card_id: the task (env card id, path or card); ``None`` with ``resume``
+    :param config: how to generate (see :class:`~rewardlab.config.GenerationConfig`); with ``resume``
+        only its endpoint settings (:data:`RESUME_OVERRIDES`) are used
     :param out: runs root: the SQLite store and the run directory
     :param console: a rich console for progress lines, or None
     :param provider: a ready provider (tests); by default one is made from the config
+    :param resume: the id of an interrupted (or failed) generation run to continue
     """
     with RunStore(Path(out) / DB_NAME) as store:
-        return Generator(card_id, config or GenerationConfig(), store, Path(out), console, provider).run()
+        return Generator(card_id, config or GenerationConfig(), store, Path(out), console, provider, resume).run()
 
 
 def generate_program(source: GeneratedSource, card: EnvCard, out: Path, console: Any = None) -> tuple[RewardProgram, str]:
@@ -385,6 +516,9 @@ def generate_program(source: GeneratedSource, card: EnvCard, out: Path, console:
     :raises UserError: no candidate passed the checks
     """
     result = generate(card, source.generate, out=out, console=console)
+    if result.status == "interrupted":
+        raise UserError(f"generation of {source.name} for {card.id} was interrupted ({result.stopped}); continue "
+                        f"it with `rewardlab generate --resume {result.run_id}`, then resume this run")
     if result.best_program_id is None:
         raise UserError(f"generation of {source.name} for {card.id} gave no program that passed the checks "
                         f"(run {result.run_id}); see `rewardlab lineage` or the run store")

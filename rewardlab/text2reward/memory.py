@@ -106,11 +106,19 @@ class CorrectionMemory:
 
     :param store: the run store (its ``corrections`` table holds the pairs, across runs)
     :param max_lines: code in retrieved examples is cut to this many lines
+    :param upto: retrieve only pairs with an id up to this one (a generation run fixes its memory to what
+        existed when it started, so its prompts, and a replay or resume of it, never depend on fixes
+        stored later, by its own samples or by other runs); ``None``: every pair
     """
 
-    def __init__(self, store: RunStore, max_lines: int = MAX_EXAMPLE_LINES):
+    def __init__(self, store: RunStore, max_lines: int = MAX_EXAMPLE_LINES, upto: int | None = None):
         self.store = store
         self.max_lines = max_lines
+        self.upto = upto
+
+    def snapshot(self) -> int:
+        """The newest pair's id (0 when there is none): what :attr:`upto` fixes a run's memory to."""
+        return max((r.id for r in self.store.corrections()), default=0)
 
     def record(self, card: EnvCard, failing_code: str, feedback: Any, fixed_code: str,
                origin: str = "generation", rule: str | None = None) -> int | None:
@@ -162,7 +170,8 @@ class CorrectionMemory:
             return []
         rule = error_rule(error)
         rows = [r for r in self.store.corrections()
-                if not (leave_one_out and r.origin == "teacher" and r.card_id == card.id)
+                if (self.upto is None or r.id <= self.upto)
+                and not (leave_one_out and r.origin == "teacher" and r.card_id == card.id)
                 and (r.family == card.family or (rule is not None and r.rule == rule))]
         words = _words(error)
         rows.sort(key=lambda r: (r.created, r.id), reverse=True)  # newest first ...
