@@ -596,7 +596,7 @@ import importlib, json, sys, time
 from rewardlab.cards import load_card
 from rewardlab.rollouts import random_rollout
 from rewardlab.sims.base import make_env
-from rewardlab.sims.registry import get_simulator
+from rewardlab.sims.base import get_simulator
 from rewardlab.state import StateExtractor
 from rewardlab.trial import run_trial
 

@@ -484,3 +484,22 @@ def test_a_registered_trainer_runs_from_a_spec_without_touching_the_runner(tmp_p
                            console=_quiet(), make_backend=lambda n: InlineBackend(n, run_trial_task))
     finally:
         TRAINERS.unregister("constant")
+
+
+def test_a_stop_signal_during_a_worker_start_is_held_until_the_start_is_done() -> None:
+    """A SIGTERM half-way through writing a spawned worker's start-up data left the child reading a cut
+    pipe, and its traceback landed over the run's one-line message (seen once under load in CI)."""
+    import os
+    import signal
+
+    from rewardlab.runs.backends.local import _stop_signals_held
+
+    seen: list[str] = []
+    previous = signal.signal(signal.SIGTERM, lambda *_: seen.append("handled"))
+    try:
+        with _stop_signals_held():
+            os.kill(os.getpid(), signal.SIGTERM)
+            seen.append("start finished")
+        assert seen == ["start finished", "handled"]
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -42,6 +42,26 @@ def _single_threaded_env() -> Iterator[None]:
                 os.environ[name] = value
 
 
+#: Signals that stop a run: held while a worker is started (see :func:`_stop_signals_held`).
+_STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+
+
+@contextmanager
+def _stop_signals_held() -> Iterator[None]:
+    """Hold stop signals while a worker starts, and deliver them after: a stop raised half-way through
+    writing a spawned child's start-up data leaves the child reading a cut pipe, and it prints
+    multiprocessing's traceback over the run's one-line message. The child inherits the held mask and
+    lets the signals through in :func:`_worker_main`."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _exit_with_parent(parent_pid: int) -> None:
     while os.getppid() == parent_pid:
         time.sleep(0.2)
@@ -51,6 +71,7 @@ def _exit_with_parent(parent_pid: int) -> None:
 def _worker_main(conn: Connection, parent_pid: int, work: Work) -> None:
     """A worker's life: one thread for torch, no reaction to Ctrl-C, tasks until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # held by the runner while it started us
     from rewardlab.runtime import limit_threads
 
     limit_threads()
@@ -107,7 +128,7 @@ class LocalBackend:
         ours, theirs = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(target=_worker_main, args=(theirs, os.getpid(), self.work), daemon=True,
                                     name="rewardlab-worker")
-        with _single_threaded_env():
+        with _single_threaded_env(), _stop_signals_held():
             process.start()
         theirs.close()
         worker = _Worker(process, ours)
