@@ -148,3 +148,51 @@ def test_refine_without_probes_prints_its_summary(tmp_path: Path) -> None:
     revised = run("refine", program, "--feedback", "reach faster", "--probe-steps", "0")
     assert revised.returncode == 0 and "Traceback" not in revised.stderr, revised.stderr
     assert "best reward:" in revised.stdout
+
+
+# -- probes ---------------------------------------------------------------------------------------------------
+PENDULUM = """```python
+import numpy as np
+def compute_dense_reward(self, action):
+    upright = 1.0 - np.abs(self.pole.angle)
+    return upright - {w} * np.sum(action ** 2, axis=-1), {{"upright": upright}}
+```"""
+#: legal and passes the sandbox trial, but far slower than the simulator's step: training stops it
+SLOW = """```python
+import numpy as np
+def compute_dense_reward(self, action):
+    extra = np.zeros_like(self.pole.angle)
+    for _ in range(4000):
+        extra = extra + 0.0 * np.abs(self.pole.angle)
+    return 1.0 - np.abs(self.pole.angle) + extra
+```"""
+
+
+def test_probes_train_side_by_side_in_workers_with_the_same_scores(tmp_path: Path, llm_server) -> None:
+    from rewardlab.runs.backends.local import LocalBackend
+
+    replies = ("code", [PENDULUM.format(w=0.001), PENDULUM.format(w=0.1)])
+    cfg = _cfg(llm_server, rounds=1, probe_steps=1024, eval_episodes=1, probe_algo="ppo")
+    llm_server.script(replies)
+    alone = generate("mujoco/InvertedPendulum-v5", cfg, out=tmp_path / "alone")
+    llm_server.script(replies)
+    backend = LocalBackend(2)
+    try:
+        pooled = generate("mujoco/InvertedPendulum-v5", cfg, out=tmp_path / "pooled", backend=backend)
+    finally:
+        backend.shutdown()
+    a, b = _candidates(tmp_path / "alone", alone.run_id), _candidates(tmp_path / "pooled", pooled.run_id)
+    assert a == b and all(c[4] == "trained" for c in a)
+    assert pooled.probe_steps == alone.probe_steps >= 2 * 1024 and pooled.probe_wall_s > 0
+
+
+def test_a_probe_that_fails_in_training_fails_its_candidate_not_the_run(tmp_path: Path, llm_server) -> None:
+    llm_server.script(("code", [SLOW, PENDULUM.format(w=0.001)]))
+    result = generate("mujoco/InvertedPendulum-v5", _cfg(llm_server, rounds=1, probe_steps=1024, eval_episodes=1,
+                                                         probe_algo="ppo"), out=tmp_path)
+    assert result.status == "done"
+    rows = _candidates(tmp_path, result.run_id)
+    assert [r[4] for r in rows] == ["failed", "trained"]
+    with RunStore(tmp_path / DB_NAME) as store:
+        failed = store.candidates(run_id=result.run_id)[0]
+    assert "[cost]" in failed.error and "\n" not in failed.error

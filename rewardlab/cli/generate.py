@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.text import Text
@@ -14,6 +17,7 @@ from rewardlab.store import LineageNode
 
 G = GenerationConfig
 Out = typer.Option(Path("runs"), help="runs root: the SQLite store and run directories")
+Workers = typer.Option(2, min=1, max=64, help="worker processes that train probes side by side")
 
 
 def _config(source: str, **values: object) -> GenerationConfig:
@@ -65,7 +69,8 @@ def generate(env: str | None = typer.Option(None, "--env", help="card id (not wi
              success_target: float | None = option(G, "success_target"),
              memory: bool = option(G, "use_memory", "--memory/--no-memory"),
              timeout: float = option(G, "timeout_s", "--timeout"), max_retries: int = option(G, "max_retries"),
-             replay_run: str | None = option(G, "replay_run"), seed: int = option(G, "seed"), out: Path = Out) -> None:
+             replay_run: str | None = option(G, "replay_run"), seed: int = option(G, "seed"),
+             workers: int = Workers, out: Path = Out) -> None:
     """Generate reward programs with an LLM: sample, check, rank, probe-train, reflect, repeat."""
     from rewardlab.errors import UserError
     from rewardlab.text2reward.loop import generate as run_generation
@@ -82,7 +87,20 @@ def generate(env: str | None = typer.Option(None, "--env", help="card id (not wi
         resume = _latest_unfinished(out) if resume == "latest" else resume
     elif env is None:
         raise UserError("name the task: --env CARD (or continue a run: --resume RUN)")
-    _print_generation(run_generation(env, cfg, out=out, console=console, resume=resume))
+    with _probe_workers(workers) as backend:
+        _print_generation(run_generation(env, cfg, out=out, console=console, resume=resume, backend=backend))
+
+
+@contextmanager
+def _probe_workers(workers: int) -> Iterator[Any]:
+    """The worker processes probes train in (the runner's local pool), stopped at the end."""
+    from rewardlab.runs.backends.local import LocalBackend
+
+    backend = LocalBackend(workers)
+    try:
+        yield backend
+    finally:
+        backend.shutdown(cancel=True)
 
 
 def _latest_unfinished(out: Path) -> str:
@@ -106,14 +124,17 @@ def refine(reward_id: str = typer.Argument(..., help="reward program id (or a un
            base_url: str | None = option(G, "base_url"), api_key: str | None = option(G, "api_key"),
            samples: int = typer.Option(1, help="revisions to ask for"),
            probe_steps: int = option(G, "probe_steps"), timeout: float = option(G, "timeout_s", "--timeout"),
-           max_retries: int = option(G, "max_retries"), seed: int = option(G, "seed"), out: Path = Out) -> None:
+           max_retries: int = option(G, "max_retries"), seed: int = option(G, "seed"), workers: int = Workers,
+           out: Path = Out) -> None:
     """Revise a stored reward program from human feedback; the new version's parent is REWARD_ID."""
     from rewardlab.text2reward.loop import refine as run_refine
 
     cfg = _config("rewardlab refine", provider=provider, model=model, base_url=base_url, api_key=api_key,
                   samples=samples, rounds=1, probe_steps=probe_steps, timeout_s=timeout, max_retries=max_retries,
                   seed=seed)
-    _print_generation(run_refine(reward_id, feedback, cfg, observed=observed, out=out, console=console))
+    with _probe_workers(workers) as backend:
+        _print_generation(run_refine(reward_id, feedback, cfg, observed=observed, out=out, console=console,
+                                     backend=backend))
 
 
 @app.command()

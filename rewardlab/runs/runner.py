@@ -196,7 +196,7 @@ def _run(spec: ExperimentSpec, trials: list[TrialSpec], spec_path: Path, spec_ya
         started = False  # whether this call changed anything in the run (a refusal before that changes nothing)
         try:
             with _heartbeat(store.path, run.id), _sigterm_interrupts():
-                _generate_sources(spec, cards, store, run.id, run_dir, out, overrides, console, resolved)
+                _generate_sources(spec, cards, store, run.id, run_dir, out, overrides, console, resolved, backend)
                 rows = _add_trials(store, run.id, trials, resolved, rerun_changed, console)
                 started = True
                 if run.spec_yaml != spec_yaml:
@@ -364,7 +364,7 @@ def _sigterm_interrupts() -> Iterator[None]:
 # -- sources, programs, trials ----------------------------------------------------------------------------
 def _generate_sources(spec: ExperimentSpec, cards: dict[str, EnvCard], store: RunStore, run_id: str, run_dir: Path,
                       out: Path, overrides: dict[str, Any], console: Console,
-                      resolved: dict[tuple[str, str], ResolvedReward]) -> None:
+                      resolved: dict[tuple[str, str], ResolvedReward], backend: Backend | None = None) -> None:
     """Run the generation loop once per (task, generated source); the program it picks is recorded in
     the store, so a resumed run reuses it instead of generating again."""
     from rewardlab.text2reward.loop import generate_program
@@ -378,7 +378,8 @@ def _generate_sources(spec: ExperimentSpec, cards: dict[str, EnvCard], store: Ru
                 return RewardProgram(record.source, origin=f"generated:{known.generation}", parent=record.parent_id)
         settings = source.generate.model_copy(update=overrides)
         console.print(f"generating {source.name} for {card.id} ({settings.provider})")
-        program, generation = generate_program(source.model_copy(update={"generate": settings}), card, out, console)
+        program, generation = generate_program(source.model_copy(update={"generate": settings}), card, out, console,
+                                               backend)
         pid = store.add_program(program.source, origin=program.origin, card_id=card.id, parent_id=program.parent)
         store.set_generated_source(run_id, source.name, card.id, pid, generation)
         copy = run_dir / "generated" / safe_name(source.name) / f"{safe_name(card.id)}.py"

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -46,6 +46,9 @@ from rewardlab.text2reward.prompts import PromptBuilder, TrainingStats
 from rewardlab.text2reward.providers import make_provider
 from rewardlab.text2reward.retrieval import Example, retrieve_examples
 from rewardlab.types import TrialResult
+
+if TYPE_CHECKING:
+    from rewardlab.training.tasks import Backend
 
 __all__ = ["DB_NAME", "GenerationConfig", "GenerationResult", "Generator", "generate", "generate_program", "refine"]
 
@@ -95,9 +98,11 @@ class Generator:
     """Runs one generation (see the module docstring); :func:`generate` is the usual entry."""
 
     def __init__(self, card: EnvCard | str | None, config: GenerationConfig, store: RunStore, out: Path,
-                 console: Any = None, provider: LLMProvider | None = None, resume: str | None = None):
+                 console: Any = None, provider: LLMProvider | None = None, resume: str | None = None,
+                 backend: Backend | None = None):
         self.store = store
         self.console = console
+        self.backend = backend
         stored: dict[str, Any] | None = None
         if resume is not None:  # the run's own settings; only how to reach the endpoint may change
             stored, config = _resumable(store, resume, config)
@@ -292,19 +297,55 @@ class Generator:
         self.probe_wall_s += result.wall_s
         return result
 
-    def _train_probe(self, cand: Candidate, steps: int, tag: str) -> None:
-        """Train a candidate for ``steps``; record its probe and score (a resumed run reuses a probe
-        that finished before)."""
-        done = next((c for c in self._done.values() if c.id == cand.row and c.probe and c.status == "trained"), None)
-        if done is not None:
-            cand.probe = TrialResult.model_validate(done.probe)
-            cand.score = done.score
-            self._say(f"  r{cand.round} s{cand.sample}: probe finished before the interruption, reused")
+    def _train_probes(self, cands: list[Candidate], steps: int, prefix: str) -> None:
+        """Train each candidate for ``steps`` (in the backend's worker processes, side by side, when
+        there is one); record each probe and score. A probe that fails (a reward that turns non-finite
+        in training) fails its candidate, not the run; a resumed run reuses probes finished before."""
+        from rewardlab.config import Budget, Evaluation, TrainConfig
+        from rewardlab.sources import InlineSource
+        from rewardlab.training.tasks import TrialTask, run_trial_task
+
+        todo: list[tuple[Candidate, TrialTask]] = []
+        for cand in cands:
+            done = next((c for c in self._done.values() if c.id == cand.row and c.probe and c.status == "trained"), None)
+            if done is not None:
+                cand.probe, cand.score = TrialResult.model_validate(done.probe), done.score
+                self._say(f"  r{cand.round} s{cand.sample}: probe finished before the interruption, reused")
+                continue
+            trial_dir = self.run_dir / f"{prefix}-s{cand.sample}"
+            trial_dir.mkdir(parents=True, exist_ok=True)
+            config = TrainConfig(algo=self.algo, seed=self.cfg.seed, budget=Budget(steps=steps),
+                                 evaluation=Evaluation(episodes=self.cfg.eval_episodes, every=max(steps // 4, 1)))
+            source = InlineSource(name=f"candidate-{cand.sample}", source=cand.source,
+                                  origin=f"candidate:{cand.program_id[:12]}")
+            card = str(self.card.path) if self.card.path is not None else self.card.id
+            todo.append((cand, TrialTask(cand.row, trial_dir.name, card, source, config, str(trial_dir))))
+        if not todo:
             return
-        self._say(f"  r{cand.round} s{cand.sample}: training probe, {steps} {self.algo} steps ...")
-        cand.probe = self._probe(cand, steps, tag)
-        cand.score = self._score(cand.probe)
-        self.store.update_candidate(cand.row, status="trained", probe=_probe_summary(cand.probe), score=cand.score)
+        where = f"{min(len(todo), self.backend.capacity)} worker processes" if self.backend else "this process"
+        self._say(f"  training {len(todo)} probe{'s' * (len(todo) != 1)} of {steps} {self.algo} steps in {where} ...")
+        outcomes: dict[int, Any] = {}
+        if self.backend is None:
+            with warnings.catch_warnings():  # compat mode was said when the candidate was checked
+                warnings.simplefilter("ignore", CompatModeWarning)
+                outcomes = {task.trial_id: run_trial_task(task) for _, task in todo}
+        else:
+            queue = [task for _, task in todo]
+            while queue or self.backend.in_flight():
+                while queue and self.backend.in_flight() < self.backend.capacity:
+                    self.backend.submit(queue.pop(0))
+                outcomes.update({task.trial_id: outcome for task, outcome in self.backend.wait(1.0)})
+        for cand, task in todo:  # recorded in candidate order, whatever order they finished in
+            outcome = outcomes[task.trial_id]
+            if outcome.result is None:
+                cand.score = None
+                self.store.update_candidate(cand.row, status="failed", error=outcome.error)
+                self._say(f"  r{cand.round} s{cand.sample}: probe failed: {outcome.error}")
+                continue
+            cand.probe, cand.score = outcome.result, self._score(outcome.result)
+            self.probe_steps += outcome.result.steps
+            self.probe_wall_s += outcome.result.wall_s
+            self.store.update_candidate(cand.row, status="trained", probe=_probe_summary(cand.probe), score=cand.score)
 
     @staticmethod
     def _score(result: TrialResult) -> float:
@@ -350,14 +391,15 @@ class Generator:
                 # the preference check ranks candidates before any training
                 checked.sort(key=lambda c: -(c.preference or {}).get("accuracy", 0.0) if not math.isnan(
                     (c.preference or {}).get("accuracy", 0.0)) else 0.0)
+                if cfg.probe_steps:
+                    self._train_probes(checked, cfg.probe_steps, f"r{round}")
                 for cand in checked:
-                    if cfg.probe_steps:
-                        self._train_probe(cand, cfg.probe_steps, f"r{round}-s{cand.sample}")
-                    else:
+                    if not cfg.probe_steps:
                         accuracy = (cand.preference or {}).get("accuracy", float("nan"))
                         cand.score = 0.0 if math.isnan(accuracy) else accuracy
                         self.store.update_candidate(cand.row, score=cand.score)
-                    self._say(f"  r{round} s{cand.sample}: score {cand.score:.3g}")
+                    if cand.score is not None:
+                        self._say(f"  r{round} s{cand.sample}: score {cand.score:.3g}")
                 round_best = max(checked, key=lambda c: c.score if c.score is not None else -math.inf)
                 if best is None or (round_best.score or -math.inf) > (best.score or -math.inf):
                     best = round_best
@@ -416,7 +458,7 @@ class Generator:
                 if cand is None:
                     continue
                 if self.cfg.probe_steps:
-                    self._train_probe(cand, self.cfg.probe_steps, f"refine-s{i}")
+                    self._train_probes([cand], self.cfg.probe_steps, "refine")
                 if best is None or (cand.score or -math.inf) > (best.score or -math.inf):
                     best = cand
         except _BudgetSpent:
@@ -471,7 +513,8 @@ def _probe_summary(result: TrialResult | None) -> dict[str, Any] | None:
 
 
 def refine(reward_id: str, feedback: str, config: GenerationConfig | None = None, observed: str | None = None,
-           out: Path = Path("runs"), console: Any = None, provider: LLMProvider | None = None) -> GenerationResult:
+           out: Path = Path("runs"), console: Any = None, provider: LLMProvider | None = None,
+           backend: Backend | None = None) -> GenerationResult:
     """Revise a stored reward program from human feedback; the new version's parent is ``reward_id``.
 
     :param reward_id: the program's id (or a unique prefix of at least 6 characters)
@@ -485,12 +528,13 @@ def refine(reward_id: str, feedback: str, config: GenerationConfig | None = None
         record = store.find_program(reward_id)
         if not record.card_id:
             raise UserError(f"reward program {record.id[:12]} has no env card recorded; it cannot be refined")
-        return Generator(record.card_id, config or GenerationConfig(), store, Path(out), console,
-                         provider).refine(record.id, record.source, feedback, observed)
+        return Generator(record.card_id, config or GenerationConfig(), store, Path(out), console, provider,
+                         backend=backend).refine(record.id, record.source, feedback, observed)
 
 
 def generate(card_id: str | EnvCard | None, config: GenerationConfig | None = None, out: Path = Path("runs"),
-             console: Any = None, provider: LLMProvider | None = None, resume: str | None = None) -> GenerationResult:
+             console: Any = None, provider: LLMProvider | None = None, resume: str | None = None,
+             backend: Backend | None = None) -> GenerationResult:
     """Run a generation and return its result (best program id and score, counts, tokens, status).
 
     A failed request (after the provider's retries) or Ctrl-C ends the run ``interrupted``: finished
@@ -504,18 +548,22 @@ def generate(card_id: str | EnvCard | None, config: GenerationConfig | None = No
     :param console: a rich console for progress lines, or None
     :param provider: a ready provider (tests); by default one is made from the config
     :param resume: the id of an interrupted (or failed) generation run to continue
+    :param backend: worker processes the probes train in side by side (:mod:`rewardlab.runs.backends`);
+        ``None``: one after another in this process
     """
     with RunStore(Path(out) / DB_NAME) as store:
-        return Generator(card_id, config or GenerationConfig(), store, Path(out), console, provider, resume).run()
+        return Generator(card_id, config or GenerationConfig(), store, Path(out), console, provider, resume,
+                         backend).run()
 
 
-def generate_program(source: GeneratedSource, card: EnvCard, out: Path, console: Any = None) -> tuple[RewardProgram, str]:
+def generate_program(source: GeneratedSource, card: EnvCard, out: Path, console: Any = None,
+                     backend: Backend | None = None) -> tuple[RewardProgram, str]:
     """A generated reward source's program for one task: the best program of a generation run.
 
     :return: ``(program, generation run id)``
     :raises UserError: no candidate passed the checks
     """
-    result = generate(card, source.generate, out=out, console=console)
+    result = generate(card, source.generate, out=out, console=console, backend=backend)
     if result.status == "interrupted":
         raise UserError(f"generation of {source.name} for {card.id} was interrupted ({result.stopped}); continue "
                         f"it with `rewardlab generate --resume {result.run_id}`, then resume this run")
