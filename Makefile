@@ -36,7 +36,8 @@ test-all: setup
 bench: setup
 	$(PY) -m benchmarks.run --out benchmarks/results.json
 
-# issue 3's figure: does the pre-training preference check predict trained success? (~30 min on 2 cores)
+# does the pre-training preference check predict trained success, at what cost? 27 candidates on 3 MetaWorld
+# tasks, SAC 6k steps each (about 2 h on 2 free cores; see benchmarks/preference_spearman.py)
 bench-preference: setup
 	$(PY) -m benchmarks.preference_spearman --out benchmarks/results_preference.json
 

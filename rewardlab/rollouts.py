@@ -94,9 +94,11 @@ def random_rollout(env: Any, extractor: StateExtractor, n: int, seed: int) -> Sa
 class Trajectory:
     """One rollout for preference checks: flat states, actions and observations per step.
 
-    :param label: who acted (``expert``, ``expert+noise0.5``, ``reach-and-halt``, ``random``, ``idle``, ``sine``)
+    :param label: who acted (``expert``, ``expert-stop50`` (the expert for half of the steps it needs to
+        succeed, then idle), ``expert+noise0.5``, ``reach-and-halt``, ``random``, ``idle``, ``sine``)
     :param success: whether the card's success rule held (None when the card has no rule)
     :param env_return: the env's own return, the progress signal when there is no success rule
+    :param probe: a hacking probe of the simulator's (a behaviour that must not succeed)
     """
 
     label: str
@@ -105,17 +107,27 @@ class Trajectory:
     obs: np.ndarray
     success: bool | None
     env_return: float
+    probe: bool = False
 
 
-_ACTORS_VERSION = 2  # bump when actors() changes: cached trajectories are keyed by it
+_ACTORS_VERSION = 3  # bump when actors() changes: cached trajectories are keyed by it
+
+#: Where graded expert prefixes stop, as fractions of the steps the expert needs to succeed.
+STOP_FRACTIONS = (0.25, 0.5, 0.75)
+#: Gaussian action noise (in action units) of the perturbed experts, from barely to badly perturbed.
+NOISE_LEVELS = (0.25, 0.5, 1.0, 2.0)
 
 
-def actors(card: EnvCard, rng: np.random.Generator) -> list[tuple[str, Policy]]:
-    """Who acts in the preference check, each kind as often as listed: the simulator's scripted
-    expert with and without action noise and its task-aware probes (when the adapter has them), then
-    random, idle and a sine sweep (for every simulator)."""
+def actors(card: EnvCard, rng: np.random.Generator, expert_steps: int | None = None) -> list[tuple[str, Policy, bool]]:
+    """Who acts in the preference check, each kind as often as listed, as ``(label, policy, probe)``.
+
+    With a scripted expert (the simulator's adapter provides it): the expert, graded versions of it
+    (prefixes stopped at :data:`STOP_FRACTIONS` of ``expert_steps``, the steps it needs to succeed, then
+    idle; and :data:`NOISE_LEVELS` of action noise), and the adapter's hacking probes. For every
+    simulator: random actions, idle and a sine sweep.
+    """
     space = card.action
-    out: list[tuple[str, Policy]] = []
+    out: list[tuple[str, Policy, bool]] = []
     adapter = get_simulator(card.simulator)
     expert = adapter.expert(card)
     if expert is not None and hasattr(space, "low_high"):
@@ -124,66 +136,87 @@ def actors(card: EnvCard, rng: np.random.Generator) -> list[tuple[str, Policy]]:
         def noisy(sigma: float) -> Policy:
             return lambda obs, t: np.clip(expert(obs, t) + rng.normal(0, sigma, tuple(space.shape)), low, high)
 
-        out += [("expert", lambda obs, t: np.clip(expert(obs, t), low, high))] * 2
-        out += [("expert+noise0.5", noisy(0.5))] * 2 + [("expert+noise1.5", noisy(1.5))] * 2
+        def stopped(at: int) -> Policy:
+            return lambda obs, t: np.clip(expert(obs, t), low, high) if t < at else space.idle()
+
+        out += [("expert", lambda obs, t: np.clip(expert(obs, t), low, high), False)] * 2
+        if expert_steps:
+            out += [(f"expert-stop{round(100 * f)}", stopped(max(1, round(f * expert_steps))), False)
+                    for f in STOP_FRACTIONS]
+        out += [(f"expert+noise{sigma:g}", noisy(sigma), False) for sigma in NOISE_LEVELS]
         for label, probe in adapter.probe_policies(card, expert, rng):
-            out += [(label, probe)] * 2
-    out += [("random", lambda obs, t: np.asarray(space.sample(rng), dtype=np.float64))] * 3
-    out += [("idle", lambda obs, t: space.idle())]
+            out += [(label, probe, True)] * 2
+    out += [("random", lambda obs, t: np.asarray(space.sample(rng), dtype=np.float64), False)] * 3
+    out += [("idle", lambda obs, t: space.idle(), False)]
     if hasattr(space, "low_high"):
         low, high = space.low_high()
         phase = rng.uniform(0, 2 * np.pi, tuple(space.shape))
-        out += [("sine", lambda obs, t: low + (high - low) * (0.5 + 0.5 * np.sin(0.3 * t + phase)))] * 2
+        out += [("sine", lambda obs, t: low + (high - low) * (0.5 + 0.5 * np.sin(0.3 * t + phase)), False)] * 2
     return out
+
+
+def _rollout(card: EnvCard, extractor: StateExtractor, label: str, act: Policy, seed: int, horizon: int,
+             probe: bool = False) -> tuple[Trajectory, int | None]:
+    """One labelled trajectory, and the step at which the card's ``info`` success first held (if it did)."""
+    rule = card.success_rule
+    env = make_env(card, seed=seed)
+    obs, _ = env.reset(seed=seed)
+    states, actions, observations, env_return, first_hit, terminated = [], [], [], 0.0, None, False
+    info: dict[str, Any] = {}
+    for t in range(min(horizon, card.episode_steps)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # MetaWorld experts warn that the env clips their actions
+            action = np.asarray(act(obs, t), dtype=np.float64)
+        obs, r, terminated, truncated, info = env.step(action.astype(env.action_space.dtype or np.float32))
+        sim = extractor.sim_vector(env)[None] if extractor.has_sim else None
+        states.append(extractor.batch(np.asarray(obs)[None], sim)[0])
+        actions.append(action)
+        observations.append(np.asarray(obs, dtype=np.float64))
+        env_return += float(r)
+        if rule is not None and rule.kind == "info" and info.get(rule.key) and first_hit is None:
+            first_hit = t + 1
+        if terminated or truncated:
+            break
+    env.close()
+    success: bool | None = None
+    if rule is not None:
+        final = None
+        if rule.kind == "threshold":
+            lo, hi = extractor.offsets[rule.key]
+            final = states[-1][lo:hi]
+        success = rule.holds(info_hit=first_hit is not None, terminated=bool(terminated), final=final)
+    trajectory = Trajectory(label, np.stack(states), np.stack(actions), np.stack(observations), success, env_return,
+                            probe)
+    return trajectory, first_hit
 
 
 def collect_trajectories(card: EnvCard, horizon: int = 150, seed: int = 0, use_cache: bool = True) -> list[Trajectory]:
     """Roll out :func:`actors` on the card's env, the same goal sequence for each kind, and record
-    full flat states. Cached on disk like :func:`sample_states`."""
+    full flat states. The expert goes first: the steps it needs to succeed set where the graded
+    prefixes stop. Cached on disk like :func:`sample_states`."""
     path = _cache_path("trajectories", card, seed, horizon, f"v{_ACTORS_VERSION}").with_suffix(".npz")
     if use_cache and path.is_file():
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
-            return [Trajectory(m["label"], data[f"s{i}"], data[f"a{i}"], data[f"o{i}"], m["success"], m["env_return"])
-                    for i, m in enumerate(meta)]
+            return [Trajectory(m["label"], data[f"s{i}"], data[f"a{i}"], data[f"o{i}"], m["success"], m["env_return"],
+                               m["probe"]) for i, m in enumerate(meta)]
 
-    rng = np.random.default_rng(seed)
     extractor = StateExtractor(card)
-    rule = card.success_rule
+    expert_steps = None
+    first = actors(card, np.random.default_rng(seed))
+    if first and first[0][0] == "expert":
+        _, expert_steps = _rollout(card, extractor, "expert", first[0][1], seed, horizon)
+    rng = np.random.default_rng(seed)
     trajectories: list[Trajectory] = []
     seen: dict[str, int] = {}
-    for label, act in actors(card, rng):
+    for label, act, probe in actors(card, rng, expert_steps):
         k = seen.get(label, 0)
         seen[label] = k + 1
-        env = make_env(card, seed=seed + k)  # the k-th trajectory of every kind meets the same goal
-        obs, _ = env.reset(seed=seed + k)
-        states, actions, observations, env_return, hit, terminated = [], [], [], 0.0, False, False
-        for t in range(min(horizon, card.episode_steps)):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # MetaWorld experts warn that the env clips their actions
-                action = np.asarray(act(obs, t), dtype=np.float64)
-            obs, r, terminated, truncated, info = env.step(action.astype(env.action_space.dtype or np.float32))
-            sim = extractor.sim_vector(env)[None] if extractor.has_sim else None
-            states.append(extractor.batch(np.asarray(obs)[None], sim)[0])
-            actions.append(action)
-            observations.append(np.asarray(obs, dtype=np.float64))
-            env_return += float(r)
-            if rule is not None and rule.kind == "info" and info.get(rule.key):
-                hit = True
-            if terminated or truncated:
-                break
-        env.close()
-        success: bool | None = None
-        if rule is not None:
-            final = None
-            if rule.kind == "threshold":
-                lo, hi = extractor.offsets[rule.key]
-                final = states[-1][lo:hi]
-            success = rule.holds(info_hit=hit, terminated=bool(terminated), final=final)
-        trajectories.append(Trajectory(label, np.stack(states), np.stack(actions), np.stack(observations), success,
-                                       env_return))
+        # the k-th trajectory of every kind meets the same goal
+        trajectories.append(_rollout(card, extractor, label, act, seed + k, horizon, probe)[0])
     if use_cache:
-        meta = [{"label": t.label, "success": t.success, "env_return": t.env_return} for t in trajectories]
+        meta = [{"label": t.label, "success": t.success, "env_return": t.env_return, "probe": t.probe}
+                for t in trajectories]
         arrays: dict[str, Any] = {"meta": json.dumps(meta)}
         for i, trajectory in enumerate(trajectories):
             arrays[f"s{i}"], arrays[f"a{i}"], arrays[f"o{i}"] = trajectory.states, trajectory.actions, trajectory.obs

@@ -107,13 +107,17 @@ def test_quick_benchmark_writes_the_three_figures(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_preference_spearman_benchmark_runs(tmp_path: Path) -> None:
-    from benchmarks.preference_spearman import run, spearman
+    from benchmarks.preference_spearman import candidate_pool, run, spearman
+    from rewardlab.cards import load_card
 
     assert spearman([1, 2, 3], [2, 4, 9]) == pytest.approx(1.0)
     assert math.isnan(spearman([1, 1, 1], [1, 2, 3]))
-    # 2048 steps: one PPO rollout of the preset, the least a probe may train
-    report = run(["mujoco/Hopper-v5"], "offline", None, None, samples=3, probe_steps=2048, probe_algo="ppo",
+    names = [name for name, _ in candidate_pool(load_card("metaworld/drawer-close-v3"), 9)]
+    assert names[:4] == ["reference", "drop-reach", "drop-push", "drop-success"] and "action-penalty" in names
+    # 2000 steps: one PPO rollout of the MetaWorld preset (500 x 4 envs), the least a probe may train
+    report = run(["metaworld/reach-v3"], per_task=3, steps=2000, algo="ppo", eval_episodes=1, workers=2,
                  out_root=tmp_path)
-    task = report["tasks"]["mujoco/Hopper-v5"]
-    assert task["candidates"] == 3 and len(task["preference_accuracy"]) == 3
-    assert all(isinstance(x, float) for x in task["probe_env_return"])
+    task = report["tasks"]["metaworld/reach-v3"]
+    assert task["candidates"] == task["trained"] == 3 and report["candidates"] == 3
+    assert all(isinstance(r["env_return"], float) and r["check_s"] > 0 for r in task["rows"])
+    assert 0 < report["check_fraction_of_training"] < 1

@@ -32,6 +32,8 @@ HAND = slice(0, 3)
 OBJECT = slice(4, 7)
 #: How close (m) the hand gets to the object before the reach-and-halt probe stops moving.
 HALT_DISTANCE = 0.05
+#: How far (m) the object may move before the reach-and-halt probe stops (its first contact).
+MOVED_DISTANCE = 0.005
 
 
 def _task_kwargs(env_id: str) -> dict[str, Any]:
@@ -268,9 +270,17 @@ class MetaWorldSimulator(Simulator):
     def probe_policies(self, card: EnvCard, expert: Policy, rng: np.random.Generator) -> list[tuple[str, Policy]]:
         low, high = -1.0, 1.0  # MetaWorld's action bounds
 
+        episode: dict[str, Any] = {}
+
         def reach_and_halt(obs: np.ndarray, t: int) -> np.ndarray:
-            # the hacking probe: reach the object like the expert, then hover there doing nothing
+            # the hacking probe: approach the object like the expert, then hover doing nothing from the
+            # moment the hand is near it or the object starts to move (the first contact: in button-press
+            # and door-unlock the hand never gets within HALT_DISTANCE of the object's reported point)
+            if t == 0:
+                episode.update(start=np.array(obs[OBJECT]), halted=False)
             near = np.linalg.norm(obs[HAND] - obs[OBJECT]) < HALT_DISTANCE
-            return np.zeros(card.action.shape) if near else np.clip(expert(obs, t), low, high)
+            moved = np.linalg.norm(obs[OBJECT] - episode["start"]) > MOVED_DISTANCE
+            episode["halted"] = episode["halted"] or near or moved
+            return np.zeros(card.action.shape) if episode["halted"] else np.clip(expert(obs, t), low, high)
 
         return [("reach-and-halt", reach_and_halt)]

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from rewardlab.cards import EnvCard, load_card
-from rewardlab.checks import check_program, trajectory_preference_check
+from rewardlab.checks import check_program, preference_score, trajectory_preference_check
 from rewardlab.config import GenerationConfig
 from rewardlab.errors import RewardProgramError, UserError, one_line
 from rewardlab.llm.base import LLMError, LLMProvider, LLMReply, LLMRequest
@@ -253,8 +253,9 @@ class Generator:
                           "preference": prefs.to_dict()}
                 row = self._candidate_row(pid, round, sample, attempt, "checked", checks=checks)
                 per_env = ", runs per env (compat mode: a Python loop, slow)" if report.mode == "scalar" else ""
-                self._say(f"  r{round} s{sample}: checked (attempt {attempt}{per_env}), preference accuracy "
-                          f"{prefs.accuracy:.2f}{'; ' + '; '.join(prefs.warnings) if prefs.warnings else ''}")
+                self._say(f"  r{round} s{sample}: checked (attempt {attempt}{per_env}), preference check "
+                          f"{prefs.score:.2f} (rho {prefs.rho:.2f}, graded {prefs.rho_graded:.2f})"
+                          f"{'; ' + '; '.join(prefs.warnings) if prefs.warnings else ''}")
                 return Candidate(row, pid, source, round, sample, preference=prefs.to_dict())
             message = str(error)
             self._candidate_row(pid, round, sample, attempt, "rejected", error=message)
@@ -389,14 +390,12 @@ class Generator:
                     self._say(f"round {round + 1}: no candidate passed the checks")
                     continue
                 # the preference check ranks candidates before any training
-                checked.sort(key=lambda c: -(c.preference or {}).get("accuracy", 0.0) if not math.isnan(
-                    (c.preference or {}).get("accuracy", 0.0)) else 0.0)
+                checked.sort(key=lambda c: -_preference_score(c.preference))
                 if cfg.probe_steps:
                     self._train_probes(checked, cfg.probe_steps, f"r{round}")
                 for cand in checked:
                     if not cfg.probe_steps:
-                        accuracy = (cand.preference or {}).get("accuracy", float("nan"))
-                        cand.score = 0.0 if math.isnan(accuracy) else accuracy
+                        cand.score = _preference_score(cand.preference)
                         self.store.update_candidate(cand.row, score=cand.score)
                     if cand.score is not None:
                         self._say(f"  r{round} s{cand.sample}: score {cand.score:.3g}")
@@ -504,6 +503,13 @@ def _resumable(store: RunStore, run_id: str, given: GenerationConfig) -> tuple[d
     defaults = GenerationConfig()
     changed = {k: getattr(given, k) for k in RESUME_OVERRIDES if getattr(given, k) != getattr(defaults, k)}
     return stored, GenerationConfig(**{**fields, **changed})
+
+
+def _preference_score(preference: dict[str, Any] | None) -> float:
+    """A stored preference report's score (:attr:`rewardlab.checks.PreferenceReport.score`)."""
+    if not preference:
+        return -1.0
+    return preference_score(preference.get("rho", math.nan), preference.get("rho_graded", math.nan))
 
 
 def _probe_summary(result: TrialResult | None) -> dict[str, Any] | None:
