@@ -5,6 +5,7 @@ resolver that turns a source into something a trainer can use.
 kind             YAML (in a spec's ``rewards:`` or ``--reward``)      resolves to
 ===============  ==================================================  =====================================
 ``env``          ``env`` (or ``builtin``)                            :data:`NATIVE`, the env's own reward
+``sparse``       ``sparse``                                          :data:`SPARSE`: 1 when the card's success rule holds
 ``reference``    ``reference``                                       the hand-written program beside the card
 ``file``         ``path/to/reward.py`` or ``{name, path}``           the program in the file
 ``inline``       ``{name, source: "def compute_dense_reward..."}``   the program in the text
@@ -54,6 +55,14 @@ class EnvSource(_Source):
 
     kind: Literal["env"] = "env"
     name: str = "env"
+
+
+class SparseSource(_Source):
+    """The task's sparse reward: 1 at a step where the card's success rule holds, else 0 (any card with
+    a success rule; the baseline that reward design exists to beat)."""
+
+    kind: Literal["sparse"] = "sparse"
+    name: str = "sparse"
 
 
 class ReferenceSource(_Source):
@@ -156,7 +165,7 @@ class ShapedSource(_Source):
 
 
 RewardSource = Annotated[
-    EnvSource | ReferenceSource | FileSource | InlineSource | GeneratedSource | ShapedSource,
+    EnvSource | SparseSource | ReferenceSource | FileSource | InlineSource | GeneratedSource | ShapedSource,
     Field(discriminator="kind"),
 ]
 ShapedSource.model_rebuild()
@@ -184,6 +193,8 @@ def _shorthand(data: Any) -> Any:
             return {"kind": "env"}
         if data == "reference":
             return {"kind": "reference"}
+        if data == "sparse":
+            return {"kind": "sparse"}
         if _is_source_text(data):
             return {"kind": "inline", "name": "inline", "source": data}
         return {"kind": "file", "name": _file_name(data), "path": data}
@@ -201,8 +212,8 @@ def _shorthand(data: Any) -> Any:
             return {"kind": "inline", **data}
         if data.get("path") in _ENV_WORDS:
             return {"kind": "env", **{k: v for k, v in data.items() if k != "path"}}
-        if data.get("path") == "reference":
-            return {"kind": "reference", **{k: v for k, v in data.items() if k != "path"}}
+        if data.get("path") in ("reference", "sparse"):
+            return {"kind": data["path"], **{k: v for k, v in data.items() if k != "path"}}
         if "path" in data:
             if "name" not in data and isinstance(data["path"], str):
                 data["name"] = _file_name(data["path"])
@@ -229,11 +240,11 @@ def parse_source(data: Any, base_dir: Path | None = None) -> RewardSource:
     :raises UserError: one line naming the problem
     """
     base = base_dir or Path(".")
-    if (isinstance(data, str) and data not in (*_ENV_WORDS, "reference") and not _is_source_text(data)
+    if (isinstance(data, str) and data not in (*_ENV_WORDS, "reference", "sparse") and not _is_source_text(data)
             and not any(f"{{{name}}}" in data for name in PATH_FIELDS)):
         path = Path(data).expanduser()
         if not (path if path.is_absolute() else base / path).is_file():
-            raise UserError(f"reward program file not found: {data} (or give env, builtin or reference)")
+            raise UserError(f"reward program file not found: {data} (or give env, builtin, sparse or reference)")
     try:
         return _Shorthand.model_validate(data, context={"base_dir": base}).source
     except ValidationError as e:
@@ -259,6 +270,20 @@ NATIVE = NativeReward()
 
 
 @dataclass(frozen=True)
+class SparseReward:
+    """1 at a step where the card's success rule holds, else 0 (computed by the training wrapper,
+    which sees the env's ``info`` as well as the state; a ``survived`` rule pays 1 at the step an
+    episode reaches its time limit)."""
+
+    def __repr__(self) -> str:
+        return "SPARSE"
+
+
+#: The sparse success reward, as resolved.
+SPARSE = SparseReward()
+
+
+@dataclass(frozen=True)
 class ShapedReward:
     """A resolved base reward and the shaper to add to it at training time.
 
@@ -266,12 +291,12 @@ class ShapedReward:
     :param shaper: the shaper's name and parameters
     """
 
-    base: RewardProgram | NativeReward
+    base: RewardProgram | NativeReward | SparseReward
     shaper: ShaperSpec
 
 
 #: What a trainer trains on.
-ResolvedReward = RewardProgram | NativeReward | ShapedReward
+ResolvedReward = RewardProgram | NativeReward | SparseReward | ShapedReward
 #: The generation loop, as the caller that owns it provides it: ``(source, card) -> program``.
 Generate = Callable[[GeneratedSource, EnvCard], RewardProgram]
 
@@ -288,6 +313,11 @@ def resolve_source(source: RewardSource, card: EnvCard, generate: Generate | Non
     """
     if isinstance(source, EnvSource):
         return NATIVE
+    if isinstance(source, SparseSource):
+        if card.success_rule is None:
+            raise UserError(f"reward source {source.name!r}: sparse pays when the task succeeds, and {card.label} "
+                            "has no success rule")
+        return SPARSE
     if isinstance(source, ReferenceSource):
         return reference_program(card)
     if isinstance(source, FileSource):
@@ -305,6 +335,11 @@ def resolve_source(source: RewardSource, card: EnvCard, generate: Generate | Non
     return ShapedReward(base, source.shaper)
 
 
+def is_sparse(resolved: ResolvedReward) -> bool:
+    """Whether a resolved reward is (or shapes) the sparse success reward."""
+    return isinstance(resolved.base if isinstance(resolved, ShapedReward) else resolved, SparseReward)
+
+
 def program_of(resolved: ResolvedReward) -> RewardProgram | None:
     """The reward program a resolved reward computes (a shaped reward's base), or None (native)."""
     base = resolved.base if isinstance(resolved, ShapedReward) else resolved
@@ -319,4 +354,6 @@ def as_inline(resolved: ResolvedReward, name: str) -> RewardSource:
         return ShapedSource(name=name, base=base, shaper=resolved.shaper)
     if isinstance(resolved, NativeReward):
         return EnvSource(name=name)
+    if isinstance(resolved, SparseReward):
+        return SparseSource(name=name)
     return InlineSource(name=name, source=resolved.source, origin=resolved.origin, parent=resolved.parent)

@@ -130,6 +130,18 @@ class EpisodeSuccess:
                 if info.get(key):
                     self.hit[i] = True
 
+    def now(self, infos: list[dict[str, Any]], flat: np.ndarray | None, dones: np.ndarray) -> np.ndarray:
+        """Per env, whether the rule holds at this step: ``info[key]`` true, the field past its
+        threshold in the state reached, or (``survived``) the episode reaching its time limit now."""
+        assert self.rule is not None
+        rule = self.rule
+        if rule.kind == "info":
+            return np.array([bool(info.get(rule.key)) for info in infos])
+        if rule.kind == "threshold":
+            assert flat is not None
+            return np.array([rule.holds(final=row[self.slice]) for row in flat])
+        return np.array([bool(d) and bool(info.get("TimeLimit.truncated", False)) for d, info in zip(dones, infos)])
+
     def finish(self, i: int, info: dict[str, Any], flat_row: np.ndarray | None) -> bool | None:
         """Env ``i``'s episode ended (``info`` of its last step): did it succeed?"""
         hit = bool(self.hit[i])
@@ -153,11 +165,16 @@ class RewardVecEnv(VecEnvWrapper):
     :param reward: the bound reward program, or None for the env's own reward
     :param max_cost_fraction: stop (raise ``RewardProgramError`` rule ``cost``) when computing rewards
         takes more than this many times the env's own step time; None: no limit (evaluation envs)
+    :param sparse: the reward is 1 where the card's success rule holds at the step, else 0 (instead of a
+        program's or the env's own); needs a rule
     """
 
     def __init__(self, venv: VecEnv, extractor: StateExtractor, reward: CompiledReward | None = None,
-                 max_cost_fraction: float | None = None):
+                 max_cost_fraction: float | None = None, sparse: bool = False):
         super().__init__(venv)
+        if sparse and (reward is not None or extractor.card.success_rule is None):
+            raise ValueError("a sparse reward replaces the program's and needs the card's success rule")
+        self.sparse = sparse
         self.cost = RewardCost()
         self.max_cost_fraction = max_cost_fraction
         self.extractor = extractor
@@ -191,7 +208,13 @@ class RewardVecEnv(VecEnvWrapper):
         flat = None
         if self.reward is not None or self.success.needs_state:
             flat, state_obs = step_states(self.extractor, obs, dones, infos)  # terminal states, not reset ones
-        if self.reward is not None:
+        if self.sparse:
+            reward = self.success.now(infos, flat, dones).astype(np.float32)
+            self._program_return += reward
+            self._components.setdefault("success", np.zeros(self.num_envs))[:] += reward
+            for info, r in zip(infos, env_reward.tolist()):
+                info["env_reward"] = r
+        elif self.reward is not None:
             total, comps = self.reward(self.extractor.view(flat, state_obs), np.asarray(self._actions))
             reward = np.asarray(total, dtype=np.float32)
             self._program_return += reward
@@ -211,7 +234,7 @@ class RewardVecEnv(VecEnvWrapper):
         for i in map(int, done_idx):
             infos[i]["episode_stats"] = {
                 "env_return": float(self._env_return[i]),
-                "program_return": float(self._program_return[i]) if self.reward is not None else None,
+                "program_return": float(self._program_return[i]) if self.reward is not None or self.sparse else None,
                 "length": int(self._length[i]),
                 "success": self.success.finish(i, infos[i], None if flat is None else flat[i]),
                 "components": {k: float(v[i]) for k, v in self._components.items()},

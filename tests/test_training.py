@@ -235,3 +235,35 @@ def test_a_shaper_that_needs_what_the_task_lacks_is_one_line(tmp_path: Path, toy
             train(str(toy_card_path), source, "ppo", 1024, seed=0, run_dir=tmp_path)
     finally:
         SHAPERS.unregister("needs-model")
+
+
+# -- the sparse success reward ----------------------------------------------------------------------------
+def test_sparse_trains_on_the_success_rule_exactly_as_the_same_threshold_program(tmp_path: Path) -> None:
+    """Reacher's rule is ``target.distance < 0.02``: the sparse source and a program computing that
+    indicator give the same rewards, so the same seed trains the same agent."""
+    from rewardlab.sources import parse_source
+
+    indicator = ("import numpy as np\ndef compute_dense_reward(self, action):\n"
+                 "    hit = (self.target.distance < 0.02).astype(np.float64)\n    return hit, {'success': hit}\n")
+    runs = [train("mujoco/Reacher-v5", source, "ppo", 2048, seed=0, run_dir=tmp_path / name, eval_episodes=2)
+            for name, source in (("sparse", parse_source("sparse")), ("program", indicator))]
+    assert runs[0].curve == runs[1].curve and runs[0].eval == runs[1].eval
+
+
+def test_sparse_per_rule_kind() -> None:
+    from rewardlab.cards import SuccessRule, load_card
+    from rewardlab.state import StateExtractor
+    from rewardlab.wrappers import EpisodeSuccess
+
+    extractor = StateExtractor(load_card("metaworld/drawer-open-v3"))
+    info_rule = EpisodeSuccess(SuccessRule.parse("info.success"), extractor, 3)
+    hit = info_rule.now([{"success": 1.0}, {"success": 0.0}, {}], None, np.zeros(3, dtype=bool))
+    assert hit.tolist() == [True, False, False]
+    survived = EpisodeSuccess(SuccessRule.parse("survived"), extractor, 3)
+    ends = [{"TimeLimit.truncated": True}, {"TimeLimit.truncated": False}, {}]
+    assert survived.now(ends, None, np.array([True, True, False])).tolist() == [True, False, False]
+
+
+def test_sparse_needs_a_success_rule(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="sparse pays when the task succeeds, and mujoco/Hopper-v5 has no success rule"):
+        train("mujoco/Hopper-v5", "sparse", "ppo", 2048, seed=0, run_dir=tmp_path)

@@ -223,12 +223,12 @@ def _describe(err: Any) -> tuple[str, str]:
         return loc, "needs at least one entry"
     if kind in ("model_type", "model_attributes_type", "dict_type", "union_tag_invalid", "union_tag_not_found"):
         if re.fullmatch(r"rewards\.\d+", loc):
-            return loc, f"a reward source is 'env', 'reference', a program path or {{name, path}} (got {shown})"
+            return loc, f"a reward source is 'env', 'sparse', 'reference', a program path or {{name, path}} (got {shown})"
         return loc, f"should be a mapping of fields (got {shown})"
     return loc, f"{msg.removeprefix('Input ')} (got {shown})"
 
 
-_UNION_TAGS = {"env", "reference", "file", "inline", "generated", "shaped"}
+_UNION_TAGS = {"env", "sparse", "reference", "file", "inline", "generated", "shaped"}
 
 
 def parse_spec(data: Any, source: str = "<spec>", base_dir: Path | None = None) -> ExperimentSpec:

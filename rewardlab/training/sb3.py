@@ -26,7 +26,7 @@ from rewardlab.program import RewardProgram
 from rewardlab.runtime import limit_threads
 from rewardlab.shaping.base import Shaper, make_shaper
 from rewardlab.sims.base import get_simulator, make_env
-from rewardlab.sources import ResolvedReward, ShapedReward, program_of
+from rewardlab.sources import ResolvedReward, ShapedReward, is_sparse, program_of
 from rewardlab.state import StateExtractor, fields_used_by
 from rewardlab.training.callbacks import LearningCurve
 from rewardlab.training.evaluation import eval_seed
@@ -41,12 +41,13 @@ class SlowRewardWarning(UserWarning):
 
 
 def make_vec_env(card: EnvCard, extractor: StateExtractor, program: RewardProgram | None, n_envs: int, seed: int,
-                 monitor: bool = True, max_cost_fraction: float | None = None) -> VecEnv:
+                 monitor: bool = True, max_cost_fraction: float | None = None, sparse: bool = False) -> VecEnv:
     """``DummyVecEnv`` of ``n_envs`` card envs -> :class:`RewardVecEnv` (-> ``VecMonitor``).
 
     Sub-env ``i`` is seeded ``seed + i``. DummyVecEnv, since SubprocVecEnv is slower on 2 cores.
 
     :param max_cost_fraction: the reward path's time bound, relative to the env step (training envs)
+    :param sparse: reward 1 where the card's success rule holds (:data:`rewardlab.sources.SPARSE`)
     """
 
     def factory(i: int) -> Callable[[], Any]:
@@ -58,15 +59,15 @@ def make_vec_env(card: EnvCard, extractor: StateExtractor, program: RewardProgra
     venv: VecEnv = DummyVecEnv([factory(i) for i in range(n_envs)])
     venv.seed(seed)
     reward = program.bind(card) if program is not None else None
-    venv = RewardVecEnv(venv, extractor, reward, max_cost_fraction=max_cost_fraction)
+    venv = RewardVecEnv(venv, extractor, reward, max_cost_fraction=max_cost_fraction, sparse=sparse)
     return VecMonitor(venv) if monitor else venv
 
 
 def _eval_env(card: EnvCard, extractor: StateExtractor, program: RewardProgram | None, episodes: int,
-              seed: int, train_env: VecEnv) -> VecEnv:
+              seed: int, train_env: VecEnv, sparse: bool = False) -> VecEnv:
     """Evaluation envs: fixed seeds per training seed (so every reward source meets the same goals),
     and the training env's observation normalisation, frozen."""
-    venv = make_vec_env(card, extractor, program, episodes, eval_seed(seed), monitor=False)
+    venv = make_vec_env(card, extractor, program, episodes, eval_seed(seed), monitor=False, sparse=sparse)
     if isinstance(train_env, VecNormalize):
         venv = VecNormalize(venv, training=False, norm_obs=train_env.norm_obs, norm_reward=False)
         venv.obs_rms = train_env.obs_rms
@@ -84,6 +85,7 @@ def build_agent(
     tensorboard_log: Path | None = None,
     shaper: Shaper | None = None,
     max_cost_fraction: float | None = MAX_COST_FRACTION,
+    sparse: bool = False,
 ) -> tuple[Any, VecEnv]:
     """The SB3 model and its training env, from the card's preset (what :meth:`SB3Trainer.train` and
     the benchmarks use).
@@ -91,6 +93,7 @@ def build_agent(
     :param steps: the training budget; ``learning_starts`` is capped to a fifth of it, so a short
         budget still learns something
     :param shaper: added to the reward after the program (before normalisation)
+    :param sparse: train on the sparse success reward (no program)
     :return: ``(model, env)``; ``env`` is a ``VecNormalize`` when the preset says ``normalize``
     """
     from stable_baselines3 import PPO, SAC, TD3
@@ -107,7 +110,8 @@ def build_agent(
     if "learning_starts" in params:
         params["learning_starts"] = min(int(params["learning_starts"]), max(steps // 5, 100))
 
-    env = make_vec_env(card, extractor, program, n_envs, seed, monitor=False, max_cost_fraction=max_cost_fraction)
+    env = make_vec_env(card, extractor, program, n_envs, seed, monitor=False, max_cost_fraction=max_cost_fraction,
+                       sparse=sparse)
     if shaper is not None:
         env = shaper.wrap(env, extractor)
     env = VecMonitor(env)
@@ -195,9 +199,11 @@ class SB3Trainer:
         extractor = StateExtractor(card, fields)
 
         steps, algo, seed = config.budget.steps, config.algo, config.seed
-        model, env = build_agent(card, extractor, program, algo, seed, steps, config.overrides, run_dir / "tb", shaper)
+        sparse = is_sparse(reward)
+        model, env = build_agent(card, extractor, program, algo, seed, steps, config.overrides, run_dir / "tb", shaper,
+                                 sparse=sparse)
         normalize = isinstance(env, VecNormalize)
-        eval_env = _eval_env(card, extractor, program, config.evaluation.episodes, seed, env)
+        eval_env = _eval_env(card, extractor, program, config.evaluation.episodes, seed, env, sparse)
         curve = LearningCurve(eval_env, config.evaluation.episodes, config.evaluation.every or max(steps // 10, 1),
                               steps, progress)
         checkpoints = CheckpointCallback(save_freq=max(steps // (4 * env.num_envs), 1),
