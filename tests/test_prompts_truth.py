@@ -134,6 +134,24 @@ def test_button_press_tips_agree_and_name_only_fields() -> None:
     assert stated is not None and stated.openness > 0.9
 
 
+_POSE = re.compile(r"^\s*pose = \w+ \+ np\.array\(\[([^\]]+)\]\)", re.M)
+
+
+@pytest.mark.parametrize("card", MW_CARDS, ids=lambda c: c.id)
+def test_reference_rewards_aim_at_the_measured_contact_pose(card: EnvCard) -> None:
+    # the MetaWorld references are few-shot examples: the pose each one rewards (hand relative to obj1)
+    # lies in the range the card states for the expert's push
+    stated = parse_contact_tip(card)
+    path = card.reference_reward_path()
+    assert path is not None
+    poses = _POSE.findall(path.read_text())
+    if stated is None or not poses:
+        return
+    pose = [float(v) for v in poses[0].split(",")]
+    for axis, v, lo, hi in zip("xyz", pose, stated.low, stated.high):
+        assert lo - SLACK <= v <= hi + SLACK, (card.id, axis, v, lo, hi)
+
+
 _DOTTED = re.compile(r"\b((?:robot|obj\d|torso|leg|legs|left_leg|right_leg|pole|cart|arm|target)\.[a-z_]+)")
 
 

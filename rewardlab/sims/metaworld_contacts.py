@@ -20,6 +20,9 @@ window-close jump by 0.2-0.5 m without contact). At the onset it records, in car
 - the fingertip centre (MetaWorld's ``tcp_center``, between the two finger pads) minus
   ``robot.ee_position`` (m): the ``ee_position`` docs state its z.
 
+It also records ``goal_position - obj1.position`` after the first step, the travel that the tips state
+in words ("the button travels about 9 cm along +y"); that column is printed for a reader to compare.
+
 Per task the figures are medians over seeds whose expert episode succeeded, with the largest
 deviation of any seed from the median (the spread). Run::
 
@@ -57,7 +60,7 @@ GAP = 3
 DEFAULT_SEEDS: tuple[int, ...] = tuple(range(10))
 #: The hand, object and goal columns of MetaWorld v3's observation (every task; the cards map
 #: ``robot.ee_position``, ``robot.gripper_openness`` and ``obj1.position`` to them).
-HAND, OPENNESS, OBJECT = slice(0, 3), 3, slice(4, 7)
+HAND, OPENNESS, OBJECT, GOAL = slice(0, 3), 3, slice(4, 7), slice(36, 39)
 
 #: The sentence a card's contact tip opens with; :func:`parse_contact_tip` finds it by this.
 TIP_PREFIX = "Contact, measured from the scripted expert"
@@ -83,6 +86,8 @@ class ContactMeasurement:
     :param fingertip: median fingertip centre minus ``robot.ee_position`` at the onset, (3,) in m
     :param parts: the robot parts (:func:`robot_part`) seen touching the object during the push
         phases, most often seen first
+    :param start_to_goal: median ``goal_position - obj1.position`` after the first step, (3,) in m: the
+        travel the cards' tips state in words ("the button travels about 9 cm along +y")
     """
 
     card_id: str
@@ -96,6 +101,7 @@ class ContactMeasurement:
     openness: float
     fingertip: Triple
     parts: tuple[str, ...] = ()
+    start_to_goal: Triple = (float("nan"), float("nan"), float("nan"))
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,7 @@ class _Episode:
     openness: np.ndarray  # (T,)
     fingertip: np.ndarray  # (T, 3) fingertip centre - ee_position
     success_step: int | None
+    start_to_goal: np.ndarray  # (3,) goal_position - obj1.position after the first step
 
 
 def _movable_geoms(model: Any) -> tuple[set[int], set[int]]:
@@ -160,6 +167,7 @@ def run_expert(card: EnvCard, seed: int) -> _Episode:
     env = make_env(card, seed=seed)
     moved, parts, offset, openness, fingertip = [], [], [], [], []
     success_step = None
+    start_to_goal = np.full(3, np.nan)
     try:
         obs, _ = env.reset(seed=seed)
         base: Any = env.unwrapped
@@ -174,6 +182,8 @@ def run_expert(card: EnvCard, seed: int) -> _Episode:
                 offset.append(obs[HAND] - obs[OBJECT])
                 openness.append(float(obs[OPENNESS]))
                 fingertip.append(np.asarray(base.tcp_center) - obs[HAND])
+                if t == 0:  # the reset's own observation may still show the object's default pose
+                    start_to_goal = obs[GOAL] - obs[OBJECT]
                 if info.get("success"):
                     success_step = t
                     break
@@ -182,7 +192,7 @@ def run_expert(card: EnvCard, seed: int) -> _Episode:
     finally:
         env.close()
     return _Episode(np.array(moved), np.array([bool(p) for p in parts]), parts, np.array(offset),
-                    np.array(openness), np.array(fingertip), success_step)
+                    np.array(openness), np.array(fingertip), success_step, start_to_goal)
 
 
 def push_phase(ep: _Episode, gap: int = GAP) -> np.ndarray | None:
@@ -218,13 +228,14 @@ def measure_contact(card: EnvCard, seeds: Sequence[int] = DEFAULT_SEEDS) -> Cont
 
     :raises ValueError: not a MetaWorld card with an expert, or the expert succeeded on no seed
     """
-    onsets, pushes, openness, fingertips = [], [], [], []
+    onsets, pushes, openness, fingertips, travel = [], [], [], [], []
     parts: Counter[str] = Counter()
     successes = 0
     for seed in seeds:
         ep = run_expert(card, seed)
         successes += int(ep.success_step is not None)
         steps = push_phase(ep)
+        travel.append(ep.start_to_goal)
         if steps is not None:
             onsets.append((int(steps[0]), ep.offset[steps[0]]))
             pushes.append(ep.offset[steps])
@@ -245,6 +256,7 @@ def measure_contact(card: EnvCard, seeds: Sequence[int] = DEFAULT_SEEDS) -> Cont
         low=_triple(every_push.min(axis=0)), high=_triple(every_push.max(axis=0)),
         openness=float(np.median(openness)), fingertip=_triple(np.median(np.array(fingertips), axis=0)),
         parts=tuple(p for p, _ in parts.most_common()),
+        start_to_goal=_triple(np.median(np.array(travel), axis=0)),
     )
 
 
@@ -404,7 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[str, Any] = {}
     problems: list[str] = []
     print(f"{'task':22} {'ok':>5} {'step':>4}  {'ee - obj1 at onset (m)':>24} {'spread':>6} {'open':>5}  "
-          f"{'push range low':>24} {'push range high':>24}  fingertip z")
+          f"{'push range low':>24} {'push range high':>24}  tip z  {'goal - obj1 at start':>24}")
     for card in cards:
         try:
             m = measure_contact(card, seeds)
@@ -415,7 +427,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{card.task:22} {'-':>5} {'-':>4}  {'no contact with obj1':>24}")
         else:
             print(f"{card.task:22} {m.successes:>2}/{len(seeds):<2} {m.onset_step:>4}  {_vec(m.offset):>24} "
-                  f"{max(m.spread):6.3f} {m.openness:5.2f}  {_vec(m.low):>24} {_vec(m.high):>24}  {m.fingertip[2]:+.3f}")
+                  f"{max(m.spread):6.3f} {m.openness:5.2f}  {_vec(m.low):>24} {_vec(m.high):>24}  "
+                  f"{m.fingertip[2]:+.3f}  {_vec(m.start_to_goal):>24}")
         if args.write:
             if write_contact_tip(card, m):
                 print(f"  wrote {card.path}")
