@@ -295,3 +295,14 @@ def test_prompt_says_self_is_the_state_after_the_action_and_it_is(builder: Promp
         after, reward, *_ = env.step(np.array([a]))
         assert reward == pytest.approx(float(after[1])) and reward != pytest.approx(float(before[1]))
         before = after
+
+
+def test_reflection_fits_a_task_without_success(builder: PromptBuilder) -> None:
+    from rewardlab.text2reward.prompts import TrainingStats
+
+    stats = TrainingStats(steps=[1, 2, 3], components={"speed": [1.0, 2.0, 3.0]}, return_env=[1.0, 1.0, 1.0])
+    hopper = builder.reflection(load_card("mujoco/Hopper-v5"), "x = 1", stats)[-1]["content"]
+    assert "success" not in hopper.lower() and "stage" not in hopper.lower()
+    assert "rewrite the whole function" in hopper
+    drawer = builder.reflection(load_card("metaworld/drawer-open-v3"), "x = 1", stats)[-1]["content"]
+    assert "success rate stays near zero" in drawer and "rethink the stages" in drawer

@@ -352,7 +352,7 @@ class PromptBuilder:
         """
         if not isinstance(stats, TrainingStats):
             stats = TrainingStats(**dict(stats))
-        text = self.render("reflection.j2", card=card, code=code, stats=stats.context())
+        text = self.render("reflection.j2", card=card, kind=task_kind(card), code=code, stats=stats.context())
         return self._conversation(card, code, text, instruction, examples)
 
     def human_feedback(self, card: EnvCard, code: str, feedback: str, observed: str | None = None,
