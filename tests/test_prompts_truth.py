@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from rewardlab.cards import EnvCard, list_cards, load_card
+from rewardlab.checks import check_program
 from rewardlab.program import load_program
 from rewardlab.sims import make_env
 from rewardlab.sims.metaworld_contacts import (
@@ -237,6 +238,8 @@ def test_few_shot_mujoco_examples_are_not_the_env_rewards() -> None:
         assert '"""' not in ex.prompt_source and len(ex.source.split('"""')[1].strip().splitlines()) <= 2
         card = load_card(ex.card_id)
         assert ex.instruction != card.instruction  # another behaviour of the same robot
+        report = check_program(ex.source, card)  # static policy + sandbox trial, batched
+        assert report.ok, (ex.card_id, report.message)
         ours, env = _rollout_rewards(card, ex.source)
         assert abs(np.corrcoef(ours, env)[0, 1]) < 0.9, ex.card_id
     # the failing input: what the pool used to hold, the env rewards themselves

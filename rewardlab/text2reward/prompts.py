@@ -131,12 +131,12 @@ def describe_action_space(card: EnvCard) -> str:
 
 def describe_action(card: EnvCard) -> str:
     """The action as a prompt states it, once: its array shape in the program, its space and its meaning
-    (``np.ndarray of shape (B, 4): a continuous Box of shape (4,), each entry in [-1, 1]. dx, dy, ...``)."""
+    (``np.ndarray of shape (B, 4), one row per environment: a continuous Box ... Meaning: dx, dy, ...``)."""
     space = card.action
     batch = "(B,)" if not space.shape else "(B, " + ", ".join(map(str, space.shape)) + ")"
     doc = space.doc.strip()
     return f"np.ndarray of shape {batch}, one row per environment: {describe_action_space(card)}" + (
-        f" {doc[0].upper()}{doc[1:]}{'' if doc.endswith('.') else '.'}" if doc else "")
+        f" Meaning: {doc}{'' if doc.endswith('.') else '.'}" if doc else "")
 
 
 # -- training statistics for the reflection prompt -------------------------------------------------
