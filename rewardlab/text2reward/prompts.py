@@ -105,7 +105,7 @@ def describe_success(card: EnvCard) -> str:
     """The card's success criterion in words (:meth:`~rewardlab.cards.SuccessRule.describe`)."""
     rule = card.success_rule
     if rule is None:
-        return "none is defined; the task is judged by the behaviour in the instruction and the return."
+        return "none is defined; the task is judged by the behaviour the instruction describes."
     return rule.describe()
 
 
