@@ -88,6 +88,7 @@ class ContactMeasurement:
         phases, most often seen first
     :param start_to_goal: median ``goal_position - obj1.position`` after the first step, (3,) in m: the
         travel the cards' tips state in words ("the button travels about 9 cm along +y")
+    :param onsets: each counted seed's ``ee_position - obj1.position`` at its onset, (3,) in m
     """
 
     card_id: str
@@ -102,6 +103,12 @@ class ContactMeasurement:
     fingertip: Triple
     parts: tuple[str, ...] = ()
     start_to_goal: Triple = (float("nan"), float("nan"), float("nan"))
+    onsets: tuple[Triple, ...] = ()
+
+    def gate_open(self, centre: Sequence[float], radius: float = 0.02) -> int:
+        """How many counted seeds a contact gate ``max |ee - obj1 - centre| < radius`` lets through at
+        the onset (``--gate``: does a gate written from some text fire for the expert?)."""
+        return int(sum(np.max(np.abs(np.subtract(o, centre))) < radius for o in self.onsets))
 
 
 @dataclass(frozen=True)
@@ -257,6 +264,7 @@ def measure_contact(card: EnvCard, seeds: Sequence[int] = DEFAULT_SEEDS) -> Cont
         openness=float(np.median(openness)), fingertip=_triple(np.median(np.array(fingertips), axis=0)),
         parts=tuple(p for p, _ in parts.most_common()),
         start_to_goal=_triple(np.median(np.array(travel), axis=0)),
+        onsets=tuple(_triple(o) for o in offsets),
     )
 
 
@@ -405,9 +413,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 when a card states other numbers")
     parser.add_argument("--write", action="store_true", help="rewrite the cards' contact tips")
     parser.add_argument("--json", type=Path, help="also write the measurements to this JSON file")
+    parser.add_argument("--gate", metavar="X,Y,Z", help="also count, per task, the onsets a contact gate "
+                        "centred at ee - obj1 = X,Y,Z (2 cm in each axis) lets through")
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error("--seeds must be at least 1")
+    gate = None
+    if args.gate:
+        try:
+            gate = [float(v) for v in args.gate.split(",")]
+        except ValueError:
+            gate = []
+        if len(gate) != 3:
+            parser.error(f"--gate takes three numbers X,Y,Z (m), not {args.gate!r}")
     try:
         cards = [load_card(c) for c in args.cards] if args.cards else metaworld_cards()
     except UserError as e:
@@ -428,7 +446,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print(f"{card.task:22} {m.successes:>2}/{len(seeds):<2} {m.onset_step:>4}  {_vec(m.offset):>24} "
                   f"{max(m.spread):6.3f} {m.openness:5.2f}  {_vec(m.low):>24} {_vec(m.high):>24}  "
-                  f"{m.fingertip[2]:+.3f}  {_vec(m.start_to_goal):>24}")
+                  f"{m.fingertip[2]:+.3f}  {_vec(m.start_to_goal):>24}"
+                  + (f"  gate open {m.gate_open(gate)}/{len(m.onsets)}" if gate is not None else ""))
+        stated = parse_contact_tip(card)
+        if m is not None and stated is not None:  # the card's own numbers as a gate (as the test builds it)
+            print(f"{'':22} a gate from the card's numbers opens at the onset for "
+                  f"{m.gate_open(stated.offset, max(0.02, stated.spread + SLACK))}/{len(m.onsets)} seeds")
         if args.write:
             if write_contact_tip(card, m):
                 print(f"  wrote {card.path}")
