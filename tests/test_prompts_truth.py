@@ -309,3 +309,18 @@ def test_reflection_fits_a_task_without_success(builder: PromptBuilder) -> None:
     assert "rewrite the whole function" in hopper
     drawer = builder.reflection(load_card("metaworld/drawer-open-v3"), "x = 1", stats)[-1]["content"]
     assert "success rate stays near zero" in drawer and "rethink the stages" in drawer
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--gate", "0,0"], "--gate takes three numbers X,Y,Z"),
+    (["--seeds", "0"], "--seeds must be at least 1"),
+    (["metaworld/drawer-opn-v3"], "did you mean metaworld/drawer-open-v3"),
+])
+def test_contact_script_refuses_bad_input_with_one_line(argv: list[str], message: str, capsys) -> None:
+    from rewardlab.sims.metaworld_contacts import main
+
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message in err[-1] and "Traceback" not in "\n".join(err)
