@@ -8,12 +8,15 @@ measures it from the scripted experts (``metaworld.policies``, through
 :meth:`rewardlab.sims.metaworld.MetaWorldSimulator.expert`) and keeps the cards' statements of it in
 step with the measurement.
 
-**Contact onset** is the first step at which (a) a robot geom touches a *movable* body of the task (a
-body outside the robot that hangs on a joint: the button, the door leaf, the puck) and (b) the card's
-``obj1.position`` moves by at least :data:`MOVE_EPS` during the step. Requiring both excludes objects
-that drift by themselves (MetaWorld's drawers slide about 0.3 mm per step untouched) and the first
-step after a reset, whose observation still shows the object's default pose (door-close and
-window-close jump by 0.2-0.5 m without contact). At the onset it records, in card fields,
+**Contact onset** is the first step of the push that leads to success: the last run of steps in which
+the card's ``obj1.position`` moves by at least :data:`MOVE_EPS` per step before the success step (pauses
+of up to :data:`GAP` steps do not end it), provided a robot geom touches a *movable* body of the task (a
+body outside the robot that hangs on a joint: the button, the door leaf, the puck) during the run
+(:func:`push_phase`). This excludes objects that drift by themselves (MetaWorld's drawers slide about
+0.3 mm per step untouched), the first steps after a reset, whose observation still shows the object's
+default pose (door-close and window-close jump by 0.2-0.5 m without contact), and an early brush against
+the object that the expert then leaves (handle-press). Contacts are read at the end of each step, so the
+run as a whole, not every step, must show one. At the onset it records, in card fields,
 
 - ``robot.ee_position - obj1.position`` (m): the contact offset stated in each card's tips;
 - ``robot.gripper_openness``: open (1.0) or closed (about 0.3) when the expert pushes;
