@@ -644,8 +644,11 @@ def _stub_line(name: str, spec: FieldSpec) -> str:
     return f"    {name}: np.ndarray  # {shape}{unit}: {spec.doc}".rstrip(": ")
 
 
-def render_stubs(card: EnvCard) -> str:
-    """Render the card as Python class stubs: one class per entity, then the env (``self``)."""
+def render_stubs(card: EnvCard, action: bool = True) -> str:
+    """Render the card as Python class stubs: one class per entity, then the env (``self``).
+
+    :param action: end with a comment describing the action (prompts state the action elsewhere)
+    """
     blocks: list[str] = []
     env_lines: list[str] = []
     for name, value in card.entities.items():
@@ -659,7 +662,7 @@ def render_stubs(card: EnvCard) -> str:
     env = [
         "class Env:  # `self` in compute_dense_reward(self, action); every array has a leading batch dimension B",
         *env_lines,
-        "",
-        f"# action: {card.action.describe()}",
     ]
+    if action:
+        env += ["", f"# action: {card.action.describe()}"]
     return "\n\n".join(blocks + ["\n".join(env)])

@@ -6,7 +6,7 @@ import pytest
 
 from rewardlab.cards import list_cards, load_card
 from rewardlab.program import load_program
-from rewardlab.text2reward.retrieval import reference_pool, retrieve_examples, tfidf_similarity
+from rewardlab.text2reward.retrieval import few_shot_pool, reference_pool, retrieve_examples, tfidf_similarity
 
 
 def test_pool_is_every_card_with_a_reference_reward() -> None:
@@ -18,9 +18,9 @@ def test_pool_is_every_card_with_a_reference_reward() -> None:
 
 @pytest.mark.parametrize("card", list_cards(), ids=lambda c: c.id)
 def test_retrieval_is_leave_one_out(card) -> None:
-    examples = retrieve_examples(card, k=len(reference_pool()))
+    examples = retrieve_examples(card, k=len(few_shot_pool()))
     assert card.id not in {ex.card_id for ex in examples}
-    assert len(examples) == len(reference_pool()) - 1
+    assert len(examples) == len(few_shot_pool()) - sum(ex.card_id == card.id for ex in few_shot_pool())
 
 
 def test_the_target_is_included_only_when_asked() -> None:

@@ -30,20 +30,33 @@ from rewardlab.types import TrialResult
 
 Messages = list[dict[str, str]]
 
-#: Background knowledge in every initial prompt (Text2Reward's "additional knowledge", for arrays).
+#: Background knowledge in every initial prompt, whatever the task (Text2Reward's "additional knowledge",
+#: for arrays). Advice that fits only some tasks is chosen by :func:`background_tips`.
 BACKGROUND_TIPS: tuple[str, ...] = (
-    "Stage the reward: a term per stage of the task (e.g. reach, grasp, move, hold), each paid in full "
-    "only once the previous stage is achieved (multiply by, or np.where on, the earlier stage's progress).",
     "Distances: np.linalg.norm(a - b, axis=-1). A bounded shaping term 1 - np.tanh(d / scale), with scale "
     "about the size of the motion, gives a gradient everywhere and cannot dominate.",
-    "Give the final state the highest reward: a success term that is full when the success criterion holds "
-    "keeps the agent at the goal instead of circling it.",
     "A small action penalty (-w * np.sum(action ** 2, axis=-1), w small next to the task terms) smooths "
     "the motion; a large one teaches the agent to stand still.",
     "Keep the total within a few tens per step; the critic learns best when rewards are of order 1.",
 )
 
-#: Extra background per simulator family.
+#: For tasks made of stages (reach, grasp or push, move, hold): the manipulation families.
+STAGE_TIP = ("Stage the reward: a term per stage of the task (e.g. reach, grasp or push, move, hold), each "
+             "paid in full only once the previous stage is achieved (multiply by, or np.where on, the earlier "
+             "stage's progress).")
+#: For tasks whose success criterion a state can meet (``info.KEY`` or ``FIELD < N``).
+SUCCESS_TIP = ("Give the state that meets the success criterion the highest reward: a success term that is full "
+               "when the criterion holds keeps the agent at the goal instead of circling it.")
+#: For tasks without a success criterion (judged by the behaviour and the return).
+NO_SUCCESS_TIP = ("This task has no success criterion, so there is no success state to pay a bonus for: reward "
+                  "the behaviour the instruction asks for at every step.")
+
+#: Simulator families whose tasks move objects in stages; the system text and tips say "reach, grasp".
+MANIPULATION_FAMILIES = frozenset({"metaworld", "maniskill"})
+#: Families of locomotion and balance tasks: no objects, no stages.
+CONTROL_FAMILIES = frozenset({"mujoco"})
+
+#: Extra background per simulator family; every tip holds for every card of the family.
 FAMILY_TIPS: dict[str, tuple[str, ...]] = {
     "metaworld": (
         "MetaWorld episodes do not end on success; the agent keeps acting for the whole episode, so the "
@@ -52,10 +65,10 @@ FAMILY_TIPS: dict[str, tuple[str, ...]] = {
         "each stage works better than rewarding the final goal alone.",
     ),
     "mujoco": (
-        "Locomotion and balance tasks end the episode when the body becomes unhealthy (falls, tilts too "
-        "far); a positive per-step bonus while healthy teaches the agent not to fall, and negative "
-        "rewards everywhere would teach it to end the episode early.",
-        "Forward progress is best paid as forward velocity (not position), so every step counts.",
+        "Some of these tasks end the episode early when the body leaves a healthy range (the tips above say "
+        "whether this one does, and when). Where they do, a reward that is negative on most steps teaches "
+        "the agent to end episodes early; one that is positive while the episode runs teaches it to stay "
+        "in range.",
     ),
     "maniskill": (
         "ManiSkill tasks are staged: reach, grasp, place, then stay static at the goal.",
@@ -63,11 +76,36 @@ FAMILY_TIPS: dict[str, tuple[str, ...]] = {
 }
 
 
+def task_kind(card: EnvCard) -> str:
+    """How the prompts speak of the card's task: ``manipulation`` (stages: reach, grasp or push, move),
+    ``control`` (locomotion and balance: a behaviour paid every step) or ``generic`` (any other family)."""
+    if card.family in MANIPULATION_FAMILIES:
+        return "manipulation"
+    if card.family in CONTROL_FAMILIES:
+        return "control"
+    return "generic"
+
+
+def background_tips(card: EnvCard) -> list[str]:
+    """The background knowledge for the card's initial prompt: :data:`BACKGROUND_TIPS`, the stage tip for
+    manipulation, the success tip that fits its success rule (none for ``survived``, whose criterion the
+    prompt states), then the family's tips."""
+    tips = list(BACKGROUND_TIPS)
+    if task_kind(card) == "manipulation":
+        tips.insert(0, STAGE_TIP)
+    rule = card.success_rule
+    if rule is None:
+        tips.append(NO_SUCCESS_TIP)
+    elif rule.kind in ("info", "threshold"):
+        tips.append(SUCCESS_TIP)
+    return tips + list(FAMILY_TIPS.get(card.family, ()))
+
+
 def describe_success(card: EnvCard) -> str:
     """The card's success criterion in words (:meth:`~rewardlab.cards.SuccessRule.describe`)."""
     rule = card.success_rule
     if rule is None:
-        return "none is defined; the task is judged by the behaviour in the instruction and the return."
+        return "none is defined; the task is judged by the behaviour the instruction describes."
     return rule.describe()
 
 
@@ -89,6 +127,16 @@ def describe_action_space(card: EnvCard) -> str:
 
     shape = ", ".join(map(str, space.shape))
     return f"a continuous Box of shape ({shape},), each entry in [{text(space.low)}, {text(space.high)}]."
+
+
+def describe_action(card: EnvCard) -> str:
+    """The action as a prompt states it, once: its array shape in the program, its space and its meaning
+    (``np.ndarray of shape (B, 4), one row per environment: a continuous Box ... Meaning: dx, dy, ...``)."""
+    space = card.action
+    batch = "(B,)" if not space.shape else "(B, " + ", ".join(map(str, space.shape)) + ")"
+    doc = space.doc.strip()
+    return f"np.ndarray of shape {batch}, one row per environment: {describe_action_space(card)}" + (
+        f" Meaning: {doc}{'' if doc.endswith('.') else '.'}" if doc else "")
 
 
 # -- training statistics for the reflection prompt -------------------------------------------------
@@ -215,8 +263,8 @@ class PromptBuilder:
 
     :param prompts_dir: the templates folder (default: the shipped ``prompts/``, resolved by
         :func:`rewardlab.resources.resource_dir`)
-    :param background: background tips for initial prompts (default: :data:`BACKGROUND_TIPS` plus the
-        card's family tips from :data:`FAMILY_TIPS`)
+    :param background: background tips for initial prompts (default: :func:`background_tips`, which fits
+        them to the card's family and success rule)
     """
 
     def __init__(self, prompts_dir: Path | str | None = None, background: Sequence[str] | None = None):
@@ -235,19 +283,20 @@ class PromptBuilder:
 
     def system(self, card: EnvCard | None = None) -> str:
         """The system role: a reward engineer writing batched numpy over the state view."""
-        return self.render("system.j2", card=card, allowed_names=ALLOWED_NAMES)
+        return self.render("system.j2", card=card, allowed_names=ALLOWED_NAMES,
+                           kind=task_kind(card) if card is not None else "generic")
 
     def initial_prompt(self, card: EnvCard, instruction: str | None = None,
                        examples: Sequence[Example] = ()) -> str:
         """The user message of the initial prompt (zero-shot without examples, few-shot with them)."""
-        background = self.background if self.background is not None else (
-            list(BACKGROUND_TIPS) + list(FAMILY_TIPS.get(card.family, ())))
+        background = self.background if self.background is not None else background_tips(card)
         return self.render(
             "few_shot.j2" if examples else "zero_shot.j2",
             card=card,
+            kind=task_kind(card),
             instruction=(instruction or card.instruction).strip(),
-            stubs=render_stubs(card),
-            action_space=describe_action_space(card),
+            stubs=render_stubs(card, action=False),  # the action is stated once, below the stubs
+            action_space=describe_action(card),
             success=describe_success(card),
             background=background,
             examples=list(examples),
@@ -303,7 +352,7 @@ class PromptBuilder:
         """
         if not isinstance(stats, TrainingStats):
             stats = TrainingStats(**dict(stats))
-        text = self.render("reflection.j2", card=card, code=code, stats=stats.context())
+        text = self.render("reflection.j2", card=card, kind=task_kind(card), code=code, stats=stats.context())
         return self._conversation(card, code, text, instruction, examples)
 
     def human_feedback(self, card: EnvCard, code: str, feedback: str, observed: str | None = None,
@@ -342,5 +391,6 @@ def _correction(c: Any) -> dict[str, str]:
             "fixed_code": str(get("fixed_code"))}
 
 
-__all__ = ["PromptBuilder", "TrainingStats", "BACKGROUND_TIPS", "FAMILY_TIPS", "describe_action_space", "describe_success",
-           "describe_error", "Messages"]
+__all__ = ["PromptBuilder", "TrainingStats", "BACKGROUND_TIPS", "FAMILY_TIPS", "STAGE_TIP", "SUCCESS_TIP",
+           "NO_SUCCESS_TIP", "background_tips", "task_kind", "describe_action", "describe_action_space",
+           "describe_success", "describe_error", "Messages"]
