@@ -267,3 +267,17 @@ def test_sparse_per_rule_kind() -> None:
 def test_sparse_needs_a_success_rule(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="sparse pays when the task succeeds, and mujoco/Hopper-v5 has no success rule"):
         train("mujoco/Hopper-v5", "sparse", "ppo", 2048, seed=0, run_dir=tmp_path)
+
+
+def test_a_short_off_policy_budget_still_trains(tmp_path: Path, toy_card_path: Path) -> None:
+    """A probe shorter than SAC's preset warm-up (learning_starts) used to collect random steps and
+    never update; the warm-up is scaled to a fifth of the budget, so gradient steps happen."""
+    from stable_baselines3 import SAC
+
+    from rewardlab.cards import load_card
+
+    steps = 600
+    assert load_preset(load_card(toy_card_path), "sac")["learning_starts"] == 5000 > steps
+    train(str(toy_card_path), "env", "sac", steps, seed=0, run_dir=tmp_path, eval_episodes=1)
+    model = SAC.load(tmp_path / "model.zip")
+    assert model.learning_starts == steps // 5 and model._n_updates > 0
