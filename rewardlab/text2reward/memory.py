@@ -40,6 +40,7 @@ from rewardlab.cards import EnvCard, list_cards, split_card_id
 from rewardlab.checks import check_program
 from rewardlab.errors import RewardProgramError, one_line
 from rewardlab.store import CandidateRecord, RunStore
+from rewardlab.text2reward.retrieval import strip_module_docstring
 from rewardlab.trial import TrialReport
 
 ORIGINS = ("generation", "teacher")
@@ -429,17 +430,6 @@ MUTATIONS: dict[str, Callable[[_Program], list[str]]] = {
 }
 """Realistic LLM mistakes, by name. Some are accepted by the checks (per-env code runs in compat mode);
 :func:`seed_teacher_pairs` keeps only the mutants the checks reject."""
-
-
-def strip_module_docstring(source: str) -> str:
-    """``source`` without its module docstring (the reference rewards open with a long one)."""
-    tree = ast.parse(source)
-    first = tree.body[0] if tree.body else None
-    if not (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str)):
-        return source
-    lines = source.split("\n")
-    rest = lines[: first.lineno - 1] + lines[first.end_lineno or first.lineno:]
-    return "\n".join(rest).lstrip("\n")
 
 
 def mutants(source: str, card: EnvCard, kinds: Iterable[str] | None = None) -> dict[str, list[str]]:
