@@ -49,6 +49,12 @@ class Shaper:
     mode: ClassVar[Literal["replace", "additive"]] = "additive"
 
     @classmethod
+    def for_params(cls, params: dict[str, Any]) -> type[Shaper]:
+        """The class that implements the shaper with these parameters (PBRS: a potential program, or
+        Φ = V* of a tabular task)."""
+        return cls
+
+    @classmethod
     def requirements(cls, params: dict[str, Any]) -> frozenset[str]:
         """The capabilities needed with these parameters (PBRS needs a model only for Φ = V*)."""
         return cls.requires
@@ -108,7 +114,7 @@ def make_shaper(name: str, params: dict[str, Any], card: EnvCard, gamma: float, 
     :param provides: the capabilities the task's simulator provides
     :raises UserError: unknown shaper, a capability the task lacks, or bad parameters
     """
-    cls = get_shaper_class(name)
+    cls = get_shaper_class(name).for_params(params)
     missing = sorted(cls.requirements(params) - provides)
     if missing:
         needs = " and ".join(CAPABILITIES.get(m, m) for m in missing)

@@ -12,7 +12,8 @@ from rewardlab.errors import UserError
 from rewardlab.registry import Registry
 
 #: Registered shapers; entries are ``rewardlab.shaping.base.Shaper`` subclasses.
-SHAPERS: Registry[Any] = Registry("shaper", {"pbrs": "rewardlab.shaping.pbrs:PotentialShaping"},
+SHAPERS: Registry[Any] = Registry("shaper", {"pbrs": "rewardlab.shaping.pbrs:PotentialShaping",
+                                            "exprd": "rewardlab.shaping.exprd:ExplicableRewardDesign"},
                                            group="rewardlab.shapers")
 
 
