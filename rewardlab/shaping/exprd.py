@@ -186,8 +186,13 @@ def reward_program_source(card: EnvCard, mdp: TabularMDP, R: np.ndarray, states:
         "    reward = np.zeros_like(state, dtype=np.float64)",
     ]
     for s in states:
-        values = ", ".join(f"{R[s, a]:.6g}" for a in range(mdp.n_actions))
-        lines.append(f"    reward = np.where(state == {s}, np.array([{values}])[action], reward)  # {mdp.name_of(s)}")
+        # a chain of where on the action: actions may arrive as floats (the sandbox trial samples them so)
+        value = f"{R[s, mdp.n_actions - 1]:.12g}"
+        for a in range(mdp.n_actions - 2, -1, -1):
+            value = f"np.where(action == {a}, {R[s, a]:.12g}, {value})"
+        lines.append(f"    # {mdp.name_of(s)}: " + ", ".join(
+            f"{name} {R[s, a]:+.3g}" for a, name in enumerate(mdp.action_names or map(str, range(mdp.n_actions)))))
+        lines.append(f"    reward = np.where(state == {s}, {value}, reward)")
     lines.append('    return reward, {"designed": reward}')
     return "\n".join(lines) + "\n"
 
@@ -219,6 +224,14 @@ def plot_reward_grid(mdp: TabularMDP, R: np.ndarray, states: list[int], path: Pa
                 ax.text(x + dx, y + dy, f"{R[s, a]:.1f}", ha="center", va="center", fontsize=6)
         if s in states:
             ax.add_patch(Rectangle((x - .5, y - .5), 1, 1, fill=False, edgecolor="black", lw=2))
+    # walls: a move right/up to a neighbouring cell that mostly fails (read off the model)
+    where = {(float(cx), float(cy)): int(s) for s, (cx, cy) in enumerate(mdp.coords) if grid[s]}
+    for (x, y), s in where.items():
+        for a, (dx, dy) in ((3, (1.0, 0.0)), (0, (0.0, 1.0))):
+            t = where.get((x + dx, y + dy))
+            if t is not None and mdp.T[s, a, t] < 0.5:
+                seg = ([x + .5, x + .5], [y - .5, y + .5]) if dx else ([x - .5, x + .5], [y + .5, y + .5])
+                ax.plot(*seg, color="black", lw=3)
     ax.set_xlim(xs.min() - .5, xs.max() + .5)
     ax.set_ylim(ys.min() - .5, ys.max() + .5)
     ax.set_aspect("equal")
