@@ -203,3 +203,14 @@ class TabularRewardVecEnv(VecEnvWrapper):
         total = shaped if self.replace else np.asarray(reward, dtype=np.float64) + shaped
         self._obs = np.asarray(obs, dtype=np.int64).reshape(self.num_envs)  # after an auto-reset: the reset state
         return obs, total.astype(np.float32), dones, infos
+
+
+def check_shaper_for(card: EnvCard, name: str, params: dict[str, Any]) -> None:
+    """Refuse, with one line, a shaper the task cannot provide for or whose parameters are wrong —
+    before anything trains (the CLI and the runner call it while validating).
+
+    :raises UserError: see :func:`make_shaper`
+    """
+    from rewardlab.sims.base import get_simulator
+
+    make_shaper(name, params, card, 0.99, get_simulator(card.simulator).capabilities(card))

@@ -225,11 +225,11 @@ def plot_reward_grid(mdp: TabularMDP, R: np.ndarray, states: list[int], path: Pa
         if s in states:
             ax.add_patch(Rectangle((x - .5, y - .5), 1, 1, fill=False, edgecolor="black", lw=2))
     # walls: a move right/up to a neighbouring cell that mostly fails (read off the model)
-    where = {(float(cx), float(cy)): int(s) for s, (cx, cy) in enumerate(mdp.coords) if grid[s]}
-    for (x, y), s in where.items():
+    where = {(float(cx), float(cy)): int(i) for i, (cx, cy) in enumerate(mdp.coords) if grid[i]}
+    for (x, y), cell in where.items():
         for a, (dx, dy) in ((3, (1.0, 0.0)), (0, (0.0, 1.0))):
             t = where.get((x + dx, y + dy))
-            if t is not None and mdp.T[s, a, t] < 0.5:
+            if t is not None and mdp.T[cell, a, t] < 0.5:
                 seg = ([x + .5, x + .5], [y - .5, y + .5]) if dx else ([x - .5, x + .5], [y + .5, y + .5])
                 ax.plot(*seg, color="black", lw=3)
     ax.set_xlim(xs.min() - .5, xs.max() + .5)

@@ -3,9 +3,9 @@
 The shaping term is ``F(s, a, s') = γ Φ(s') − Φ(s)``; adding it to any reward leaves the optimal
 policies unchanged. Here the potential Φ is a reward program (its ``compute_dense_reward`` returns
 Φ of each state, batched, checked in the sandbox like any program), or ``potential: V*``, the optimal
-values of a tabular task computed by its teacher (EXPRD's PBRS baseline, Devidze et al. NeurIPS'21). The terminal potential is zero only when the env *terminates* the episode
-(an absorbing state); on a time-limit truncation the episode would have gone on, so ``γ Φ(s')`` is
-kept (Pardo et al., 2018, "Time limits in reinforcement learning").
+values of a tabular task computed by its teacher (EXPRD's PBRS baseline, Devidze et al. NeurIPS'21).
+The terminal potential is zero only when the env *terminates* the episode (an absorbing state); on
+a time-limit truncation the episode would have gone on, so ``γ Φ(s')`` is kept (Pardo et al., 2018, "Time limits in reinforcement learning").
 """
 
 from __future__ import annotations
