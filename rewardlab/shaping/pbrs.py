@@ -5,7 +5,8 @@ policies unchanged. Here the potential Φ is a reward program (its ``compute_den
 Φ of each state, batched, checked in the sandbox like any program), or ``potential: V*``, the optimal
 values of a tabular task computed by its teacher (EXPRD's PBRS baseline, Devidze et al. NeurIPS'21).
 The terminal potential is zero only when the env *terminates* the episode (an absorbing state); on
-a time-limit truncation the episode would have gone on, so ``γ Φ(s')`` is kept (Pardo et al., 2018, "Time limits in reinforcement learning").
+a time-limit truncation the episode would have gone on, so ``γ Φ(s')`` is kept
+(Pardo et al., 2018, "Time limits in reinforcement learning").
 """
 
 from __future__ import annotations
