@@ -68,10 +68,10 @@ def test_a_reward_program_trains_with_the_tabular_learners(tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
-    ({"runz": 2}, "takes alpha, epsilon, eval_every, metric, q0, runs, not runz"),
+    ({"runz": 2}, "takes alpha, epsilon, eval_every, metric, q0, runs, target, not runz"),
     ({"runs": 0}, "runs must be a whole number >= 1"),
     ({"epsilon": 1.5}, "epsilon must be in"),
-    ({"metric": "success"}, "metric must be one of discounted, horizon_return"),
+    ({"metric": "success"}, "metric must be one of discounted, horizon_discounted, horizon_return"),
 ])
 def test_meaningless_tabular_settings_are_one_line(tmp_path: Path, overrides: dict, message: str) -> None:
     with pytest.raises(UserError, match=message):

@@ -13,7 +13,10 @@ from rewardlab.registry import Registry
 
 #: Registered shapers; entries are ``rewardlab.shaping.base.Shaper`` subclasses.
 SHAPERS: Registry[Any] = Registry("shaper", {"pbrs": "rewardlab.shaping.pbrs:PotentialShaping",
-                                            "exprd": "rewardlab.shaping.exprd:ExplicableRewardDesign"},
+                                            "exprd": "rewardlab.shaping.exprd:ExplicableRewardDesign",
+                                            "explors": "rewardlab.shaping.explors:ExplorationGuidedShaping",
+                                            "explob": "rewardlab.shaping.explors:ExplorationBonus",
+                                            "selfrs": "rewardlab.shaping.explors:SelfRewardShaping"},
                                            group="rewardlab.shapers")
 
 

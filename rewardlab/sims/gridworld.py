@@ -132,7 +132,8 @@ def chain(length: int = 61, start_state: int = 40, slip: float = 0.05, gamma: fl
     """ExploRS' CHAIN: states ``0..length-1`` plus a terminal state; actions left, right.
 
     "Right" at the last state pays 1 and stays there (the reward repeats until the horizon); "left" at
-    0 enters the terminal state. With probability ``slip`` the other action is executed.
+    0 enters the terminal state. With probability ``slip`` a uniformly random action is executed
+    instead (so the other one with ``slip / 2``, as ExploRS' ``get_transition_matrix_line``).
 
     :param distractor: "left" at ``distractor_state`` pays 0.01 (research note §4)
     """
@@ -146,8 +147,8 @@ def chain(length: int = 61, start_state: int = 40, slip: float = 0.05, gamma: fl
     T = np.zeros((S, 2, S))
     for s in range(length):
         for a in range(2):
-            T[s, a, effect[s, a]] += 1 - slip
-            T[s, a, effect[s, 1 - a]] += slip
+            T[s, a, effect[s, a]] += 1 - slip / 2
+            T[s, a, effect[s, 1 - a]] += slip / 2
     T[term, :, term] = 1.0
     R = np.zeros((S, 2))
     R[goal, 1] = 1.0

@@ -13,12 +13,16 @@ point's ``step`` is the episode it was taken *before* (episode 0: the untrained 
 **The metric** is exact, not sampled: after every ``eval_every`` episodes the learner's policy
 (Q-learning: greedy in Q, first best action on ties; REINFORCE: the softmax policy) is evaluated on
 the task's model under the original reward R̄ — ``discounted``: ``ρ₀ · V^π`` with the model's γ (EXPRD,
-ExpAdaRD); ``horizon_return``: the expected undiscounted return over the episode's horizon (ExploRS).
+ExpAdaRD); ``horizon_discounted``: the expected γ-discounted return over the episode's horizon
+(ExploRS, whose code averages 5 sampled episodes instead: a labelled deviation); ``horizon_return``:
+the same undiscounted.
 Each trial writes ``curves.npz`` (``episodes (E,)``, ``values (runs, E)``, ``optimum``) and its
 final evaluation holds one value per run.
 
 Hyperparameters (a spec's ``hyperparameters:``): ``runs`` (default 1), ``epsilon``, ``alpha``, ``q0``
-(Q-learning), ``learning_rate`` (REINFORCE), ``eval_every`` (default 1 episode), ``metric``.
+(Q-learning), ``learning_rate``, ``update_every``, ``recent`` (REINFORCE), ``eval_every`` (default 1
+episode), ``metric``, ``target`` (a value to reach, for the report's "first episode at ≥ target";
+default 0.9 of the optimum).
 """
 
 from __future__ import annotations
@@ -44,13 +48,13 @@ from rewardlab.state import StateExtractor, fields_used_by
 from rewardlab.types import CurvePoint, EvalResult, TrialResult
 
 ALGORITHMS = ("qlearning", "reinforce")
-METRICS = ("discounted", "horizon_return")
+METRICS = ("discounted", "horizon_discounted", "horizon_return")
 #: Defaults per algorithm (EXPRD's Q-learning; ExpAdaRD's REINFORCE step size).
 DEFAULTS: dict[str, dict[str, Any]] = {
     "qlearning": {"epsilon": 0.1, "alpha": 0.5, "q0": 0.0},
-    "reinforce": {"learning_rate": 0.01},
+    "reinforce": {"learning_rate": 0.01, "update_every": 2, "recent": 5},
 }
-COMMON = {"runs": 1, "eval_every": 1, "metric": "discounted"}
+COMMON = {"runs": 1, "eval_every": 1, "metric": "discounted", "target": None}
 
 
 # -- online shaping (ExploRS) ------------------------------------------------------------------------
@@ -110,7 +114,7 @@ def _metric(mdp: TabularMDP, policy: np.ndarray, metric: str) -> np.ndarray:
         r_pi = (policy * mdp.R[None]).sum(-1)
         V = np.linalg.solve(np.eye(mdp.n_states)[None] - mdp.gamma * T_pi, r_pi[..., None])[..., 0]
         return V @ mdp.start
-    return mdp.horizon_returns(policy, discount=1.0)
+    return mdp.horizon_returns(policy, discount=mdp.gamma if metric == "horizon_discounted" else 1.0)
 
 
 @dataclass
@@ -188,28 +192,34 @@ def softmax(theta: np.ndarray) -> np.ndarray:
 
 
 def reinforce(mdp: TabularMDP, reward: np.ndarray, runs: int, episodes: int, rng: np.random.Generator,
-              learning_rate: float = 0.01, eval_every: int = 1, metric: str = "discounted",
-              online: OnlineShaping | None = None,
+              learning_rate: float = 0.01, update_every: int = 2, recent: int = 5, eval_every: int = 1,
+              metric: str = "discounted", online: OnlineShaping | None = None,
               progress: Callable[[int, int], None] | None = None) -> LearningCurves:
-    """Tabular softmax REINFORCE (Williams 1992) without baseline, ``runs`` learners in lockstep.
+    """Tabular softmax REINFORCE (Williams 1992) without baseline, ``runs`` learners in lockstep, with
+    the schedule of ExploRS' and ExpAdaRD's code: every ``update_every`` episodes (N_p = 2) one
+    gradient step on the last ``recent`` episodes (5),
 
-    After each episode: ``θ(s_t, ·) += η G_t (1{a_t} − π(·|s_t))`` for every step t, with the
-    discounted return-to-go ``G_t = Σ_k γ^k r_{t+k}`` of the training reward. Deviation: no ``γ^t``
-    factor on the update (the common practical form; the papers' code does not say otherwise in the
-    research note).
+        θ(s_t, ·) += η/n Σ_t Ĝ_t (1{a_t} − π(·|s_t)),
+
+    with ``Ĝ_t = Σ_k γ^k r̂_{t+k}`` the discounted return-to-go of the training reward r̂ (the table
+    plus the online shaping term) and n the number of steps in those episodes.
 
     :return: the softmax policy's value (see :func:`_metric`)
     """
+    from collections import deque
+
     S, A = mdp.n_states, mdp.n_actions
     theta = np.zeros((runs, S, A))
     sampler = _Sampler(mdp, rng)
     points = _eval_points(episodes, eval_every)
     values = np.zeros((runs, len(points)))
     idx = np.arange(runs)
+    buffer: deque[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = deque(maxlen=recent)
     k = 0
     for episode in range(episodes + 1):
+        pi = softmax(theta)  # θ is fixed during an episode
         if episode == points[k]:
-            values[:, k] = _metric(mdp, softmax(theta), metric)
+            values[:, k] = _metric(mdp, pi, metric)
             k += 1
             if progress is not None:
                 progress(episode, episodes)
@@ -217,10 +227,10 @@ def reinforce(mdp: TabularMDP, reward: np.ndarray, runs: int, episodes: int, rng
             break
         s = sampler.reset(runs)
         alive = np.ones(runs, dtype=bool)
-        states, actions, nexts, rewards, alives, r_env = [], [], [], [], [], []
+        states, actions, nexts, rewards, alives = [], [], [], [], []
+        cum = np.cumsum(pi, -1)
         for _ in range(mdp.horizon):
-            probs = softmax(theta[idx, s])
-            a = (np.cumsum(probs, -1) <= rng.random(runs)[:, None]).sum(-1).clip(max=A - 1)
+            a = (cum[idx, s] <= rng.random(runs)[:, None]).sum(-1).clip(max=A - 1)
             s2 = sampler.step(s, a)
             r = reward[s, a]
             if online is not None:
@@ -229,22 +239,30 @@ def reinforce(mdp: TabularMDP, reward: np.ndarray, runs: int, episodes: int, rng
             actions.append(a)
             nexts.append(s2)
             rewards.append(np.where(alive, r, 0.0))
-            r_env.append(mdp.R[s, a])
             alives.append(alive.copy())
             alive = alive & ~mdp.terminal[s2]
             s = s2
             if not alive.any():
                 break
         G = np.zeros(runs)
+        returns = np.zeros((len(states), runs))
         for t in range(len(states) - 1, -1, -1):
             G = rewards[t] + mdp.gamma * G
-            st, at = states[t], actions[t]
-            grad = -softmax(theta[idx, st])
-            grad[idx, at] += 1.0
-            theta[idx, st] += np.where(alives[t], learning_rate * G, 0.0)[:, None] * grad
+            returns[t] = G
+        st, at, al = np.stack(states), np.stack(actions), np.stack(alives)
+        buffer.append((st, at, returns, al))
         if online is not None:
-            online.end_episode(EpisodeBatch(np.stack(states), np.stack(actions), np.stack(nexts), np.stack(r_env),
-                                            np.stack(alives)), softmax(theta))
+            online.end_episode(EpisodeBatch(st, at, np.stack(nexts), mdp.R[st, at], al), pi)
+        if (episode + 1) % update_every == 0:
+            grad = np.zeros((runs, S, A))
+            steps = np.zeros(runs)
+            for bs, ba, bG, balive in buffer:
+                w = np.where(balive, bG, 0.0)  # (T, N)
+                run = np.broadcast_to(idx, bs.shape)
+                np.add.at(grad, (run, bs, ba), w)
+                np.add.at(grad, (run, bs), -w[..., None] * pi[run, bs])
+                steps += balive.sum(0)
+            theta += learning_rate * grad / np.maximum(steps, 1.0)[:, None, None]
     return LearningCurves(points, values)
 
 
@@ -289,8 +307,14 @@ class TabularTrainer:
                 raise UserError(f"hyperparameter epsilon must be in [0, 1], got {params['epsilon']}")
             if not 0.0 < float(params["alpha"]) <= 1.0:
                 raise UserError(f"hyperparameter alpha must be in (0, 1], got {params['alpha']}")
-        elif float(params["learning_rate"]) <= 0.0:
-            raise UserError(f"hyperparameter learning_rate must be positive, got {params['learning_rate']}")
+        else:
+            if float(params["learning_rate"]) <= 0.0:
+                raise UserError(f"hyperparameter learning_rate must be positive, got {params['learning_rate']}")
+            for key in ("update_every", "recent"):
+                if not isinstance(params[key], int) or params[key] < 1:
+                    raise UserError(f"hyperparameter {key} must be a whole number >= 1, got {params[key]!r}")
+        if params["target"] is not None and not isinstance(params["target"], int | float):
+            raise UserError(f"hyperparameter target must be a number, got {params['target']!r}")
         return params
 
     def validate(self, card: EnvCard, config: TrainConfig) -> None:
@@ -346,10 +370,12 @@ class TabularTrainer:
             curves = q_learning(mdp, table, epsilon=float(params["epsilon"]), alpha=float(params["alpha"]),
                                 q0=float(params["q0"]), **common)
         else:
-            curves = reinforce(mdp, table, learning_rate=float(params["learning_rate"]), **common)
+            curves = reinforce(mdp, table, learning_rate=float(params["learning_rate"]),
+                               update_every=int(params["update_every"]), recent=int(params["recent"]), **common)
         optimum = self.optimum(mdp, params["metric"])
+        target = float(params["target"]) if params["target"] is not None else 0.9 * optimum
         np.savez_compressed(run_dir / "curves.npz", episodes=curves.episodes, values=curves.values.astype(np.float32),
-                            optimum=optimum)
+                            optimum=optimum, target=target)
         mean = curves.values.mean(0)
         shown = self._shown_points(curves.episodes)
         curve = [CurvePoint(step=int(curves.episodes[i]), return_env=float(mean[i])) for i in shown]
