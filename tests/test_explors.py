@@ -68,3 +68,22 @@ def test_exploration_shapers_refuse_bad_settings(tmp_path: Path) -> None:
     source = parse_source({"name": "x", "shaper": {"name": "explors", "update_every": 0}})
     with pytest.raises(UserError, match="update_every must be a whole number >= 1"):
         train("gridworld/chain", source, "reinforce", 10, seed=0, run_dir=tmp_path, trainer="tabular")
+
+
+def test_sors_raises_the_reward_of_the_better_episode_by_a_bradley_terry_step() -> None:
+    from rewardlab.shaping.sors import SelfSupervisedOnline
+
+    mdp = chain(length=3, start_state=1, slip=0.0, gamma=0.5, horizon=2)
+    sors = SelfSupervisedOnline(mdp, runs=1, rng=np.random.default_rng(0), update_every=2)
+    good = EpisodeBatch(np.array([[1], [2]]), np.array([[RIGHT], [RIGHT]]), np.array([[2], [2]]),
+                        np.array([[0.0], [1.0]]), np.ones((2, 1), dtype=bool))
+    bad = EpisodeBatch(np.array([[1], [0]]), np.array([[LEFT], [LEFT]]), np.array([[0], [3]]),
+                       np.array([[0.0], [0.0]]), np.ones((2, 1), dtype=bool))
+    sors.end_episode(good, np.full((1, 4, 2), 0.5))
+    assert not sors.phi.any()  # N_r = 2: no update after one episode
+    sors.end_episode(bad, np.full((1, 4, 2), 0.5))
+    # one pair (good > bad), σ(0) = 0.5: φ += 0.01 * 0.5 * (visits_good - visits_bad), visits discounted by γ^t
+    expected = np.zeros((4, 2))
+    expected[1, RIGHT], expected[2, RIGHT] = 0.005, 0.0025
+    expected[1, LEFT], expected[0, LEFT] = -0.005, -0.0025
+    np.testing.assert_allclose(sors.phi[0], expected)

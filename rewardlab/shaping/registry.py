@@ -16,7 +16,8 @@ SHAPERS: Registry[Any] = Registry("shaper", {"pbrs": "rewardlab.shaping.pbrs:Pot
                                             "exprd": "rewardlab.shaping.exprd:ExplicableRewardDesign",
                                             "explors": "rewardlab.shaping.explors:ExplorationGuidedShaping",
                                             "explob": "rewardlab.shaping.explors:ExplorationBonus",
-                                            "selfrs": "rewardlab.shaping.explors:SelfRewardShaping"},
+                                            "selfrs": "rewardlab.shaping.explors:SelfRewardShaping",
+                                            "sors": "rewardlab.shaping.sors:SelfSupervisedRewardShaping"},
                                            group="rewardlab.shapers")
 
 
