@@ -17,7 +17,9 @@ SHAPERS: Registry[Any] = Registry("shaper", {"pbrs": "rewardlab.shaping.pbrs:Pot
                                             "explors": "rewardlab.shaping.explors:ExplorationGuidedShaping",
                                             "explob": "rewardlab.shaping.explors:ExplorationBonus",
                                             "selfrs": "rewardlab.shaping.explors:SelfRewardShaping",
-                                            "sors": "rewardlab.shaping.sors:SelfSupervisedRewardShaping"},
+                                            "sors": "rewardlab.shaping.sors:SelfSupervisedRewardShaping",
+                                            "expadard": "rewardlab.shaping.expadard:AdaptiveRewardDesign",
+                                            "invariance": "rewardlab.shaping.expadard:InvarianceBaseline"},
                                            group="rewardlab.shapers")
 
 

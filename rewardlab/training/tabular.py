@@ -362,6 +362,8 @@ class TabularTrainer:
                 if online is None:
                     raise UserError(f"shaper {reward.shaper.name!r} gives neither a reward table nor online shaping "
                                     "for tabular learners")
+                if shaper.mode == "replace":  # the online term is the whole reward (ExpAdaRD)
+                    table = np.zeros_like(table)
             shaper.write_artifacts(run_dir)
         episodes = config.budget.steps
         common = {"runs": params["runs"], "episodes": episodes, "rng": rng, "eval_every": params["eval_every"],
