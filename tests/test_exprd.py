@@ -91,8 +91,8 @@ def test_shapers_name_what_a_task_lacks() -> None:
 
 @pytest.mark.parametrize(("params", "message"), [
     ({}, "needs a budget B"),
-    ({"budget": -1}, "budget must be a whole number >= 0"),
-    ({"budget": 2.5}, "budget must be a whole number >= 0"),
+    ({"budget": -1}, "budget must be a whole number >= 0 or .all."),
+    ({"budget": 2.5}, "budget must be a whole number >= 0 or .all."),
     ({"budget": 3, "horizon": [1]}, "takes budget, horizons and r_max, not horizon"),
     ({"budget": 3, "horizons": [0, 4]}, "horizons must be whole numbers >= 1"),
     ({"budget": 3, "r_max": 0}, "r_max must be positive"),

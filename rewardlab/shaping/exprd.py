@@ -137,6 +137,12 @@ def design_exprd(mdp: TabularMDP, budget: int, horizons: tuple[int, ...] = HORIZ
     log.objective.append(value)
     pool = [s for s in (candidates if candidates is not None else range(mdp.n_states))
             if not mdp.terminal[s] and s not in active]
+    if budget >= len(pool):  # every state may be rewarded: no selection to make, one LP
+        active += pool
+        value, R = lp.solve(active)
+        log.solves += 1
+        log.objective.append(value)
+        pool = []
     for _ in range(min(budget, len(pool))):
         best: tuple[float, int, np.ndarray] | None = None
         for s in pool:
@@ -244,7 +250,7 @@ def plot_reward_grid(mdp: TabularMDP, R: np.ndarray, states: list[int], path: Pa
 class ExplicableRewardDesign(TableShaper):
     """EXPRD as a shaper (registered ``exprd``): the designed sparse reward replaces the env's.
 
-    :param params: ``budget`` (B, states rewarded besides the goal; required), ``horizons`` (H, default
+    :param params: ``budget`` (B, states rewarded besides the goal, or ``all``; required), ``horizons`` (H, default
         1, 4, 8, 16, 32), ``r_max`` (default 10)
     """
 
@@ -260,8 +266,10 @@ class ExplicableRewardDesign(TableShaper):
             raise UserError("shaper 'exprd' needs a budget B (states rewarded besides the goal): "
                             "{name: exprd, budget: 5} or --budget 5")
         budget = params["budget"]
+        if budget == "all":  # EXPRD (B = |S|): every state may be rewarded
+            budget = 10**9
         if not isinstance(budget, int) or isinstance(budget, bool) or budget < 0:
-            raise UserError(f"shaper 'exprd': budget must be a whole number >= 0, got {budget!r}")
+            raise UserError(f"shaper 'exprd': budget must be a whole number >= 0 or 'all', got {budget!r}")
         self.budget = budget
         horizons = params.get("horizons", HORIZONS)
         if not horizons or not all(isinstance(h, int) and h >= 1 for h in horizons):
@@ -274,8 +282,6 @@ class ExplicableRewardDesign(TableShaper):
         self._mdp: TabularMDP | None = None
 
     def design(self, mdp: TabularMDP) -> np.ndarray:
-        if self.budget > mdp.n_states:
-            raise UserError(f"shaper 'exprd': budget {self.budget} exceeds the {mdp.n_states} states of {self.card.id}")
         R, self.log = design_exprd(mdp, self.budget, self.horizons, self.r_max)
         self._mdp = mdp
         return R
@@ -284,7 +290,8 @@ class ExplicableRewardDesign(TableShaper):
         if self._table is None or self.log is None or self._mdp is None:
             return []
         mdp, R, log = self._mdp, self._table, self.log
-        title = f"EXPRD (Devidze et al., NeurIPS'21) on {self.card.id}, B={self.budget}"
+        shown = "|S|" if self.budget >= mdp.n_states else str(self.budget)
+        title = f"EXPRD (Devidze et al., NeurIPS'21) on {self.card.id}, B={shown}"
         teacher = Teacher.solve(mdp)
         program = run_dir / "designed_reward.py"
         program.write_text(reward_program_source(self.card, mdp, R, log.chosen, title))
