@@ -93,7 +93,7 @@ def test_shapers_name_what_a_task_lacks() -> None:
     ({}, "needs a budget B"),
     ({"budget": -1}, "budget must be a whole number >= 0 or .all."),
     ({"budget": 2.5}, "budget must be a whole number >= 0 or .all."),
-    ({"budget": 3, "horizon": [1]}, "takes budget, horizons and r_max, not horizon"),
+    ({"budget": 3, "horizon": [1]}, "takes budget, horizons, r_max and on, not horizon"),
     ({"budget": 3, "horizons": [0, 4]}, "horizons must be whole numbers >= 1"),
     ({"budget": 3, "r_max": 0}, "r_max must be positive"),
 ])
@@ -112,3 +112,28 @@ def test_exprd_writes_its_program_table_and_drawing(tmp_path: Path) -> None:
     assert names == {"designed_reward.py", "designed_reward.md"}  # LINEK is not a grid of 4 moves: no drawing
     text = (tmp_path / "designed_reward.md").read_text()
     assert "LP solves (scipy HiGHS)" in text and "invariance holds: True" in text
+
+
+def test_exprd_on_an_abstraction_lifts_a_constant_reward_over_each_abstract_state(tmp_path: Path) -> None:
+    from rewardlab.sims.base import get_simulator
+    from rewardlab.sims.gridworld import linek_abstraction
+
+    card = load_card("gridworld/linek-continuous")
+    adapter = get_simulator("gridworld")
+    shaper = make_shaper("exprd", {"budget": 1, "on": "abstraction"}, card, 0.95, adapter.capabilities(card))
+    ground = adapter.tabular_model(card)
+    R = shaper.tabular_reward(ground)
+    phi = linek_abstraction(ground)
+    for z in range(41):
+        np.testing.assert_allclose(R[phi == z], R[phi == z][:1].repeat((phi == z).sum(), 0))
+    _, abstract, R_abs = shaper._abstract
+    assert Teacher.solve(abstract).satisfies_invariance(R_abs)  # guaranteed in the abstract MDP only
+    shaper.write_artifacts(tmp_path)
+    assert "(ground, lifted)" in (tmp_path / "designed_reward.md").read_text()  # the ground check is reported
+    from rewardlab.checks import check_program
+    from rewardlab.program import load_program
+
+    check_program(load_program(str(tmp_path / "designed_reward.py")), card, seed=0).raise_if_failed()
+    with pytest.raises(UserError, match="needs an abstraction; gridworld/room provides"):
+        make_shaper("exprd", {"budget": 1, "on": "abstraction"}, load_card("gridworld/room"), 0.95,
+                    adapter.capabilities(load_card("gridworld/room")))

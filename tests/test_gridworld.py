@@ -9,13 +9,25 @@ from gymnasium.utils.env_checker import check_env
 
 from rewardlab.cards import load_card
 from rewardlab.sims import make_env, verify_card
-from rewardlab.sims.gridworld import DOWN, LEFT, RIGHT, UP, chain, linek, room
+from rewardlab.sims.gridworld import (
+    DOWN,
+    LEFT,
+    RIGHT,
+    UP,
+    chain,
+    estimate_abstract_mdp,
+    linek,
+    linek_abstraction,
+    linek_continuous,
+    room,
+)
 from rewardlab.sims.tabular import TabularMDP
 
 CARDS = ["gridworld/room", "gridworld/room-distractor", "gridworld/chain", "gridworld/chain-distractor",
-         "gridworld/linek"]
+         "gridworld/linek", "gridworld/room-aamas24", "gridworld/linek-continuous"]
 MODELS = [room(), room(slip=0.05, slip_kind="random_action", r_max=1.0, gamma=0.99, horizon=30, distractor=True),
-          chain(), chain(distractor=True), linek()]
+          chain(), chain(distractor=True), linek(), room(slip=0.05, slip_kind="random_action", horizon=30),
+          linek_continuous()]
 
 
 @pytest.mark.parametrize("card_id", CARDS)
@@ -95,3 +107,18 @@ def test_linek_key_is_needed_for_the_goal_reward() -> None:
     assert m.R[19, 1] == 10.0 and m.R[9, 1] == 0.0
     pi, _ = m.optimal_policy()
     assert pi[5] == 0 and pi[1] == 2  # go left, then pick
+
+
+def test_continuous_linek_moves_seven_or_eight_cells_and_its_abstraction_is_estimated() -> None:
+    g = linek_continuous()
+    start = int(g.start.argmax())
+    assert g.name_of(start) == "x=0.495"
+    right = g.T[start, 1]  # right
+    assert right[start + 7] == pytest.approx(0.45) and right[start + 8] == pytest.approx(0.45)
+    phi = linek_abstraction(g)
+    assert phi.max() == 40 and np.bincount(phi)[:40].tolist() == [5] * 40  # 20 bins x key, 5 cells each
+    a = estimate_abstract_mdp(g, phi, 500, np.random.default_rng(0))
+    assert a.n_states == 41 and a.terminal[40]
+    np.testing.assert_allclose(a.T.sum(-1), 1.0)
+    # the abstract model agrees with the ground one where it is exact: picking the key in its bins
+    assert a.T[3, 2, 23] > 0.85 and a.R[39, 1] == pytest.approx(10.0)

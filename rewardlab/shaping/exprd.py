@@ -191,14 +191,24 @@ def reward_program_source(card: EnvCard, mdp: TabularMDP, R: np.ndarray, states:
         f"    state = self.{field_name}",
         "    reward = np.zeros_like(state, dtype=np.float64)",
     ]
-    for s in states:
+    # consecutive states with the same per-action values share one condition (a lifted abstract state)
+    groups: list[list[int]] = []
+    for s in sorted(states):
+        if groups and s == groups[-1][-1] + 1 and np.array_equal(R[s], R[groups[-1][0]]):
+            groups[-1].append(s)
+        else:
+            groups.append([s])
+    for group in groups:
+        s = group[0]
         # a chain of where on the action: actions may arrive as floats (the sandbox trial samples them so)
         value = f"{R[s, mdp.n_actions - 1]:.12g}"
         for a in range(mdp.n_actions - 2, -1, -1):
             value = f"np.where(action == {a}, {R[s, a]:.12g}, {value})"
-        lines.append(f"    # {mdp.name_of(s)}: " + ", ".join(
+        label = mdp.name_of(s) if len(group) == 1 else f"{mdp.name_of(group[0])} .. {mdp.name_of(group[-1])}"
+        lines.append(f"    # {label}: " + ", ".join(
             f"{name} {R[s, a]:+.3g}" for a, name in enumerate(mdp.action_names or map(str, range(mdp.n_actions)))))
-        lines.append(f"    reward = np.where(state == {s}, {value}, reward)")
+        where = f"state == {s}" if len(group) == 1 else f"(state >= {group[0]}) & (state <= {group[-1]})"
+        lines.append(f"    reward = np.where({where}, {value}, reward)")
     lines.append('    return reward, {"designed": reward}')
     return "\n".join(lines) + "\n"
 
@@ -257,11 +267,17 @@ class ExplicableRewardDesign(TableShaper):
     name = "exprd"
     mode = "replace"
 
+    @classmethod
+    def for_params(cls, params: dict[str, Any]) -> type[TableShaper]:
+        return AbstractExplicableRewardDesign if params.get("on") == "abstraction" else cls
+
     def __init__(self, card: EnvCard, params: dict[str, Any], gamma: float):
         super().__init__(card, params, gamma)
-        unknown = set(params) - {"budget", "horizons", "r_max"}
+        unknown = set(params) - {"budget", "horizons", "r_max", "on"}
         if unknown:
-            raise UserError(f"shaper 'exprd' takes budget, horizons and r_max, not {', '.join(sorted(unknown))}")
+            raise UserError(f"shaper 'exprd' takes budget, horizons, r_max and on, not {', '.join(sorted(unknown))}")
+        if params.get("on", "model") not in ("model", "abstraction"):
+            raise UserError(f"shaper 'exprd': on must be 'model' or 'abstraction', got {params['on']!r}")
         if "budget" not in params:
             raise UserError("shaper 'exprd' needs a budget B (states rewarded besides the goal): "
                             "{name: exprd, budget: 5} or --budget 5")
@@ -280,6 +296,7 @@ class ExplicableRewardDesign(TableShaper):
             raise UserError(f"shaper 'exprd': r_max must be positive, got {self.r_max}")
         self.log: DesignLog | None = None
         self._mdp: TabularMDP | None = None
+        self._abstract: tuple[np.ndarray, TabularMDP, np.ndarray] | None = None  # φ, abstract MDP, its design
 
     def design(self, mdp: TabularMDP) -> np.ndarray:
         R, self.log = design_exprd(mdp, self.budget, self.horizons, self.r_max)
@@ -290,22 +307,49 @@ class ExplicableRewardDesign(TableShaper):
         if self._table is None or self.log is None or self._mdp is None:
             return []
         mdp, R, log = self._mdp, self._table, self.log
-        shown = "|S|" if self.budget >= mdp.n_states else str(self.budget)
+        table_mdp, table_R, table_states = mdp, R, log.chosen
+        ground_states = log.chosen
+        if self._abstract is not None:  # the table in abstract states; the program on ground states
+            phi, table_mdp, table_R = self._abstract
+            ground_states = [int(s) for s in np.flatnonzero(np.isin(phi, log.chosen))]
+        shown = "|S|" if self.budget >= table_mdp.n_states else str(self.budget)
         title = f"EXPRD (Devidze et al., NeurIPS'21) on {self.card.id}, B={shown}"
-        teacher = Teacher.solve(mdp)
+        teacher = Teacher.solve(table_mdp)
+        ground = Teacher.solve(mdp)
         program = run_dir / "designed_reward.py"
-        program.write_text(reward_program_source(self.card, mdp, R, log.chosen, title))
+        program.write_text(reward_program_source(self.card, mdp, R, ground_states, title))
         summary = run_dir / "designed_reward.md"
         summary.write_text("\n".join([
             f"# {title}", "",
-            f"Rewarded states, in the order chosen: {', '.join(mdp.name_of(s) for s in log.chosen)}", "",
-            reward_table_markdown(mdp, R, log.chosen), "",
-            f"I_H: designed {informativeness(teacher, R, self.horizons):.4f}, "
-            f"original {informativeness(teacher, mdp.R, self.horizons):.4f}; "
-            f"invariance holds: {teacher.satisfies_invariance(R)}", "",
+            f"Rewarded states, in the order chosen: {', '.join(table_mdp.name_of(s) for s in table_states)}", "",
+            reward_table_markdown(table_mdp, table_R, table_states), "",
+            f"I_H{' (abstract MDP)' if self._abstract is not None else ''}: designed "
+            f"{informativeness(teacher, table_R, self.horizons):.4f}, "
+            f"original {informativeness(teacher, table_mdp.R, self.horizons):.4f}; "
+            f"invariance holds: {teacher.satisfies_invariance(table_R)}"
+            + (f" (abstract), {ground.satisfies_invariance(R)} (ground, lifted)" if self._abstract is not None else ""),
+            "",
             f"{log.solves} LP solves (scipy HiGHS) in {log.seconds:.2f} s", "",
         ]))
         paths = [program, summary]
         if mdp.coords is not None and mdp.n_actions == 4:
             paths.append(plot_reward_grid(mdp, R, log.chosen, run_dir / "designed_reward.png", title))
         return paths
+
+
+class AbstractExplicableRewardDesign(ExplicableRewardDesign):
+    """EXPRD on a task's abstraction (``{name: exprd, budget: 3, on: abstraction}``): the reward is
+    designed on the abstract MDP estimated by sampling and lifted, ``R(s, a) = R_abs(φ(s), a)`` (EXPRD's
+    LINEK recipe). Invariance holds in the abstract MDP; the artifacts say whether it holds on the ground."""
+
+    requires = frozenset({"abstraction"})
+
+    def design(self, mdp: TabularMDP) -> np.ndarray:
+        from rewardlab.sims.base import get_simulator
+
+        adapter = get_simulator(self.card.simulator)
+        phi, abstract = adapter.abstraction(self.card)  # type: ignore[attr-defined]
+        R_abs, self.log = design_exprd(abstract, self.budget, self.horizons, self.r_max)
+        self._mdp = mdp
+        self._abstract = (phi, abstract, R_abs)
+        return R_abs[phi]

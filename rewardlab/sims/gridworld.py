@@ -214,8 +214,112 @@ def linek(positions: int = 10, key_position: int = 1, start_position: int = 5, s
     return TabularMDP(T, R, gamma, start, horizon, terminal, names, ("left", "right", "pick"), coords)
 
 
+def linek_continuous(grid: float = 0.01, move: tuple[float, float] = (0.074, 0.076), slip: float = 0.1,
+                     key_range: tuple[float, float] = (0.1, 0.2), goal_range: tuple[float, float] = (0.9, 1.0),
+                     start_x: float = 0.5, r_max: float = 10.0, gamma: float = 0.95, horizon: int = 50,
+                     quadrature: int = 200) -> TabularMDP:
+    """EXPRD's LINEK with a continuous position, on its ground state space: x ∈ [0, 1] snapped to a
+    ``grid``-spaced lattice (cell centres 0.005 … 0.995 for 0.01: 100 positions) × key bit + terminal
+    (201 states), as the official code does (``find_nearest`` after every move). Actions left, right,
+    pick.
+
+    A move shifts x by ``u ~ U[move]`` (then snaps; clipped at the ends); "pick" in ``key_range`` takes the
+    key; with probability ``slip`` one of the two other actions is executed instead. "right" in
+    ``goal_range`` ends the episode (no slip), paying ``r_max`` with the key and 0 without it.
+
+    The move's distribution over lattice cells is integrated exactly enough by ``quadrature`` points of
+    u. Deviation: γ = 0.95 is assumed (the research note does not give LINEK's).
+    """
+    P = int(round(1 / grid))
+    xs = (np.arange(P) + 0.5) * grid
+    S = 2 * P + 1
+    term = 2 * P
+    LEFT_, RIGHT_, PICK = 0, 1, 2
+    us = move[0] + (np.arange(quadrature) + 0.5) / quadrature * (move[1] - move[0])
+
+    def shifted(i: int, sign: int) -> np.ndarray:
+        """Distribution over positions after a move from cell i."""
+        out = np.zeros(P)
+        for u in us:
+            x = xs[i] + sign * u
+            j = P - 1 if x >= 1 else 0 if x <= 0 else int(np.clip(np.round((x - grid / 2) / grid - 1e-9), 0, P - 1))
+            out[j] += 1.0 / len(us)
+        return out
+
+    in_key = (xs >= key_range[0]) & (xs <= key_range[1])
+    in_goal = (xs >= goal_range[0]) & (xs < goal_range[1])
+    T = np.zeros((S, 3, S))
+    R = np.zeros((S, 3))
+    for key in (0, 1):
+        for i in range(P):
+            s = key * P + i
+            effect = np.zeros((3, S))
+            effect[LEFT_, key * P:(key + 1) * P] = shifted(i, -1)
+            effect[RIGHT_, key * P:(key + 1) * P] = shifted(i, +1)
+            effect[PICK, (P + i) if (key == 0 and in_key[i]) else s] = 1.0
+            for a in range(3):
+                others = [b for b in range(3) if b != a]
+                T[s, a] = (1 - slip) * effect[a] + slip / 2 * (effect[others[0]] + effect[others[1]])
+            if in_goal[i]:
+                T[s, RIGHT_] = 0.0
+                T[s, RIGHT_, term] = 1.0
+                R[s, RIGHT_] = r_max if key else 0.0
+    T[term, :, term] = 1.0
+    start = np.zeros(S)
+    start[int(np.argmin(np.abs(xs - start_x)))] = 1.0
+    terminal = np.zeros(S, dtype=bool)
+    terminal[term] = True
+    names = tuple(f"x={x:.3f}{' key' if key else ''}" for key in (0, 1) for x in xs) + ("terminal",)
+    coords = np.array([[x, key] for key in (0, 1) for x in xs] + [[np.nan, np.nan]], dtype=float)
+    return TabularMDP(T, R, gamma, start, horizon, terminal, names, ("left", "right", "pick"), coords)
+
+
+def linek_abstraction(ground: TabularMDP, bins: int = 20) -> np.ndarray:
+    """EXPRD's φ for continuous LINEK: ``bins`` equal bins of x × key bit, plus the terminal state
+    (41 abstract states for 20 bins); ``(S_ground,)`` abstract index per ground state."""
+    assert ground.coords is not None
+    x, key = ground.coords[:, 0], ground.coords[:, 1]
+    phi = np.where(ground.terminal, 2 * bins, 0)
+    live = ~ground.terminal
+    phi[live] = key[live].astype(int) * bins + np.minimum((x[live] * bins).astype(int), bins - 1)
+    return phi
+
+
+def estimate_abstract_mdp(ground: TabularMDP, phi: np.ndarray, samples: int, rng: np.random.Generator) -> TabularMDP:
+    """The abstract MDP by sampling (EXPRD's ``get_sampling``): for every abstract state z and action a,
+    ``samples`` transitions from ground states drawn uniformly in z give T̂(z'|z, a) and R̂(z, a).
+
+    :param phi: abstract index per ground state (the abstract terminal is the image of absorbing states)
+    """
+    Z = int(phi.max()) + 1
+    A = ground.n_actions
+    T = np.zeros((Z, A, Z))
+    R = np.zeros((Z, A))
+    cum = np.cumsum(ground.T, -1)
+    for z in range(Z):
+        members = np.flatnonzero(phi == z)
+        for a in range(A):
+            s = rng.choice(members, size=samples)
+            nxt = (cum[s, a] <= rng.random(samples)[:, None]).sum(1).clip(max=ground.n_states - 1)
+            np.add.at(T[z, a], phi[nxt], 1.0 / samples)
+            R[z, a] = ground.R[s, a].mean()
+    terminal = np.zeros(Z, dtype=bool)
+    terminal[np.unique(phi[ground.terminal])] = True
+    start = np.zeros(Z)
+    np.add.at(start, phi, ground.start)
+    bins = (Z - 1) // 2
+    names = tuple(f"x∈[{b / bins:.2f},{(b + 1) / bins:.2f}){' key' if k else ''}" for k in (0, 1)
+                  for b in range(bins)) + ("terminal",)
+    return TabularMDP(T, R, ground.gamma, start, ground.horizon, terminal, names, ground.action_names)
+
+
 #: ``env_id`` of a gridworld card -> its MDP builder (keyword arguments from the card's ``make_kwargs``).
-BUILDERS: dict[str, Callable[..., TabularMDP]] = {"room": room, "chain": chain, "linek": linek}
+BUILDERS: dict[str, Callable[..., TabularMDP]] = {"room": room, "chain": chain, "linek": linek,
+                                                 "linek-continuous": linek_continuous}
+#: Abstractions φ of the tasks that have one: ``env_id -> (ground model) -> abstract index per state``.
+ABSTRACTIONS: dict[str, Callable[[TabularMDP], np.ndarray]] = {"linek-continuous": linek_abstraction}
+#: Transitions sampled per (abstract state, action) to estimate an abstract model.
+ABSTRACT_SAMPLES = 2000
 
 
 class TabularEnv(gym.Env[np.int64, np.int64]):
@@ -294,4 +398,16 @@ class GridworldSimulator(Simulator):
         return lambda obs, t: np.asarray(pi[int(np.asarray(obs).reshape(-1)[0])])
 
     def capabilities(self, card: EnvCard) -> set[str]:
-        return {"tabular_model", "expert_policy"}
+        return {"tabular_model", "expert_policy"} | ({"abstraction"} if card.env_id in ABSTRACTIONS else set())
+
+    def abstraction(self, card: EnvCard, seed: int = 0) -> tuple[np.ndarray, TabularMDP]:
+        """φ (abstract index per ground state) and the abstract MDP estimated by sampling
+        (:data:`ABSTRACT_SAMPLES` transitions per abstract state and action, seeded).
+
+        :raises UserError: the task has no abstraction
+        """
+        if card.env_id not in ABSTRACTIONS:
+            raise UserError(f"{card.id} has no abstraction")
+        ground = self.tabular_model(card)
+        phi = ABSTRACTIONS[card.env_id](ground)
+        return phi, estimate_abstract_mdp(ground, phi, ABSTRACT_SAMPLES, np.random.default_rng(seed))
