@@ -137,3 +137,18 @@ def test_exprd_on_an_abstraction_lifts_a_constant_reward_over_each_abstract_stat
     with pytest.raises(UserError, match="needs an abstraction; gridworld/room provides"):
         make_shaper("exprd", {"budget": 1, "on": "abstraction"}, load_card("gridworld/room"), 0.95,
                     adapter.capabilities(load_card("gridworld/room")))
+
+
+def test_craft_rewards_the_gates_and_the_goal() -> None:
+    card = load_card("gridworld/room")
+    shaper = make_shaper("craft", {}, card, 0.95, {"tabular_model"})
+    mdp = MODELS["room"]
+    R = shaper.tabular_reward(mdp)
+    teacher = Teacher.solve(mdp)
+    gates = [7 * y + x for x, y in ((2, 1), (1, 2), (5, 2), (2, 5))]
+    assert set(np.flatnonzero(np.abs(R).sum(1))) == {*gates, 48}
+    for s in gates:
+        np.testing.assert_array_equal(R[s], np.where(teacher.opt[s], 1.0, -1.0))
+    assert (R[48] == 10).all()
+    with pytest.raises(UserError, match="needs landmarks"):
+        make_shaper("craft", {}, load_card("gridworld/chain"), 0.99, {"tabular_model"})

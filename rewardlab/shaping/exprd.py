@@ -353,3 +353,42 @@ class AbstractExplicableRewardDesign(ExplicableRewardDesign):
         self._mdp = mdp
         self._abstract = (phi, abstract, R_abs)
         return R_abs[phi]
+
+
+class HandcraftedLandmarks(TableShaper):
+    """CRAFT, EXPRD's hand-crafted baseline (registered ``craft``): at each landmark state +1 for the
+    target actions (opt(s)) and −1 for the others, and ``goal`` for every action at the goal states
+    (the official ``get_reward_landmark``: R(goal, ·) = 10).
+
+    :param params: ``landmarks`` (state indices; default on ROOM: the four cells before the gaps,
+        (2,1), (1,2), (5,2), (2,5)), ``value`` (default 1), ``goal`` (default 10)
+    """
+
+    name = "craft"
+    mode = "replace"
+    ROOM_GATES = (9, 15, 19, 37)
+
+    def __init__(self, card: EnvCard, params: dict[str, Any], gamma: float):
+        super().__init__(card, params, gamma)
+        unknown = set(params) - {"landmarks", "value", "goal"}
+        if unknown:
+            raise UserError(f"shaper 'craft' takes landmarks, value and goal, not {', '.join(sorted(unknown))}")
+        landmarks = params.get("landmarks", self.ROOM_GATES if card.env_id == "room" else None)
+        if not landmarks or not all(isinstance(s, int) and s >= 0 for s in landmarks):
+            raise UserError(f"shaper 'craft' needs landmarks: a list of state indices (there is no default for "
+                            f"{card.id}), got {landmarks!r}")
+        self.landmarks = [int(s) for s in landmarks]
+        self.value = float(params.get("value", 1.0))
+        self.goal = float(params.get("goal", 10.0))
+
+    def design(self, mdp: TabularMDP) -> np.ndarray:
+        if max(self.landmarks) >= mdp.n_states:
+            raise UserError(f"shaper 'craft': landmark {max(self.landmarks)} is not a state of {self.card.id} "
+                            f"({mdp.n_states} states)")
+        teacher = Teacher.solve(mdp)
+        R = np.zeros_like(mdp.R)
+        for s in self.landmarks:
+            R[s] = np.where(teacher.opt[s], self.value, -self.value)
+        goals = np.flatnonzero(np.abs(mdp.R).max(1) >= np.abs(mdp.R).max())
+        R[goals] = self.goal
+        return R
