@@ -57,7 +57,9 @@ def test_the_objective_is_the_first_order_gain_of_the_learner(linek_lp: Adaptive
 
 def test_the_adaptive_teacher_redesigns_from_each_runs_policy(linek_lp: AdaptiveDesignLP) -> None:
     online = AdaptiveOnline(linek_lp, runs=2, update_every=2)
+    online.begin(np.full((2, 21, 3), 1 / 3))
     first = online.R.copy()
+    assert online.step_reward(np.array([19, 19]), np.array([1, 1]), np.array([20, 20]), np.array([True, False]))[1] == 0
     rng = np.random.default_rng(1)
     policies = rng.dirichlet(np.ones(3), size=(2, 21))
     online.end_episode(None, policies)
@@ -74,3 +76,15 @@ def test_the_tabular_trainer_runs_adaptive_designs(tmp_path: Path, name: str) ->
     result = train("gridworld/linek", source, "reinforce", 20, seed=0, run_dir=tmp_path, trainer="tabular",
                    preset_overrides={"runs": 2, "eval_every": 10})
     assert result.eval.episodes == 2
+
+
+def test_the_learner_pool_starts_runs_from_fixed_distinct_policies(tmp_path: Path) -> None:
+    from rewardlab.training.tabular import initial_policy_pool
+
+    pool = initial_policy_pool(5, 21, 3)
+    np.testing.assert_array_equal(pool, initial_policy_pool(5, 21, 3))  # "stored": the same for every trial
+    source = parse_source({"name": "expadard", "shaper": {"name": "expadard"}})
+    train("gridworld/linek", source, "reinforce", 10, seed=0, run_dir=tmp_path, trainer="tabular",
+          preset_overrides={"runs": 5, "init_pool": 5, "eval_every": 10})
+    start = np.load(tmp_path / "curves.npz")["values"][:, 0]
+    assert len(set(np.round(start, 9))) == 5  # five different starting policies, five different values

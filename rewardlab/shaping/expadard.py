@@ -18,7 +18,8 @@ deviation: no structural constraint). INVARIANCE is the same LP with a zero obje
 HiGHS returns a vertex of the polytope — the paper's baseline does not say which point).
 
 Deviations: HiGHS instead of cvxpy; each run's design uses its own learner's π_L (runs are
-vectorised); the learner pool (5 stored initial policies) is not built yet.
+vectorised); the learner pool is a fixed, seeded stand-in for the paper's 5 stored initial policies
+(:func:`rewardlab.training.tabular.initial_policy_pool`, hyperparameter ``init_pool: 5``).
 """
 
 from __future__ import annotations
@@ -118,13 +119,18 @@ class AdaptiveOnline:
 
     def __init__(self, lp: AdaptiveDesignLP, runs: int, update_every: int):
         self.lp = lp
-        S, A = lp.S, lp.A
-        uniform = np.full((S, A), 1.0 / A)  # the untrained softmax learner
-        first = lp.solve(lp.informativeness_weights(uniform))
-        self.R = np.repeat(first[None], runs, axis=0)
+        self.R = np.zeros((runs, lp.S, lp.A))
         self.update_every = update_every
         self.episodes = 0
         self._run = np.arange(runs)
+
+    def begin(self, policy: np.ndarray) -> None:
+        """The first design, from each run's initial policy ``(N, S, A)``."""
+        self.redesign(policy)
+
+    def redesign(self, policy: np.ndarray) -> None:
+        for n in self._run:
+            self.R[n] = self.lp.solve(self.lp.informativeness_weights(policy[n]))
 
     def step_reward(self, states: np.ndarray, actions: np.ndarray, next_states: np.ndarray,
                     alive: np.ndarray) -> np.ndarray:
@@ -133,8 +139,7 @@ class AdaptiveOnline:
     def end_episode(self, batch: Any, policy: np.ndarray) -> None:
         self.episodes += 1
         if self.episodes % self.update_every == 0:
-            for n in self._run:
-                self.R[n] = self.lp.solve(self.lp.informativeness_weights(policy[n]))
+            self.redesign(policy)
 
 
 def _settings(name: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -67,6 +67,9 @@ class ExplorationGuidedOnline:
         bonus = self.lam / np.sqrt((self.lam / self.bmax) ** 2 + n)
         return np.where(self.mdp.terminal[next_states], 0.0, bonus)
 
+    def begin(self, policy: np.ndarray) -> None:
+        """Nothing to do before the first episode."""
+
     def step_reward(self, states: np.ndarray, actions: np.ndarray, next_states: np.ndarray,
                     alive: np.ndarray) -> np.ndarray:
         r = np.zeros(len(states))

@@ -38,6 +38,9 @@ class SelfSupervisedOnline:
         self.episodes = 0
         self._run = np.arange(runs)
 
+    def begin(self, policy: np.ndarray) -> None:
+        """Nothing to do before the first episode."""
+
     def step_reward(self, states: np.ndarray, actions: np.ndarray, next_states: np.ndarray,
                     alive: np.ndarray) -> np.ndarray:
         return np.where(alive, self.phi[self._run, states, actions], 0.0)

@@ -20,7 +20,7 @@ Each trial writes ``curves.npz`` (``episodes (E,)``, ``values (runs, E)``, ``opt
 final evaluation holds one value per run.
 
 Hyperparameters (a spec's ``hyperparameters:``): ``runs`` (default 1), ``epsilon``, ``alpha``, ``q0``
-(Q-learning), ``learning_rate``, ``update_every``, ``recent`` (REINFORCE), ``eval_every`` (default 1
+(Q-learning), ``learning_rate``, ``update_every``, ``recent``, ``init_pool`` (REINFORCE), ``eval_every`` (default 1
 episode), ``metric``, ``target`` (a value to reach, for the report's "first episode at ≥ target";
 default 0.9 of the optimum).
 """
@@ -52,7 +52,7 @@ METRICS = ("discounted", "horizon_discounted", "horizon_return")
 #: Defaults per algorithm (EXPRD's Q-learning; ExpAdaRD's REINFORCE step size).
 DEFAULTS: dict[str, dict[str, Any]] = {
     "qlearning": {"epsilon": 0.1, "alpha": 0.5, "q0": 0.0},
-    "reinforce": {"learning_rate": 0.01, "update_every": 2, "recent": 5},
+    "reinforce": {"learning_rate": 0.01, "update_every": 2, "recent": 5, "init_pool": 0},
 }
 COMMON = {"runs": 1, "eval_every": 1, "metric": "discounted", "target": None}
 
@@ -76,6 +76,9 @@ class OnlineShaping(Protocol):
     def step_reward(self, states: np.ndarray, actions: np.ndarray, next_states: np.ndarray,
                     alive: np.ndarray) -> np.ndarray:
         """The shaping term of one step of every run, ``(N,)``; also where counts are updated."""
+
+    def begin(self, policy: np.ndarray) -> None:
+        """Before the first episode, with the learner's initial policy ``(N, S, A)``."""
 
     def end_episode(self, batch: EpisodeBatch, policy: np.ndarray) -> None:
         """After each episode, with the learner's current policy ``(N, S, A)``."""
@@ -149,6 +152,8 @@ def q_learning(mdp: TabularMDP, reward: np.ndarray, runs: int, episodes: int, rn
     points = _eval_points(episodes, eval_every)
     values = np.zeros((runs, len(points)))
     idx = np.arange(runs)
+    if online is not None:
+        online.begin(_epsilon_greedy(Q, epsilon))
     k = 0
     for episode in range(episodes + 1):
         if episode == points[k]:
@@ -179,10 +184,16 @@ def q_learning(mdp: TabularMDP, reward: np.ndarray, runs: int, episodes: int, rn
                 break
         if online is not None and trace:
             batch = EpisodeBatch(*(np.stack(x) for x in zip(*trace)))
-            greedy_probs = np.full((runs, S, A), epsilon / A)
-            np.put_along_axis(greedy_probs, Q.argmax(-1)[..., None], 1 - epsilon + epsilon / A, axis=-1)
-            online.end_episode(batch, greedy_probs)
+            online.end_episode(batch, _epsilon_greedy(Q, epsilon))
     return LearningCurves(points, values)
+
+
+def _epsilon_greedy(Q: np.ndarray, epsilon: float) -> np.ndarray:
+    """The ε-greedy policy of ``Q (N, S, A)`` as probabilities (ties: the first best action)."""
+    A = Q.shape[-1]
+    probs = np.full(Q.shape, epsilon / A)
+    np.put_along_axis(probs, Q.argmax(-1)[..., None], 1 - epsilon + epsilon / A, axis=-1)
+    return probs
 
 
 def softmax(theta: np.ndarray) -> np.ndarray:
@@ -191,8 +202,20 @@ def softmax(theta: np.ndarray) -> np.ndarray:
     return e / e.sum(-1, keepdims=True)
 
 
+#: Seed of the pool of initial REINFORCE policies (fixed: the same "stored" pool for every trial).
+POOL_SEED = 2024
+
+
+def initial_policy_pool(size: int, n_states: int, n_actions: int, scale: float = 2.0) -> np.ndarray:
+    """ExpAdaRD's learner pool: ``size`` initial softmax parameter tables θ, ``(size, S, A)``, drawn once
+    from N(0, scale²) with :data:`POOL_SEED`. Deviation: the paper's 5 stored policies are not
+    published; these are a fixed, seeded stand-in of diverse, non-uniform starting policies."""
+    return np.random.default_rng(POOL_SEED).normal(0.0, scale, size=(size, n_states, n_actions))
+
+
 def reinforce(mdp: TabularMDP, reward: np.ndarray, runs: int, episodes: int, rng: np.random.Generator,
-              learning_rate: float = 0.01, update_every: int = 2, recent: int = 5, eval_every: int = 1,
+              learning_rate: float = 0.01, update_every: int = 2, recent: int = 5, init_pool: int = 0,
+              eval_every: int = 1,
               metric: str = "discounted", online: OnlineShaping | None = None,
               progress: Callable[[int, int], None] | None = None) -> LearningCurves:
     """Tabular softmax REINFORCE (Williams 1992) without baseline, ``runs`` learners in lockstep, with
@@ -204,17 +227,24 @@ def reinforce(mdp: TabularMDP, reward: np.ndarray, runs: int, episodes: int, rng
     with ``Ĝ_t = Σ_k γ^k r̂_{t+k}`` the discounted return-to-go of the training reward r̂ (the table
     plus the online shaping term) and n the number of steps in those episodes.
 
+    :param init_pool: 0: every run starts uniform (θ = 0); K > 0: run r starts from the r mod K-th
+        policy of :func:`initial_policy_pool` (ExpAdaRD's pool mode)
+
     :return: the softmax policy's value (see :func:`_metric`)
     """
     from collections import deque
 
     S, A = mdp.n_states, mdp.n_actions
     theta = np.zeros((runs, S, A))
+    if init_pool:
+        theta = initial_policy_pool(init_pool, S, A)[np.arange(runs) % init_pool].copy()
     sampler = _Sampler(mdp, rng)
     points = _eval_points(episodes, eval_every)
     values = np.zeros((runs, len(points)))
     idx = np.arange(runs)
     buffer: deque[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = deque(maxlen=recent)
+    if online is not None:
+        online.begin(softmax(theta))
     k = 0
     for episode in range(episodes + 1):
         pi = softmax(theta)  # θ is fixed during an episode
@@ -313,6 +343,8 @@ class TabularTrainer:
             for key in ("update_every", "recent"):
                 if not isinstance(params[key], int) or params[key] < 1:
                     raise UserError(f"hyperparameter {key} must be a whole number >= 1, got {params[key]!r}")
+            if not isinstance(params["init_pool"], int) or params["init_pool"] < 0:
+                raise UserError(f"hyperparameter init_pool must be a whole number >= 0, got {params['init_pool']!r}")
         if params["target"] is not None and not isinstance(params["target"], int | float):
             raise UserError(f"hyperparameter target must be a number, got {params['target']!r}")
         return params
@@ -373,7 +405,8 @@ class TabularTrainer:
                                 q0=float(params["q0"]), **common)
         else:
             curves = reinforce(mdp, table, learning_rate=float(params["learning_rate"]),
-                               update_every=int(params["update_every"]), recent=int(params["recent"]), **common)
+                               update_every=int(params["update_every"]), recent=int(params["recent"]),
+                               init_pool=int(params["init_pool"]), **common)
         optimum = self.optimum(mdp, params["metric"])
         target = float(params["target"]) if params["target"] is not None else 0.9 * optimum
         np.savez_compressed(run_dir / "curves.npz", episodes=curves.episodes, values=curves.values.astype(np.float32),
