@@ -87,3 +87,9 @@ def test_sors_raises_the_reward_of_the_better_episode_by_a_bradley_terry_step() 
     expected[1, RIGHT], expected[2, RIGHT] = 0.005, 0.0025
     expected[1, LEFT], expected[0, LEFT] = -0.005, -0.0025
     np.testing.assert_allclose(sors.phi[0], expected)
+
+
+def test_online_shapers_refuse_sb3_rather_than_train_unshaped(tmp_path: Path) -> None:
+    source = parse_source({"name": "explors", "shaper": {"name": "explors"}})
+    with pytest.raises(UserError, match="runs with the tabular trainer only"):
+        train("gridworld/chain", source, "ppo", 512, seed=0, run_dir=tmp_path)

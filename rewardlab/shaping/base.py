@@ -143,6 +143,15 @@ def tabular_model(card: EnvCard) -> TabularMDP:
     return model
 
 
+class TabularOnlyShaper(Shaper):
+    """A shaper that exists for the tabular learners only so far (ExploRS, SORS, ExpAdaRD): with an SB3
+    algorithm it refuses, rather than train on an unshaped reward."""
+
+    def wrap(self, venv: VecEnv, extractor: StateExtractor) -> VecEnv:
+        raise UserError(f"shaper {self.name!r} runs with the tabular trainer only (trainer: tabular); its SB3 "
+                        "variant is not built yet")
+
+
 class TableShaper(Shaper):
     """A shaper whose result is a fixed reward table on a tabular task (PBRS with Φ = V*, EXPRD).
 

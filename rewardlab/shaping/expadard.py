@@ -32,7 +32,7 @@ from scipy.optimize import linprog
 
 from rewardlab.cards import EnvCard
 from rewardlab.errors import UserError
-from rewardlab.shaping.base import Shaper, TableShaper
+from rewardlab.shaping.base import TableShaper, TabularOnlyShaper
 from rewardlab.shaping.teachers import Teacher
 from rewardlab.sims.tabular import TabularMDP
 
@@ -156,7 +156,7 @@ def _settings(name: str, params: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
-class AdaptiveRewardDesign(Shaper):
+class AdaptiveRewardDesign(TabularOnlyShaper):
     """ExpAdaRD as a shaper (registered ``expadard``); tabular tasks, learners with a tabular policy.
 
     :param params: ``update_every`` (N_r), ``r_max``, ``teacher_epsilon`` (see :data:`DEFAULTS`)

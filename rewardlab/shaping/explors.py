@@ -29,7 +29,7 @@ import numpy as np
 
 from rewardlab.cards import EnvCard
 from rewardlab.errors import UserError
-from rewardlab.shaping.base import Shaper
+from rewardlab.shaping.base import TabularOnlyShaper
 from rewardlab.sims.tabular import TabularMDP
 
 #: The official code's teacher settings (``parameters.py``: chain and four-room alike).
@@ -113,7 +113,7 @@ class ExplorationGuidedOnline:
         self.V += self.eta_critic * critic / np.maximum(steps, 1.0)[:, None]
 
 
-class ExplorationGuidedShaping(Shaper):
+class ExplorationGuidedShaping(TabularOnlyShaper):
     """ExploRS as a shaper (registered ``explors``): bonus plus learned exploitation reward, added to
     the env's reward. Tabular tasks only for now (ψ = identity); the neural variant is not built yet.
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from rewardlab.cards import EnvCard
 from rewardlab.errors import UserError
-from rewardlab.shaping.base import Shaper
+from rewardlab.shaping.base import TabularOnlyShaper
 from rewardlab.sims.tabular import TabularMDP
 
 DEFAULTS: dict[str, Any] = {"eta_phi": 0.01, "pairs": 10, "update_every": 5, "buffer": 10}
@@ -73,7 +73,7 @@ class SelfSupervisedOnline:
             self.phi[n] += self.eta * grad.reshape(S, A) / len(chosen)
 
 
-class SelfSupervisedRewardShaping(Shaper):
+class SelfSupervisedRewardShaping(TabularOnlyShaper):
     """SORS as a shaper (registered ``sors``), tabular tasks.
 
     :param params: ``eta_phi``, ``pairs``, ``update_every``, ``buffer`` (see :data:`DEFAULTS`)
