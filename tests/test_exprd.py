@@ -93,7 +93,7 @@ def test_shapers_name_what_a_task_lacks() -> None:
     ({}, "needs a budget B"),
     ({"budget": -1}, "budget must be a whole number >= 0 or .all."),
     ({"budget": 2.5}, "budget must be a whole number >= 0 or .all."),
-    ({"budget": 3, "horizon": [1]}, "takes budget, horizons, r_max and on, not horizon"),
+    ({"budget": 3, "horizon": [1]}, "takes budget, horizons, r_max and abstraction, not horizon"),
     ({"budget": 3, "horizons": [0, 4]}, "horizons must be whole numbers >= 1"),
     ({"budget": 3, "r_max": 0}, "r_max must be positive"),
 ])
@@ -120,7 +120,7 @@ def test_exprd_on_an_abstraction_lifts_a_constant_reward_over_each_abstract_stat
 
     card = load_card("gridworld/linek-continuous")
     adapter = get_simulator("gridworld")
-    shaper = make_shaper("exprd", {"budget": 1, "on": "abstraction"}, card, 0.95, adapter.capabilities(card))
+    shaper = make_shaper("exprd", {"budget": 1, "abstraction": True}, card, 0.95, adapter.capabilities(card))
     ground = adapter.tabular_model(card)
     R = shaper.tabular_reward(ground)
     phi = linek_abstraction(ground)
@@ -135,7 +135,7 @@ def test_exprd_on_an_abstraction_lifts_a_constant_reward_over_each_abstract_stat
 
     check_program(load_program(str(tmp_path / "designed_reward.py")), card, seed=0).raise_if_failed()
     with pytest.raises(UserError, match="needs an abstraction; gridworld/room provides"):
-        make_shaper("exprd", {"budget": 1, "on": "abstraction"}, load_card("gridworld/room"), 0.95,
+        make_shaper("exprd", {"budget": 1, "abstraction": True}, load_card("gridworld/room"), 0.95,
                     adapter.capabilities(load_card("gridworld/room")))
 
 

@@ -78,7 +78,7 @@ def thesis_section(task: str, trials: list[TrialRecord], run_dir: Path) -> list[
              "Value of the learner's policy under the original reward R̄ (exact, from the model), pooled over "
              "runs × seeds. *First ≥ target* is the first evaluated episode at which a run's value reaches the "
              f"target (the spec's `target`, else {THRESHOLD} of the optimal policy's value; `n/m never`: runs that "
-             "never did).", ""]
+             "never did). *Mean at 2^k*: at the last evaluation at or before episode 2^k.", ""]
     marks = [2 ** k for k in (6, 9, 12, 15)]
     header = ["reward", "algo", "runs", "first ≥ target: min–max", "median", "never"]
     last = max(int(e[-1]) for e, _, _, _ in pooled.values())
@@ -91,9 +91,9 @@ def thesis_section(task: str, trials: list[TrialRecord], run_dir: Path) -> list[
         span = f"{reached.min()}–{reached.max()}" if reached.size else "—"
         median = f"{np.median(reached):.0f}" if reached.size == len(first) else "—"
         row = [reward, algo, str(len(first)), span, median, f"{int((first < 0).sum())}/{len(first)}"]
-        for m in shown_marks:
-            i = np.searchsorted(episodes, m)
-            row.append(f"{values[:, i].mean():.2f}" if i < len(episodes) and episodes[i] == m else "—")
+        for m in shown_marks:  # the last evaluation at or before 2^k (evaluations may be every 100 episodes)
+            i = int(np.searchsorted(episodes, m, side="right")) - 1
+            row.append(f"{values[:, i].mean():.2f}" if i >= 0 and m <= episodes[-1] else "—")
         mean, half = mean_ci(values[:, -1:])
         row += [f"{mean[0]:.2f} [{mean[0] - half[0]:.2f}, {mean[0] + half[0]:.2f}]", f"{target:.2f}", f"{optimum:.2f}"]
         lines.append("| " + " | ".join(row) + " |")

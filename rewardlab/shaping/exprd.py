@@ -269,15 +269,16 @@ class ExplicableRewardDesign(TableShaper):
 
     @classmethod
     def for_params(cls, params: dict[str, Any]) -> type[TableShaper]:
-        return AbstractExplicableRewardDesign if params.get("on") == "abstraction" else cls
+        return AbstractExplicableRewardDesign if params.get("abstraction") is True else cls
 
     def __init__(self, card: EnvCard, params: dict[str, Any], gamma: float):
         super().__init__(card, params, gamma)
-        unknown = set(params) - {"budget", "horizons", "r_max", "on"}
+        unknown = set(params) - {"budget", "horizons", "r_max", "abstraction"}
         if unknown:
-            raise UserError(f"shaper 'exprd' takes budget, horizons, r_max and on, not {', '.join(sorted(unknown))}")
-        if params.get("on", "model") not in ("model", "abstraction"):
-            raise UserError(f"shaper 'exprd': on must be 'model' or 'abstraction', got {params['on']!r}")
+            raise UserError(f"shaper 'exprd' takes budget, horizons, r_max and abstraction, not "
+                            f"{', '.join(sorted(unknown))}")
+        if not isinstance(params.get("abstraction", False), bool):
+            raise UserError(f"shaper 'exprd': abstraction must be true or false, got {params['abstraction']!r}")
         if "budget" not in params:
             raise UserError("shaper 'exprd' needs a budget B (states rewarded besides the goal): "
                             "{name: exprd, budget: 5} or --budget 5")
@@ -338,7 +339,7 @@ class ExplicableRewardDesign(TableShaper):
 
 
 class AbstractExplicableRewardDesign(ExplicableRewardDesign):
-    """EXPRD on a task's abstraction (``{name: exprd, budget: 3, on: abstraction}``): the reward is
+    """EXPRD on a task's abstraction (``{name: exprd, budget: 3, abstraction: true}``): the reward is
     designed on the abstract MDP estimated by sampling and lifted, ``R(s, a) = R_abs(φ(s), a)`` (EXPRD's
     LINEK recipe). Invariance holds in the abstract MDP; the artifacts say whether it holds on the ground."""
 
