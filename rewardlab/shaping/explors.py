@@ -34,7 +34,7 @@ from rewardlab.sims.tabular import TabularMDP
 
 #: The official code's teacher settings (``parameters.py``: chain and four-room alike).
 DEFAULTS: dict[str, Any] = {"bonus_lambda": 1.0, "bonus_max": 1.0, "eta_phi": 0.01, "eta_critic": 0.01,
-                            "update_every": 5, "buffer": 10}
+                            "update_every": 5, "buffer": 10, "clip": None}
 
 
 class ExplorationGuidedOnline:
@@ -48,12 +48,13 @@ class ExplorationGuidedOnline:
 
     def __init__(self, mdp: TabularMDP, runs: int, explore: bool, exploit: bool, bonus_lambda: float = 1.0,
                  bonus_max: float = 1.0, eta_phi: float = 0.01, eta_critic: float = 0.01, update_every: int = 5,
-                 buffer: int = 10):
+                 buffer: int = 10, clip: float | None = None):
         self.mdp = mdp
         self.explore, self.exploit = explore, exploit
         self.lam, self.bmax = bonus_lambda, bonus_max
         self.eta_phi, self.eta_critic = eta_phi, eta_critic
         self.update_every = update_every
+        self.clip = clip
         self.counts = np.zeros((runs, mdp.n_states))
         self.phi = np.zeros((runs, mdp.n_states, mdp.n_actions))
         self.V = np.zeros((runs, mdp.n_states))
@@ -110,6 +111,8 @@ class ExplorationGuidedOnline:
             np.add.at(critic, (run, states), advantage)
             steps += alive.sum(0)
         self.phi += self.eta_phi * grad
+        if self.clip is not None:  # the official code clips φ to ±0.01 with Q-learning
+            np.clip(self.phi, -self.clip, self.clip, out=self.phi)
         self.V += self.eta_critic * critic / np.maximum(steps, 1.0)[:, None]
 
 
@@ -118,7 +121,8 @@ class ExplorationGuidedShaping(TabularOnlyShaper):
     the env's reward. Tabular tasks only for now (ψ = identity); the neural variant is not built yet.
 
     :param params: ``bonus_lambda``, ``bonus_max``, ``eta_phi``, ``eta_critic``, ``update_every``
-        (N_r), ``buffer`` (see :data:`DEFAULTS`)
+        (N_r), ``buffer``, ``clip`` (bound on |φ|; the official code uses 0.01 with Q-learning) (see
+        :data:`DEFAULTS`)
     """
 
     name = "explors"
@@ -139,6 +143,9 @@ class ExplorationGuidedShaping(TabularOnlyShaper):
         for key in ("update_every", "buffer"):
             if not isinstance(self.settings[key], int) or self.settings[key] < 1:
                 raise UserError(f"shaper {self.name!r}: {key} must be a whole number >= 1, got {self.settings[key]!r}")
+        clip = self.settings["clip"]
+        if clip is not None and (not isinstance(clip, int | float) or clip <= 0):
+            raise UserError(f"shaper {self.name!r}: clip must be a positive number or null, got {clip!r}")
 
     def online(self, mdp: TabularMDP, runs: int, rng: np.random.Generator) -> ExplorationGuidedOnline:
         return ExplorationGuidedOnline(mdp, runs, explore=self.explore, exploit=self.exploit, **self.settings)

@@ -4,6 +4,8 @@ gridworlds), vectorised over independent runs so that 30 runs of 2^15 episodes t
 =============  =====================================================================================
 ``qlearning``  tabular Q-learning, ε-greedy (EXPRD's learner: ε = 0.1, α = 0.5, Q₀ = 0)
 ``reinforce``  tabular softmax REINFORCE without baseline (ExpAdaRD: η = 0.01; ExploRS: η = 0.1)
+``qlearning-   ExploRS' Q-learning: ε = 0.05, α = 0.1, every 2 episodes the last 5 replayed backwards
+replay``
 =============  =====================================================================================
 
 **Budgets are episodes.** The papers count learning in episodes, so for this trainer ``budget.steps``
@@ -47,12 +49,13 @@ from rewardlab.sources import NativeReward, ResolvedReward, ShapedReward
 from rewardlab.state import StateExtractor, fields_used_by
 from rewardlab.types import CurvePoint, EvalResult, TrialResult
 
-ALGORITHMS = ("qlearning", "reinforce")
+ALGORITHMS = ("qlearning", "reinforce", "qlearning-replay")
 METRICS = ("discounted", "horizon_discounted", "horizon_return")
 #: Defaults per algorithm (EXPRD's Q-learning; ExpAdaRD's REINFORCE step size).
 DEFAULTS: dict[str, dict[str, Any]] = {
     "qlearning": {"epsilon": 0.1, "alpha": 0.5, "q0": 0.0},
     "reinforce": {"learning_rate": 0.01, "update_every": 2, "recent": 5, "init_pool": 0},
+    "qlearning-replay": {"epsilon": 0.05, "alpha": 0.1, "update_every": 2, "recent": 5},
 }
 COMMON = {"runs": 1, "eval_every": 1, "metric": "discounted", "target": None}
 
@@ -196,6 +199,70 @@ def _epsilon_greedy(Q: np.ndarray, epsilon: float) -> np.ndarray:
     return probs
 
 
+def _tied_epsilon_greedy(Q: np.ndarray, epsilon: float, tol: float = 1e-6) -> np.ndarray:
+    """ε-greedy over *all* best actions (ties split evenly), ``(N, S, A)`` — ExploRS' Q-learning policy."""
+    best = Q >= Q.max(-1, keepdims=True) - tol
+    greedy = best / best.sum(-1, keepdims=True)
+    return (1 - epsilon) * greedy + epsilon / Q.shape[-1]
+
+
+def replay_q_learning(mdp: TabularMDP, reward: np.ndarray, runs: int, episodes: int, rng: np.random.Generator,
+                      epsilon: float = 0.05, alpha: float = 0.1, update_every: int = 2, recent: int = 5,
+                      eval_every: int = 1, metric: str = "discounted", online: OnlineShaping | None = None,
+                      progress: Callable[[int, int], None] | None = None) -> LearningCurves:
+    """Q-learning as ExploRS' code runs it (``agent_Q_learning_tabular``): the ε-greedy policy (ties split
+    evenly) acts for whole episodes; every ``update_every`` episodes the last ``recent`` episodes are
+    replayed, each backwards, with ``Q(s,a) += α (r̂ + γ max_b Q(s',b) − Q(s,a))`` on the rewards r̂ stored
+    when they were received. The metric evaluates the ε-greedy policy (the learner's own).
+    """
+    from collections import deque
+
+    S, A = mdp.n_states, mdp.n_actions
+    Q = np.zeros((runs, S, A))
+    sampler = _Sampler(mdp, rng)
+    points = _eval_points(episodes, eval_every)
+    values = np.zeros((runs, len(points)))
+    idx = np.arange(runs)
+    buffer: deque[tuple[np.ndarray, ...]] = deque(maxlen=recent)
+    if online is not None:
+        online.begin(_tied_epsilon_greedy(Q, epsilon))
+    k = 0
+    for episode in range(episodes + 1):
+        pi = _tied_epsilon_greedy(Q, epsilon)  # Q is fixed during an episode
+        if episode == points[k]:
+            values[:, k] = _metric(mdp, pi, metric)
+            k += 1
+            if progress is not None:
+                progress(episode, episodes)
+        if episode == episodes:
+            break
+        s = sampler.reset(runs)
+        alive = np.ones(runs, dtype=bool)
+        cum = np.cumsum(pi, -1)
+        trace: list[tuple[np.ndarray, ...]] = []
+        for _ in range(mdp.horizon):
+            a = (cum[idx, s] <= rng.random(runs)[:, None]).sum(-1).clip(max=A - 1)
+            s2 = sampler.step(s, a)
+            r = reward[s, a]
+            if online is not None:
+                r = r + online.step_reward(s, a, s2, alive)
+            trace.append((s, a, s2, r, alive.copy()))
+            alive = alive & ~mdp.terminal[s2]
+            s = s2
+            if not alive.any():
+                break
+        st, at, nt, rt, al = (np.stack(x) for x in zip(*trace))
+        buffer.append((st, at, nt, rt, al))
+        if online is not None:
+            online.end_episode(EpisodeBatch(st, at, nt, mdp.R[st, at], al), pi)
+        if (episode + 1) % update_every == 0:
+            for bs, ba, bn, br, balive in buffer:
+                for t in range(len(bs) - 1, -1, -1):  # backwards, as the official update
+                    target = br[t] + mdp.gamma * Q[idx, bn[t]].max(-1)
+                    Q[idx, bs[t], ba[t]] += np.where(balive[t], alpha * (target - Q[idx, bs[t], ba[t]]), 0.0)
+    return LearningCurves(points, values)
+
+
 def softmax(theta: np.ndarray) -> np.ndarray:
     z = theta - theta.max(-1, keepdims=True)
     e = np.exp(z)
@@ -332,12 +399,16 @@ class TabularTrainer:
             raise UserError(f"hyperparameter eval_every must be a whole number >= 1, got {params['eval_every']!r}")
         if params["metric"] not in METRICS:
             raise UserError(f"hyperparameter metric must be one of {', '.join(METRICS)}, got {params['metric']!r}")
-        if config.algo == "qlearning":
+        if config.algo in ("qlearning", "qlearning-replay"):
             if not 0.0 <= float(params["epsilon"]) <= 1.0:
                 raise UserError(f"hyperparameter epsilon must be in [0, 1], got {params['epsilon']}")
             if not 0.0 < float(params["alpha"]) <= 1.0:
                 raise UserError(f"hyperparameter alpha must be in (0, 1], got {params['alpha']}")
-        else:
+        if config.algo in ("reinforce", "qlearning-replay"):
+            for key in ("update_every", "recent"):
+                if not isinstance(params[key], int) or params[key] < 1:
+                    raise UserError(f"hyperparameter {key} must be a whole number >= 1, got {params[key]!r}")
+        if config.algo == "reinforce":
             if float(params["learning_rate"]) <= 0.0:
                 raise UserError(f"hyperparameter learning_rate must be positive, got {params['learning_rate']}")
             for key in ("update_every", "recent"):
@@ -400,7 +471,11 @@ class TabularTrainer:
         episodes = config.budget.steps
         common = {"runs": params["runs"], "episodes": episodes, "rng": rng, "eval_every": params["eval_every"],
                   "metric": params["metric"], "online": online, "progress": progress}
-        if config.algo == "qlearning":
+        if config.algo == "qlearning-replay":
+            curves = replay_q_learning(mdp, table, epsilon=float(params["epsilon"]), alpha=float(params["alpha"]),
+                                       update_every=int(params["update_every"]), recent=int(params["recent"]),
+                                       **common)
+        elif config.algo == "qlearning":
             curves = q_learning(mdp, table, epsilon=float(params["epsilon"]), alpha=float(params["alpha"]),
                                 q0=float(params["q0"]), **common)
         else:
