@@ -19,7 +19,11 @@ _FLAGS = {"seed": "--seed", "budget.steps": "--steps", "steps": "--steps", "eval
 
 @app.command()
 def train(env: str = typer.Option(..., "--env", help="card id (or card YAML)"),
-          reward: str = typer.Option("reference", help="env|builtin (the env's own), reference, or a program file"),
+          reward: str | None = typer.Option(None, help="env|builtin (the env's own), reference, or a program file "
+                                            "(default: reference; env with --shaper)"),
+          shaper: str | None = typer.Option(None, help="a registered shaper added to the reward (pbrs, exprd, ...)"),
+          budget: int | None = typer.Option(None, "--budget", help="the shaper's budget B (exprd: rewarded states)"),
+          potential: str | None = typer.Option(None, help="pbrs: the potential (a program file, or V*)"),
           algo: str = typer.Option("ppo", help="the trainer's algorithm: ppo, sac or td3 for sb3"),
           trainer: str = typer.Option("sb3", help="registered trainer"),
           steps: int = typer.Option(50_000, help=Budget.model_fields["steps"].description),
@@ -31,6 +35,7 @@ def train(env: str = typer.Option(..., "--env", help="card id (or card YAML)"),
     from rich.progress import BarColumn, Progress, TimeRemainingColumn
 
     from rewardlab.cards import load_card
+    from rewardlab.errors import UserError
     from rewardlab.paths import new_directory, relative_path, safe_name
     from rewardlab.program import CompatModeWarning
     from rewardlab.sims import verify_card
@@ -43,8 +48,19 @@ def train(env: str = typer.Option(..., "--env", help="card id (or card YAML)"),
                              "rewardlab train", _FLAGS)
     card = load_card(env)
     verify_card(card)
-    source = parse_source(reward)
+    base = reward or ("env" if shaper else "reference")
+    if shaper is None and (budget is not None or potential is not None):
+        raise UserError("--budget and --potential are a shaper's settings; give --shaper too")
+    if shaper is not None:
+        params = {k: v for k, v in (("budget", budget), ("potential", potential)) if v is not None}
+        source = parse_source({"name": shaper, "base": base, "shaper": {"name": shaper, **params}})
+    else:
+        source = parse_source(base)
     resolved = resolve_source(source, card)  # reads and statically checks the program before anything is made
+    if shaper is not None:
+        from rewardlab.shaping.base import check_shaper_for
+
+        check_shaper_for(card, shaper, source.shaper.params)  # type: ignore[union-attr]
     chosen = validate(card, config)
     run_dir = new_directory(out, f"{safe_name(card.id)}-{source.name}-{algo}-{seed}")
     try:

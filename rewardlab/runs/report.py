@@ -68,6 +68,9 @@ def write_report(run: str | Path, out: Path = Path("runs")) -> Path:
         if png is not None:
             lines += ["", f"![learning curves for {task}]({png.name})"]
         lines.append("")
+        from rewardlab.runs.thesis import thesis_section  # tabular learners: the thesis' log2 plot and table
+
+        lines += thesis_section(task, task_trials, run_dir)
     lines += _failures(trials)
 
     report = run_dir / "report.md"

@@ -10,14 +10,19 @@ adapter says which a task provides, and a mismatch is one clear line before anyt
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from stable_baselines3.common.vec_env import VecEnv
+import numpy as np
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 from rewardlab.cards import EnvCard
 from rewardlab.errors import UserError
 from rewardlab.shaping.registry import SHAPERS
 from rewardlab.state import StateExtractor
+
+if TYPE_CHECKING:
+    from rewardlab.sims.tabular import TabularMDP
 
 #: Capabilities a shaper may need, in words for messages.
 CAPABILITIES = {
@@ -39,6 +44,20 @@ class Shaper:
 
     name: ClassVar[str] = ""
     requires: ClassVar[frozenset[str]] = frozenset()
+    #: ``replace``: the shaped reward replaces the base reward (EXPRD, ExpAdaRD); ``additive``: it is
+    #: added to it (PBRS, ExploRS)
+    mode: ClassVar[Literal["replace", "additive"]] = "additive"
+
+    @classmethod
+    def for_params(cls, params: dict[str, Any]) -> type[Shaper]:
+        """The class that implements the shaper with these parameters (PBRS: a potential program, or
+        Φ = V* of a tabular task)."""
+        return cls
+
+    @classmethod
+    def requirements(cls, params: dict[str, Any]) -> frozenset[str]:
+        """The capabilities needed with these parameters (PBRS needs a model only for Φ = V*)."""
+        return cls.requires
 
     def __init__(self, card: EnvCard, params: dict[str, Any], gamma: float):
         self.card = card
@@ -62,6 +81,22 @@ class Shaper:
         """Training callbacks the shaper needs (learner snapshots, meta-gradient updates)."""
         return []
 
+    # -- tabular learners (rewardlab.training.tabular) ------------------------------------------------
+    def tabular_reward(self, mdp: TabularMDP) -> np.ndarray | None:
+        """The shaper's reward table ``(S, A)`` for a tabular task: the whole reward (``replace``) or
+        the term added to the base reward (``additive``); None for shapers that change while the
+        learner trains (those give :meth:`online`)."""
+        return None
+
+    def online(self, mdp: TabularMDP, runs: int, rng: np.random.Generator) -> Any:
+        """The per-step/per-episode hooks of a shaper that changes during training, vectorised over
+        ``runs`` (:class:`rewardlab.training.tabular.OnlineShaping`); None for static shapers."""
+        return None
+
+    def write_artifacts(self, run_dir: Path) -> list[Path]:
+        """Write what the shaper designed (a reward program, a table, a plot) into a trial's directory."""
+        return []
+
 
 def get_shaper_class(name: str) -> type[Shaper]:
     """The shaper class registered as ``name`` (:data:`rewardlab.shaping.registry.SHAPERS`).
@@ -79,13 +114,112 @@ def make_shaper(name: str, params: dict[str, Any], card: EnvCard, gamma: float, 
     :param provides: the capabilities the task's simulator provides
     :raises UserError: unknown shaper, a capability the task lacks, or bad parameters
     """
-    cls = get_shaper_class(name)
-    missing = sorted(cls.requires - provides)
+    cls = get_shaper_class(name).for_params(params)
+    missing = sorted(cls.requirements(params) - provides)
     if missing:
         needs = " and ".join(CAPABILITIES.get(m, m) for m in missing)
         has = ", ".join(CAPABILITIES.get(p, p) for p in sorted(provides)) or "none of these"
         raise UserError(f"shaper {name!r} needs {needs}; {card.id} provides {has}")
+    if "tabular_model" in cls.requirements(params) and card.action.type != "discrete":
+        raise UserError(f"shaper {name!r} needs discrete actions; {card.id} has {card.action.type} actions")
     try:
         return cls(card, params, gamma)
     except TypeError as e:
         raise UserError(f"shaper {name!r}: bad parameters ({e})") from None
+
+
+def tabular_model(card: EnvCard) -> TabularMDP:
+    """The exact model of a task whose simulator provides ``tabular_model`` (the gridworlds).
+
+    :raises UserError: the simulator has none
+    """
+    from rewardlab.sims.base import get_simulator
+
+    adapter = get_simulator(card.simulator)
+    get = getattr(adapter, "tabular_model", None)
+    if get is None or "tabular_model" not in adapter.capabilities(card):
+        raise UserError(f"{card.id} provides no tabular model")
+    model: TabularMDP = get(card)
+    return model
+
+
+class TabularOnlyShaper(Shaper):
+    """A shaper that exists for the tabular learners only so far (ExploRS, SORS, ExpAdaRD): with an SB3
+    algorithm it refuses, rather than train on an unshaped reward."""
+
+    def wrap(self, venv: VecEnv, extractor: StateExtractor) -> VecEnv:
+        raise UserError(f"shaper {self.name!r} runs with the tabular trainer only (trainer: tabular); its SB3 "
+                        "variant is not built yet")
+
+
+class TableShaper(Shaper):
+    """A shaper whose result is a fixed reward table on a tabular task (PBRS with Φ = V*, EXPRD).
+
+    :meth:`design` computes the table once per trial; the SB3 path looks it up per step
+    (:class:`TabularRewardVecEnv`), the tabular learners read it directly.
+    """
+
+    requires = frozenset({"tabular_model"})
+
+    def __init__(self, card: EnvCard, params: dict[str, Any], gamma: float):
+        super().__init__(card, params, gamma)
+        self._table: np.ndarray | None = None
+
+    def design(self, mdp: TabularMDP) -> np.ndarray:
+        """The reward table ``(S, A)`` (see :attr:`mode`)."""
+        raise NotImplementedError
+
+    def tabular_reward(self, mdp: TabularMDP) -> np.ndarray:
+        if self._table is None:
+            self._table = self.design(mdp)
+        return self._table
+
+    def wrap(self, venv: VecEnv, extractor: StateExtractor) -> VecEnv:
+        table = self.tabular_reward(tabular_model(self.card))
+        return TabularRewardVecEnv(venv, table, replace=self.mode == "replace")
+
+
+class TabularRewardVecEnv(VecEnvWrapper):
+    """Replaces (or adds to) a VecEnv's reward with a table ``R[s, a]`` of the state the action was
+    taken in (``Discrete`` observations); ``info["unshaped_reward"]`` keeps the reward before.
+
+    :param venv: training env with ``Discrete`` observations
+    :param table: ``(S, A)``
+    :param replace: the table is the reward (True) or a term added to it (False)
+    """
+
+    def __init__(self, venv: VecEnv, table: np.ndarray, replace: bool):
+        super().__init__(venv)
+        self.table = np.asarray(table, dtype=np.float64)
+        self.replace = replace
+        self._obs = np.zeros(self.num_envs, dtype=np.int64)
+        self._actions = np.zeros(self.num_envs, dtype=np.int64)
+
+    def reset(self) -> Any:
+        obs = self.venv.reset()
+        self._obs = np.asarray(obs, dtype=np.int64).reshape(self.num_envs)
+        return obs
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = np.asarray(actions, dtype=np.int64).reshape(self.num_envs)
+        self.venv.step_async(actions)
+
+    def step_wait(self) -> Any:
+        obs, reward, dones, infos = self.venv.step_wait()
+        shaped = self.table[self._obs, self._actions]
+        for i, info in enumerate(infos):
+            info["unshaped_reward"] = float(reward[i])
+        total = shaped if self.replace else np.asarray(reward, dtype=np.float64) + shaped
+        self._obs = np.asarray(obs, dtype=np.int64).reshape(self.num_envs)  # after an auto-reset: the reset state
+        return obs, total.astype(np.float32), dones, infos
+
+
+def check_shaper_for(card: EnvCard, name: str, params: dict[str, Any]) -> None:
+    """Refuse, with one line, a shaper the task cannot provide for or whose parameters are wrong —
+    before anything trains (the CLI and the runner call it while validating).
+
+    :raises UserError: see :func:`make_shaper`
+    """
+    from rewardlab.sims.base import get_simulator
+
+    make_shaper(name, params, card, 0.99, get_simulator(card.simulator).capabilities(card))

@@ -2,10 +2,11 @@
 
 The shaping term is ``F(s, a, s') = γ Φ(s') − Φ(s)``; adding it to any reward leaves the optimal
 policies unchanged. Here the potential Φ is a reward program (its ``compute_dense_reward`` returns
-Φ of each state, batched, checked in the sandbox like any program); the reward-design issue adds
-Φ = V* from a teacher. The terminal potential is zero only when the env *terminates* the episode
-(an absorbing state); on a time-limit truncation the episode would have gone on, so ``γ Φ(s')`` is
-kept (Pardo et al., 2018, "Time limits in reinforcement learning").
+Φ of each state, batched, checked in the sandbox like any program), or ``potential: V*``, the optimal
+values of a tabular task computed by its teacher (EXPRD's PBRS baseline, Devidze et al. NeurIPS'21).
+The terminal potential is zero only when the env *terminates* the episode (an absorbing state); on
+a time-limit truncation the episode would have gone on, so ``γ Φ(s')`` is kept
+(Pardo et al., 2018, "Time limits in reinforcement learning").
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from rewardlab.cards import EnvCard
 from rewardlab.errors import UserError
 from rewardlab.program import CompiledReward, load_program
-from rewardlab.shaping.base import Shaper
+from rewardlab.shaping.base import Shaper, TableShaper
 from rewardlab.state import StateExtractor, fields_used_by
 from rewardlab.wrappers import SIM_KEY, step_states
 
@@ -32,6 +33,11 @@ class PotentialShaping(Shaper):
     """
 
     name = "pbrs"
+
+    @classmethod
+    def for_params(cls, params: dict[str, Any]) -> type[Shaper]:
+        # Φ = V* is a table of a tabular task, not a program: the same name, another class
+        return OptimalValuePotential if params.get("potential") in OPTIMAL_VALUE_NAMES else cls
 
     def __init__(self, card: EnvCard, params: dict[str, Any], gamma: float):
         super().__init__(card, params, gamma)
@@ -114,3 +120,34 @@ class PotentialShapingVecEnv(VecEnvWrapper):
                 self._sum[i] = 0.0
         self._phi = phi_next
         return obs, (np.asarray(reward, dtype=np.float64) + shaping).astype(np.float32), dones, infos
+
+
+#: How a spec names Φ = V*: ``{name: pbrs, potential: V*}``.
+OPTIMAL_VALUE_NAMES = ("V*", "optimal_values")
+
+
+class OptimalValuePotential(TableShaper):
+    """PBRS with Φ = V* of a tabular task (EXPRD's dense PBRS baseline): the learner's reward is
+    ``R̄(s,a) + γ Σ_s' T(s'|s,a) V*(s') − V*(s)``, with V* = 0 on absorbing states.
+
+    Deviation (EXPRD's code does the same): the expected shaping term over s' replaces the sampled one
+    (:func:`rewardlab.shaping.teachers.potential_shaping_term`); the optimal policies are unchanged.
+
+    :param params: ``potential: V*``; ``scale`` (default 1)
+    """
+
+    name = "pbrs"
+    mode = "additive"
+
+    def __init__(self, card: EnvCard, params: dict[str, Any], gamma: float):
+        super().__init__(card, params, gamma)
+        unknown = set(params) - {"potential", "scale"}
+        if unknown:
+            raise UserError(f"shaper 'pbrs' with potential V* takes scale, not {', '.join(sorted(unknown))} "
+                            "(the model's own discount is used)")
+        self.scale = float(params.get("scale", 1.0))
+
+    def design(self, mdp: Any) -> np.ndarray:
+        from rewardlab.shaping.teachers import Teacher, potential_shaping_term
+
+        return potential_shaping_term(mdp, self.scale * Teacher.solve(mdp).V)

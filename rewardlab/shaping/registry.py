@@ -12,7 +12,15 @@ from rewardlab.errors import UserError
 from rewardlab.registry import Registry
 
 #: Registered shapers; entries are ``rewardlab.shaping.base.Shaper`` subclasses.
-SHAPERS: Registry[Any] = Registry("shaper", {"pbrs": "rewardlab.shaping.pbrs:PotentialShaping"},
+SHAPERS: Registry[Any] = Registry("shaper", {"pbrs": "rewardlab.shaping.pbrs:PotentialShaping",
+                                            "exprd": "rewardlab.shaping.exprd:ExplicableRewardDesign",
+                                            "craft": "rewardlab.shaping.exprd:HandcraftedLandmarks",
+                                            "explors": "rewardlab.shaping.explors:ExplorationGuidedShaping",
+                                            "explob": "rewardlab.shaping.explors:ExplorationBonus",
+                                            "selfrs": "rewardlab.shaping.explors:SelfRewardShaping",
+                                            "sors": "rewardlab.shaping.sors:SelfSupervisedRewardShaping",
+                                            "expadard": "rewardlab.shaping.expadard:AdaptiveRewardDesign",
+                                            "invariance": "rewardlab.shaping.expadard:InvarianceBaseline"},
                                            group="rewardlab.shapers")
 
 

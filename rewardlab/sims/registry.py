@@ -19,7 +19,8 @@ from rewardlab.registry import Registry
 #: once on first use.
 SIMULATORS: Registry[Any] = Registry(
     "simulator",
-    {"mujoco": "rewardlab.sims.mujoco:MujocoSimulator", "metaworld": "rewardlab.sims.metaworld:MetaWorldSimulator"},
+    {"mujoco": "rewardlab.sims.mujoco:MujocoSimulator", "metaworld": "rewardlab.sims.metaworld:MetaWorldSimulator",
+     "gridworld": "rewardlab.sims.gridworld:GridworldSimulator"},
     group="rewardlab.simulators", instantiate=True,
 )
 
