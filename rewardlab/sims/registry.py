@@ -19,7 +19,8 @@ from rewardlab.registry import Registry
 #: once on first use.
 SIMULATORS: Registry[Any] = Registry(
     "simulator",
-    {"mujoco": "rewardlab.sims.mujoco:MujocoSimulator", "metaworld": "rewardlab.sims.metaworld:MetaWorldSimulator"},
+    {"mujoco": "rewardlab.sims.mujoco:MujocoSimulator", "metaworld": "rewardlab.sims.metaworld:MetaWorldSimulator",
+     "household": "rewardlab.sims.household:HouseholdSimulator"},
     group="rewardlab.simulators", instantiate=True,
 )
 
