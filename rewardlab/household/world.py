@@ -605,3 +605,26 @@ class World:
         near = f" You are close to the {self.near}." if self.near else ""
         return (f"You are in the {self.room}.{posture}{near} You hold {held}. "
                 f"You see {', '.join(self.describe_object(o) for o in seen) or 'nothing'}.")
+
+
+# -- vocabulary ------------------------------------------------------------------------------------
+#: Words of the feedback and observation templates above (besides verbs, entities and states); a test
+#: runs episodes and checks that every text the env emits uses only :func:`vocabulary` words.
+_TEMPLATE_WORDS = """
+true error robot agent should hold first not in hand is inside the closed open close to walk find room with
+a an object name there no anymore ate it cannot be grabbed put on down or hands are full already holding
+itself opened closed switch switched off plugged plug unplugged washed wiped cut eaten drunk from poured
+filled sat lain sitting lying stand up standing read typed watched empty pour something into full of
+unknown action use known step give wrong arguments for write you see nothing hot sliced clean dirty floor
+and then heat microwave turn wash wipe eat watch sit this home are
+"""
+
+
+def vocabulary() -> list[str]:
+    """Every word the household's texts use (tasks, steps, observations, feedback), sorted: the
+    vocabulary a language agent's tokenizer is built from. Texts are lowercased and split into words
+    and the punctuation ``. , ( )``."""
+    words = set(_TEMPLATE_WORDS.split()) | set(ENTITIES)
+    for v in VERBS:
+        words |= set(v.words)
+    return sorted(words)

@@ -49,7 +49,8 @@ class Trainer(Protocol):
 
 
 #: Registered trainers; entries are trainer classes, instantiated once on first use.
-TRAINERS: Registry[Trainer] = Registry("trainer", {"sb3": "rewardlab.training.sb3:SB3Trainer"},
+TRAINERS: Registry[Trainer] = Registry("trainer", {"sb3": "rewardlab.training.sb3:SB3Trainer",
+                                                  "e2cl": "rewardlab.e2cl.trainer:E2CLTrainer"},
                                        group="rewardlab.trainers", instantiate=True)
 
 
