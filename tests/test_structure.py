@@ -36,6 +36,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("rewardlab.text2reward*",),
     ("rewardlab.e2cl*",),
     ("rewardlab.runs*",),
+    ("rewardlab.e2cl.report",),  # reads the run store through runs.report's run lookup
     ("rewardlab.cli*", "rewardlab.__main__"),
 ]
 

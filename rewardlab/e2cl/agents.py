@@ -21,6 +21,8 @@ from rewardlab.errors import UserError
 
 #: Steps of history in a prompt (E2CL's prompt holds the whole history; a deviation for a small model).
 HISTORY = 6
+#: Prompts decoded together at most.
+CHUNK = 256
 
 
 class Agent(Protocol):
@@ -78,9 +80,12 @@ class SeqAgent:
         if not prompts:
             return []
         self.model.eval()
-        src = pad_batch([self.tok.encode(p) for p in prompts], self.tok.pad, keep_last=self.model.config.max_src)
-        ids = self.model.generate(src, max_len, temperature, self.generator)
-        return [self.tok.decode(s) for s in ids]
+        out: list[str] = []
+        for i in range(0, len(prompts), CHUNK):  # bounded memory for large batches (teacher-guided exploration)
+            src = pad_batch([self.tok.encode(p) for p in prompts[i:i + CHUNK]], self.tok.pad,
+                            keep_last=self.model.config.max_src)
+            out += [self.tok.decode(s) for s in self.model.generate(src, max_len, temperature, self.generator)]
+        return out
 
     def plan(self, contexts: Sequence[Context]) -> list[str]:
         return self._run([prompt("plan", c) for c in contexts], 8, self.temperature)

@@ -137,9 +137,22 @@ class Task:
         """Fraction of the parts whose goal holds (a task of two parts: 0, 0.5 or 1)."""
         return sum(p.holds(w) for p in self.parts) / len(self.parts)
 
+    @property
+    def objects(self) -> tuple[str, ...]:
+        """Every object the task involves, tools and appliances included (the agent is told their rooms)."""
+        tools = {"wash": ("sink",), "heat": ("microwave",), "pour": ("cup",), "cut": ("knife",), "wipe": ("rag",)}
+        found: list[str] = []
+        for p in self.parts:
+            for o in (*p.args, *tools.get(p.template, ())):
+                if o not in found:
+                    found.append(o)
+        return tuple(found)
+
     def prepare(self, w: World) -> None:
+        """Make the goal not hold at the start, and tell the agent the rooms of the task's objects."""
         for p in self.parts:
             p.prepare(w)
+        w.known = self.objects
 
 
 def single_tasks() -> list[Task]:

@@ -277,6 +277,7 @@ class World:
     posture: tuple[str, str] = ("standing", "")
     events: set[tuple[str, str]] = field(default_factory=set)  # ("watched", "tv"), ("read", "book"), ...
     filled_with: dict[str, str] = field(default_factory=dict)
+    known: tuple[str, ...] = ()  # objects whose room the agent is told (the task's objects and tools)
 
     @classmethod
     def from_home(cls, home: Home, start_room: str = "livingroom") -> World:
@@ -289,7 +290,7 @@ class World:
         """An independent copy (the home is immutable and shared; planners copy worlds often)."""
         return World(home=self.home, location=dict(self.location), states={k: set(v) for k, v in self.states.items()},
                      room=self.room, near=self.near, holding=list(self.holding), posture=self.posture,
-                     events=set(self.events), filled_with=dict(self.filled_with))
+                     events=set(self.events), filled_with=dict(self.filled_with), known=self.known)
 
     # -- queries -------------------------------------------------------------------------------
     def exists(self, obj: str) -> bool:
@@ -603,8 +604,10 @@ class World:
         held = ", ".join(self.describe_object(o) for o in self.holding) or "nothing"
         posture = f" You are {self.posture[0]} on the {self.posture[1]}." if self.posture[0] != "standing" else ""
         near = f" You are close to the {self.near}." if self.near else ""
-        return (f"You are in the {self.room}.{posture}{near} You hold {held}. "
+        text = (f"You are in the {self.room}.{posture}{near} You hold {held}. "
                 f"You see {', '.join(self.describe_object(o) for o in seen) or 'nothing'}.")
+        rooms = [f"{o} is in {self.room_of(o)}" for o in self.known if self.exists(o) and o not in self.holding]
+        return text + (f" You know {', '.join(rooms)}." if rooms else "")
 
 
 # -- vocabulary ------------------------------------------------------------------------------------
@@ -616,7 +619,7 @@ a an object name there no anymore ate it cannot be grabbed put on down or hands 
 itself opened closed switch switched off plugged plug unplugged washed wiped cut eaten drunk from poured
 filled sat lain sitting lying stand up standing read typed watched empty pour something into full of
 unknown action use known step give wrong arguments for write you see nothing hot sliced clean dirty floor
-and then heat microwave turn wash wipe eat watch sit this home are
+and then heat microwave turn wash wipe eat watch sit this home are know where things
 """
 
 
