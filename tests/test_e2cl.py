@@ -17,11 +17,14 @@ from rewardlab.e2cl.datasets import Context, Record, counts, read_jsonl, write_j
 from rewardlab.e2cl.exploration import collect_demos, expert_records, teacher_free, teacher_guided
 from rewardlab.e2cl.inference import run_episodes
 from rewardlab.e2cl.model import ModelConfig, Seq2Seq
+from rewardlab.e2cl.report import mean_ci, summary_table
 from rewardlab.e2cl.sft import fit
 from rewardlab.e2cl.tokenizer import Tokenizer
 from rewardlab.errors import UserError
 from rewardlab.household import HouseholdEnv
+from rewardlab.store import TrialRecord
 from rewardlab.training import train
+from rewardlab.types import EvalResult, TrialResult
 
 
 def test_tokenizer_covers_every_text_the_env_emits() -> None:
@@ -185,3 +188,28 @@ def test_meaningless_settings_are_refused(tmp_path: Path, card: str, reward: str
         train(card, reward, "e2cl", steps=60, seed=0, run_dir=tmp_path, trainer="e2cl", preset_overrides=overrides)
     with pytest.raises(UserError, match="less than one episode"):
         train("household/train", "env", "e2cl", steps=5, seed=0, run_dir=tmp_path, trainer="e2cl")
+
+
+def _trial(algo: str, seed: int, success: list[bool], executability: list[float]) -> TrialRecord:
+    ev = EvalResult(env_return=[float(s) for s in success], program_return=[None] * len(success), success=list(success),
+                    length=[10] * len(success),
+                    components=[{"executability": e, "corrections_fired": 2.0, "corrections_accepted": 1.0,
+                                 "fired_on_infeasible": 1.0, "accepted_executable": 1.0} for e in executability])
+    return TrialRecord(id=seed, run_id="r", key=f"{algo}{seed}", task="household/unseen-homes", reward="env", algo=algo,
+                       seed=seed, status="done", started=None, finished=None, error=None, dir=None, program_id=None,
+                       result=TrialResult(eval=ev, trainer="e2cl", algo=algo))
+
+
+def test_report_gives_mean_and_t_interval_over_seeds() -> None:
+    m, lo, hi = mean_ci([0.5, 0.6, 0.7])  # t_{0.975, 2} = 4.302653, sd 0.1
+    half = 4.302653 * 0.1 / 3 ** 0.5
+    assert m == pytest.approx(0.6) and (lo, hi) == pytest.approx((0.6 - half, 0.6 + half))
+    assert mean_ci([0.9, 1.0, 1.0])[2] == 1.0  # clipped to the metric's range
+    assert np.isnan(mean_ci([0.5])[1])
+    with pytest.raises(UserError):
+        mean_ci([])
+    rows = summary_table([_trial("e2cl", 0, [True, False], [1.0, 0.5]), _trial("e2cl", 1, [True, True], [1.0, 1.0]),
+                          _trial("sft", 0, [False, False], [0.2, 0.4])])
+    assert rows[2].startswith("| household/unseen-homes | sft | 1 | 0.000 | 0.300 |")  # baselines first
+    assert "| e2cl | 2 | 0.750 [" in rows[3] and "0.50/0.75, 1.00/1.00" in rows[3]
+    assert "fired 20% of steps; the proposal was infeasible in 50%; accepted 4/8, 100% of them executable" in rows[3]

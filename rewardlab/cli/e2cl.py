@@ -100,3 +100,37 @@ def report(run: str = typer.Argument(..., help="a run directory or run id"),
     path = write_e2cl_report(run, out)
     console.print(path.read_text(), markup=False, highlight=False)
     console.print(f"written to {path}", highlight=False)
+
+
+@e2cl_app.command("feasibility")
+def feasibility(
+    card: str = typer.Option("mujoco/Reacher-v5", help="a MuJoCo env card"),
+    ppo_steps: int = typer.Option(50_000, help="PPO training steps per seed (the plain policy)"),
+    data_steps: int = typer.Option(3_000, help="policy steps of feasibility data collection per seed"),
+    seeds: str = typer.Option("0,1,2", help="comma-separated seeds"),
+    v_max: float = typer.Option(10.0, help="joint-speed limit in rad/s"),
+    episodes: int = typer.Option(20, help="evaluation episodes per seed"),
+    out: Path = typer.Option(Path("runs/e2cl-feasibility"), help="where the PPO trials and results.json go"),
+) -> None:
+    """E2CL's continuous-control variant: a learned feasibility model and corrector as a wrapper around
+    a PPO policy under a joint-speed limit; violation rate and success, plain vs corrected."""
+    from rewardlab.e2cl.control.feasibility import feasibility_experiment
+    from rewardlab.runtime import limit_threads
+
+    limit_threads()
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise UserError(f"--seeds must be comma-separated integers (got {seeds!r})") from None
+    if not seed_list:
+        raise UserError("--seeds names no seed")
+    rows = feasibility_experiment(card, ppo_steps, data_steps, seed_list, v_max, episodes, out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(rows, indent=1))
+    for r in rows:
+        p, c = r["plain"], r["corrected"]
+        console.print(f"seed {r['seed']}: violation rate {p['violation_rate']:.3f} -> {c['violation_rate']:.3f}; "
+                      f"success {p['success']:.2f} -> {c['success']:.2f}; final distance {p['final_distance']:.3f} -> "
+                      f"{c['final_distance']:.3f} m; corrections fired {r['fired']:.1%} of steps, taken {r['accepted']:.1%}",
+                      highlight=False)
+    console.print(f"written to {out / 'results.json'}", highlight=False)
