@@ -103,9 +103,13 @@ def collect(policy: Any, feedback: JointSpeedFeedback, steps: int, seed: int) ->
         own, _ = policy.predict(obs, deterministic=False)
         for a in (np.asarray(own, dtype=np.float64), rng.uniform(space.low, space.high)):
             bad = feedback.check(a)
-            S.append(obs), A.append(a), V.append(bad)
+            S.append(obs)
+            A.append(a)
+            V.append(bad)
             if bad and (fix := retry(feedback, a)) is not None:
-                FS.append(obs), FA.append(a), FT.append(fix)
+                FS.append(obs)
+                FA.append(a)
+                FT.append(fix)
         obs, _, terminated, truncated, _ = feedback.step(own)
         if terminated or truncated:
             obs, _ = feedback.reset()
@@ -128,14 +132,18 @@ def train_models(data: FeasibilityData, seed: int, epochs: int = 30, lr: float =
     opt = torch.optim.Adam(f.parameters(), lr=lr)
     for _ in range(epochs * 10):
         loss = nn.functional.binary_cross_entropy_with_logits(f(x).squeeze(1), y)
-        opt.zero_grad(), loss.backward(), opt.step()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
     if len(data.fix_states):
         xc = torch.from_numpy(np.concatenate([data.fix_states, data.fix_actions], 1))
         yc = torch.from_numpy(data.fix_targets)
         opt = torch.optim.Adam(c.parameters(), lr=lr)
         for _ in range(epochs * 10):
             loss = nn.functional.mse_loss(torch.tanh(c(xc)), yc)
-            opt.zero_grad(), loss.backward(), opt.step()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
     return f.eval(), c.eval()
 
 
