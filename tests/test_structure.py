@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("rewardlab.config", "rewardlab.paths", "rewardlab.stats", "rewardlab.store"),
     ("rewardlab.sims.registry", "rewardlab.shaping.registry"),
     ("rewardlab.cards",),
+    ("rewardlab.household*",),
     ("rewardlab.sims*",),
     ("rewardlab.state",),
     ("rewardlab.sandbox",),
@@ -33,7 +34,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("rewardlab.training*",),
     ("rewardlab.llm*",),
     ("rewardlab.text2reward*",),
+    ("rewardlab.e2cl*",),
     ("rewardlab.runs*",),
+    ("rewardlab.e2cl.report",),  # reads the run store through runs.report's run lookup
     ("rewardlab.cli*", "rewardlab.__main__"),
 ]
 

@@ -20,7 +20,7 @@ from rewardlab.runtime import limit_threads
 
 limit_threads(torch_too=False)  # before numpy/torch load; see rewardlab.runtime
 
-from rewardlab.cli import check, envs, generate, memory, runs, train  # noqa: E402,F401  (register commands)
+from rewardlab.cli import check, e2cl, envs, generate, memory, runs, train  # noqa: E402,F401  (register commands)
 from rewardlab.cli.app import app, console, err_console  # noqa: E402
 from rewardlab.errors import UserError  # noqa: E402
 

@@ -20,7 +20,8 @@ from rewardlab.registry import Registry
 SIMULATORS: Registry[Any] = Registry(
     "simulator",
     {"mujoco": "rewardlab.sims.mujoco:MujocoSimulator", "metaworld": "rewardlab.sims.metaworld:MetaWorldSimulator",
-     "gridworld": "rewardlab.sims.gridworld:GridworldSimulator"},
+     "gridworld": "rewardlab.sims.gridworld:GridworldSimulator",
+     "household": "rewardlab.sims.household:HouseholdSimulator"},
     group="rewardlab.simulators", instantiate=True,
 )
 
