@@ -35,6 +35,7 @@ test-all: setup
 
 bench: setup
 	$(PY) -m benchmarks.run --out benchmarks/results.json
+	$(PY) -m benchmarks.moe --out benchmarks/results_moe.json
 
 # issue 3's figure: does the pre-training preference check predict trained success? (~30 min on 2 cores)
 bench-preference: setup
