@@ -37,8 +37,9 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -49,6 +50,7 @@ from rewardlab.errors import UserError
 from rewardlab.types import Seed
 
 torch_dtype = torch.float64
+M = TypeVar("M", bound=nn.Module)
 
 
 class StudySpec(BaseModel):
@@ -105,26 +107,19 @@ def is_study_file(path: str | Path) -> bool:
 # ----------------------------------------------------------------------------------------------- fitting
 
 
-def fit_lbfgs(make: Callable[[int], nn.Module], loss: Callable[[nn.Module], torch.Tensor], restarts: int,
-              max_iter: int, seed: int) -> nn.Module:
+def fit_lbfgs(make: Callable[[int], M], loss: Callable[[M], torch.Tensor], restarts: int, max_iter: int,
+              seed: int) -> M:
     """Minimise ``loss`` with L-BFGS (strong Wolfe line search) from ``restarts`` seeded inits; keep the best.
 
     :param make: ``start -> model``, seeded by the caller's seed and the start index
     """
-    best: tuple[float, nn.Module] | None = None
+    best: tuple[float, M] | None = None
     for start in range(restarts):
         torch.manual_seed(seed * 1000 + start)
         model = make(start)
         opt = torch.optim.LBFGS(model.parameters(), max_iter=max_iter, line_search_fn="strong_wolfe",
                                 tolerance_grad=1e-9, tolerance_change=1e-12, history_size=20)
-
-        def closure() -> torch.Tensor:
-            opt.zero_grad()
-            value = loss(model)
-            value.backward()
-            return value
-
-        opt.step(closure)
+        opt.step(partial(_closure, opt, model, loss))
         with torch.no_grad():
             value = float(loss(model))
         if math.isfinite(value) and (best is None or value < best[0]):
@@ -133,12 +128,32 @@ def fit_lbfgs(make: Callable[[int], nn.Module], loss: Callable[[nn.Module], torc
     return best[1]
 
 
-def slope(n: Sequence[int], err: Sequence[float]) -> float:
+def _closure(opt: torch.optim.Optimizer, model: M, loss: Callable[[M], torch.Tensor]) -> torch.Tensor:
+    opt.zero_grad()
+    value = loss(model)
+    value.backward()
+    return value
+
+
+def _new(cls: Callable[..., M], *args: Any) -> M:
+    """``cls(*args[:-1])``: a model factory for :func:`fit_lbfgs` (the last argument is the start index)."""
+    return cls(*args[:-1])
+
+
+def _mse(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return ((model(x) - y) ** 2).mean()
+
+
+def _nll(model: MultinomialLogisticExperts, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return model.nll(x, y)
+
+
+def slope(n: Sequence[int], err: Sequence[float] | np.ndarray) -> float:
     """Least-squares slope of ``log err`` on ``log n``."""
     return float(np.polyfit(np.log(np.asarray(n, float)), np.log(np.maximum(np.asarray(err, float), 1e-300)), 1)[0])
 
 
-def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
+def mean_ci(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
     """Mean and two-sided t-interval over seeds."""
     from scipy import stats
 
@@ -189,8 +204,8 @@ def run_mendes_jiang(spec: StudySpec, log: Callable[[str], None]) -> list[dict[s
             x, y = x_all[:n], y_all[:n]  # nested samples: each seed's curve is one growing data set
             for m in spec.experts:
                 for k in spec.orders:
-                    model = fit_lbfgs(lambda _s, m=m, k=k: PolynomialExperts(m, k),
-                                      lambda mod, x=x, y=y: ((mod(x) - y) ** 2).mean(), spec.restarts, spec.max_iter, seed)
+                    model = fit_lbfgs(partial(_new, PolynomialExperts, m, k), partial(_mse, x=x, y=y), spec.restarts,
+                                      spec.max_iter, seed)
                     with torch.no_grad():
                         kl = float(((model(grid) - mj_target(grid)) ** 2).mean() / (2 * spec.noise**2))
                     rows.append({"seed": seed, "n": n, "m": m, "k": k, "kl": kl, "params": m * (k + 1) + 2 * (m - 1)})
@@ -229,7 +244,7 @@ class GatedTanhExperts(nn.Module):
         self.gate = nn.Linear(d, n_routed).to(torch_dtype)
         self.a = nn.Parameter(torch.randn(n_routed, d, dtype=torch_dtype))
         self.b = nn.Parameter(0.5 * torch.randn(n_routed, dtype=torch_dtype))
-        self.shared = nn.Linear(d, 1).to(torch_dtype) if shared else None
+        self.shared: nn.Module | None = nn.Linear(d, 1).to(torch_dtype) if shared else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = (_gate(self.gate_kind, self.gate(x)) * torch.tanh(x @ self.a.t() + self.b)).sum(-1)
@@ -257,9 +272,8 @@ def run_deepseek(spec: StudySpec, log: Callable[[str], None]) -> list[dict[str, 
                 x, y = x_all[:n], y_all[:n]
                 for gate in ("norm_sigmoid", "softmax"):
                     for shared in (True, False):
-                        model = fit_lbfgs(lambda _s, g=gate, sh=shared: GatedTanhExperts(g, 3, sh),
-                                          lambda mod, x=x, y=y: ((mod(x) - y) ** 2).mean(), spec.restarts,
-                                          spec.max_iter, seed)
+                        model = fit_lbfgs(partial(_new, GatedTanhExperts, gate, 3, shared), partial(_mse, x=x, y=y),
+                                          spec.restarts, spec.max_iter, seed)
                         with torch.no_grad():
                             l2 = float(((model(x_test) - f_test) ** 2).mean())
                         rows.append({"truth": truth, "seed": seed, "n": n, "gate": gate, "shared": shared,
@@ -341,8 +355,8 @@ def run_modified_softmax(spec: StudySpec, log: Callable[[str], None]) -> list[di
             y_all = torch.multinomial(p_all.float(), 1, generator=gen).squeeze(1)
             for n in spec.sample_sizes:
                 x, y = x_all[:n], y_all[:n]
-                model = fit_lbfgs(lambda _s, mod=modified: MultinomialLogisticExperts(3, mod),
-                                  lambda m, x=x, y=y: m.nll(x, y), spec.restarts, spec.max_iter, seed)
+                model = fit_lbfgs(partial(_new, MultinomialLogisticExperts, 3, modified), partial(_nll, x=x, y=y),
+                                  spec.restarts, spec.max_iter, seed)
                 rows.append({"arm": arm, "seed": seed, "n": n, "voronoi": voronoi_loss(model, truth, x_all[:20_000])})
             log(f"{arm}, seed {seed} done")
     return rows
@@ -399,7 +413,7 @@ def _verdict(ok: bool | None) -> str:
 def report_mendes_jiang(spec: StudySpec, rows: list[dict[str, Any]], out: Path) -> list[str]:
     ns, seeds = sorted(spec.sample_sizes), list(spec.seeds)
     curves = _curves(rows, lambda r: (r["m"], r["k"]), "kl", ns, seeds)
-    lines = ["| m | k | params | KL at n=%d | KL at n=%d | slope on log n (all n) |" % (ns[0], ns[-1]), "|---|---|---|---|---|---|"]
+    lines = [f"| m | k | params | KL at n={ns[0]} | KL at n={ns[-1]} | slope on log n (all n) |", "|---|---|---|---|---|---|"]
     for (m, k), arr in sorted(curves.items()):
         params = m * (k + 1) + 2 * (m - 1)
         lines.append(f"| {m} | {k} | {params} | {_fmt(mean_ci(arr[:, 0]), 4)} | {_fmt(mean_ci(arr[:, -1]), 5)} | "
@@ -413,8 +427,8 @@ def report_mendes_jiang(spec: StudySpec, rows: list[dict[str, Any]], out: Path) 
     c1 = s_rich[1] <= -0.8 and s_rich[2] >= -1.2 if s_rich[2] < -0.5 else False
     last = {key: float(np.mean(arr[:, -1])) for key, arr in curves.items()}
     first = {key: float(np.mean(arr[:, 0])) for key, arr in curves.items()}
-    best_small = {k: min(spec.experts, key=lambda m, k=k: first[(m, k)]) for k in spec.orders}
-    best_large = {k: min(spec.experts, key=lambda m, k=k: last[(m, k)]) for k in spec.orders}
+    best_small = {k: min((first[(m, k)], m) for m in spec.experts)[1] for k in spec.orders}
+    best_large = {k: min((last[(m, k)], m) for m in spec.experts)[1] for k in spec.orders}
     c2 = all(best_small[k] < best_large[k] for k in spec.orders)
     floors_m = [last[(spec.experts[0], k)] > last[(spec.experts[-1], k)] for k in spec.orders]
     floors_k = [last[(m, spec.orders[0])] > last[(m, spec.orders[-1])] for m in spec.experts]
@@ -449,7 +463,8 @@ def report_deepseek(spec: StudySpec, rows: list[dict[str, Any]], out: Path) -> l
         l2 = _curves(sub, name, "l2", ns, seeds)
         rt = _curves(sub, name, "routed_error", ns, seeds)
         lines += [f"### Truth: {truth} gate + a shared expert", "",
-                  f"| fitted model | L2 error at n={ns[-1]} | L2 slope | routed-expert error at n={ns[-1]} | routed-error slope |",
+                  f"| fitted model | L2 error at n={ns[-1]} | L2 slope | routed-expert error at n={ns[-1]} "
+                  "| routed-error slope |",
                   "|---|---|---|---|---|"]
         for label in sorted(l2):
             lines.append(f"| {label} | {_fmt(mean_ci(l2[label][:, -1]), 4)} | {_fmt(_slope_ci(ns, l2[label]))} | "
