@@ -153,10 +153,14 @@ def _policy_kwargs(variant: Variant, widths: list[int]) -> dict[str, Any]:
             "features_extractor_kwargs": {"n_tasks": MT10_TASKS, "widths": widths, "moe": moe}, "net_arch": []}
 
 
-def _params(variant: Variant, widths: list[int], d_in: int = 39 + MT10_TASKS) -> int:
-    space = gym.spaces.Box(-np.inf, np.inf, (d_in,), np.float32)
-    return count_parameters(MultiTaskExtractor(space, MT10_TASKS, widths, _policy_kwargs(variant, widths)
-                                               ["features_extractor_kwargs"]["moe"]))
+def _params(variant: Variant, widths: list[int], d_in: int = 39 + MT10_TASKS, d_act: int = 4) -> int:
+    """Parameters of the SAC actor and critic (online) that ``variant`` builds with trunk ``widths``."""
+    from stable_baselines3.sac.policies import SACPolicy
+
+    obs = gym.spaces.Box(-np.inf, np.inf, (d_in,), np.float32)
+    act = gym.spaces.Box(-1.0, 1.0, (d_act,), np.float32)
+    policy = SACPolicy(obs, act, lambda _: 3e-4, **_policy_kwargs(variant, widths))
+    return count_parameters(policy.actor) + count_parameters(policy.critic)
 
 
 def _widths(spec: MT10Spec) -> dict[str, list[int]]:
@@ -176,7 +180,7 @@ def _widths(spec: MT10Spec) -> dict[str, list[int]]:
 
 def _bisect_width(variant: Variant, target: int) -> list[int]:
     layers = len(variant.widths)
-    lo, hi = 1, 8192
+    lo, hi = 1, 4096
     while lo < hi:  # parameter count grows with width: the smallest width reaching target
         mid = (lo + hi) // 2
         if _params(variant, [mid] * layers) < target:
@@ -228,13 +232,14 @@ def run_mt10(spec_path: str | Path, spec: MT10Spec, directory: Path, log: Callab
             except TypeError as e:
                 raise UserError(f"invalid SAC setting in the spec: {e}") from None
             params = count_parameters(model.policy.actor) + count_parameters(model.policy.critic)
-            callback = MoECallback(directory / "diagnostics" / f"{variant.name}_s{seed}", log_freq=1000 * MT10_TASKS,
-                                   probe_freq=5000 * MT10_TASKS)
+            callback = MoECallback(directory / "diagnostics" / f"{variant.name}_s{seed}", log_freq=100 * MT10_TASKS,
+                                   probe_freq=1000 * MT10_TASKS)
             model.learn(spec.steps_per_task * MT10_TASKS, callback=callback, tb_log_name=f"{variant.name}_s{seed}")
             per_task = evaluate_mt10(model, 10_000 + seed, spec.max_episode_steps, spec.eval_episodes)
             env.close()
-            last = callback.history[-1] if callback.history else {}
-            mi = {k.split("/")[-2]: v for k, v in last.items() if k.endswith("task_expert_mi")}
+            mi = {}  # the latest recorded I(task; expert) of each layer
+            for row in callback.history:
+                mi.update({k.split("/")[-2]: v for k, v in row.items() if k.endswith("task_expert_mi")})
             rows.append({"variant": variant.name, "seed": seed, "success": float(np.mean(per_task)), "per_task": per_task,
                          "params_actor_critic": params, "widths": widths[variant.name], "wall_s": time.perf_counter() - start,
                          "task_expert_mi": mi})

@@ -201,15 +201,19 @@ class MoECallback(BaseCallback):
         self._collect_probe()
         n = self.num_timesteps
         if n % self.log_freq < self.training_env.num_envs:
-            self.history.append({"step": float(n)})
-            for name, layer in self.layers:
-                if layer.last is None or _role(name) == "target":
-                    continue
-                for key, value in routing_stats(layer.last, layer.last_task).items():
-                    self._record(f"moe/{_role(name)}/{name}/{key}", value)
+            self.record_batch_stats()
         if self.probe is not None and n % self.probe_freq < self.training_env.num_envs:
             self.probe_now()
         return True
+
+    def record_batch_stats(self) -> None:
+        """Record the routing stats of every layer's latest training batch."""
+        self.history.append({"step": float(self.num_timesteps)})
+        for name, layer in self.layers:
+            if layer.last is None or _role(name) == "target":
+                continue
+            for key, value in routing_stats(layer.last, layer.last_task).items():
+                self._record(f"moe/{_role(name)}/{name}/{key}", value)
 
     def probe_now(self) -> None:
         """Route the probe batch; record change rate and online/target agreement."""
@@ -230,6 +234,7 @@ class MoECallback(BaseCallback):
 
     def _on_training_end(self) -> None:
         self._sync()
+        self.record_batch_stats()
         if self.probe is None:
             return
         self.probe_now()
