@@ -111,3 +111,18 @@ def test_rewardlab_trainer_runs_an_moe_policy(tmp_path: Path) -> None:
                    preset_overrides={"n_steps": 128, "policy_kwargs": moe_policy_kwargs("ppo", "norm_sigmoid", widths=[16])})
     assert result.steps >= 512
     assert (tmp_path / "moe_diagnostics.json").exists()
+    from rewardlab.moe.summary import routing_section
+
+    assert any("router_entropy" in line for line in routing_section([("t", tmp_path)]))
+
+
+def test_run_report_shows_routing(tmp_path: Path) -> None:
+    from rewardlab.moe.summary import routing_section
+
+    (tmp_path / "moe_diagnostics.json").write_text(json.dumps({"history": [
+        {"step": 10, "moe/actor/actor.x.layers.0/load_imbalance": 1.5, "moe/actor/actor.x.layers.0/drop_rate": 0.0},
+        {"step": 20, "moe/actor/actor.x.layers.0/load_imbalance": 1.25}]}))
+    lines = routing_section([("task|env|sac|0", tmp_path), ("no-moe", tmp_path / "missing")])
+    row = next(line for line in lines if line.startswith("| task"))
+    assert "| actor/actor.x.layers.0 | 1.25 |" in row
+    assert routing_section([("no-moe", tmp_path / "missing")]) == []

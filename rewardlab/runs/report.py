@@ -68,6 +68,9 @@ def write_report(run: str | Path, out: Path = Path("runs")) -> Path:
         if png is not None:
             lines += ["", f"![learning curves for {task}]({png.name})"]
         lines.append("")
+    from rewardlab.moe.summary import routing_section
+
+    lines += routing_section([(t.key, t.dir) for t in done])
     lines += _failures(trials)
 
     report = run_dir / "report.md"
