@@ -50,6 +50,7 @@ ROUTERS: dict[str, tuple[dict[str, Any], int | None]] = {
     "dense_to_sparse": ({}, None),  # dense at the start of training (τ = τ_max)
     "tsallis": ({}, None),  # soft mode activates every expert; top-p fewer
     "task_attention": ({}, None),
+    "soft_moe": ({"tokens": 4}, None),  # every expert processes its slots for every sample
 }
 BATCHES = {"ppo": [64, 100], "sac": [256, 512]}
 

@@ -273,3 +273,14 @@ def test_active_parameter_count() -> None:
     mlp = MoEMLP(4, [8], router="topk", n_experts=4, router_kwargs={"k": 1})
     per_expert = 4 * 8 + 8
     assert count_parameters(mlp) - count_parameters(mlp, active_only=True, k_active=1) == 3 * per_expert
+
+
+def test_soft_moe_weights_are_convex_over_tokens_and_slots() -> None:
+    from rewardlab.moe.routers import SoftMoERouter
+
+    r = SoftMoERouter(5, 3, slots_per_expert=2)
+    d, c = r.soft_forward(torch.randn(4, 6, 5))
+    assert d.shape == c.shape == (4, 6, 6)
+    assert torch.allclose(d.sum(1), torch.ones(4, 6)) and torch.allclose(c.sum(2), torch.ones(4, 6))
+    out = r(torch.randn(4, 6, 5))
+    assert out.combine.shape == (24, 3) and torch.allclose(out.combine.sum(-1), torch.ones(24))

@@ -62,7 +62,7 @@ def test_sac_update_backpropagates_the_aux_loss_of_actor_and_critic() -> None:
     assert not torch.equal(critic_router.gate.weight, fresh_router.gate.weight)
 
 
-@pytest.mark.parametrize("router", ["expert_choice", "dense_to_sparse", "topk"])
+@pytest.mark.parametrize("router", ["expert_choice", "dense_to_sparse", "topk", "soft_moe"])
 def test_acting_does_not_depend_on_the_rest_of_the_batch(router: str) -> None:
     env = gym.make("Pendulum-v1")
     extra = {"router_kwargs": {"capacity_factor": 1.0}} if router == "topk" else {}

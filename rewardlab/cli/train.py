@@ -29,7 +29,7 @@ def train(env: str = typer.Option(..., "--env", help="card id (or card YAML)"),
           out: Path = typer.Option(Path("runs/train"), help="folder of run directories (a new one per run)"),
           policy: str = typer.Option("mlp", help="mlp (the preset's network) or moe (mixture-of-experts layers)"),
           router: str | None = typer.Option(None, help="with --policy moe: the router (topk, prototyping, expert_choice, "
-                                            "norm_sigmoid, softmax, modified_softmax, dense_to_sparse, tsallis)"),
+                                            "norm_sigmoid, softmax, modified_softmax, dense_to_sparse, tsallis, soft_moe)"),
           experts: int = typer.Option(4, help="with --policy moe: routed experts per layer")) -> None:
     """Train one agent and evaluate it under the env's reward and the program's."""
     from rich.progress import BarColumn, Progress, TimeRemainingColumn

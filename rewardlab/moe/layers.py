@@ -27,7 +27,14 @@ import torch
 import torch.nn as nn
 
 from rewardlab.errors import UserError
-from rewardlab.moe.routers import DenseToSparseRouter, Router, RouterOut, make_router, training_forward
+from rewardlab.moe.routers import (
+    DenseToSparseRouter,
+    Router,
+    RouterOut,
+    SoftMoERouter,
+    make_router,
+    training_forward,
+)
 
 COMPUTE_MODES = ("dense", "grouped")
 
@@ -165,6 +172,59 @@ class MoELayer(nn.Module):
         return y
 
 
+class SoftMoELayer(nn.Module):
+    """A Soft MoE layer on a flat input (Obando-Ceron et al. 2024's "tokenize, then Soft MoE").
+
+    ``x (N, d_in)`` is tokenised by a learned linear map into ``m`` tokens of width ``d_tok``; slots
+    ``X̃ = Dᵀ X`` (``E·p`` per sample); expert ``e`` (affine + activation, stacked weights) maps its ``p``
+    slots; tokens ``Y = C Ỹ``; the tokens are flattened and projected to ``d_out``. Everything mixes within
+    one sample, so acting is deterministic and independent of the batch. Deviation: the dopamine
+    version tokenises convolutional feature maps (one token per position); a flat RL observation has no
+    positions, hence the learned tokeniser.
+
+    :param d_in: input width
+    :param d_out: output width
+    :param router: a :class:`~rewardlab.moe.routers.SoftMoERouter` over ``d_tok``-wide tokens
+    :param tokens: ``m``, tokens per sample
+    :param activation: after the experts and after the output projection
+    """
+
+    def __init__(self, d_in: int, d_out: int, router: SoftMoERouter, tokens: int = 4,
+                 activation: type[nn.Module] | None = nn.ReLU):
+        super().__init__()
+        if tokens < 1:
+            raise UserError(f"soft MoE needs at least one token per sample (got {tokens})")
+        self.router = router
+        self.n_experts, self.tokens, self.d_tok = router.n_experts, tokens, router.d_in
+        self.tokenizer = nn.Linear(d_in, tokens * self.d_tok)
+        bound = 1.0 / math.sqrt(self.d_tok)
+        self.weight = nn.Parameter(torch.empty(self.n_experts, self.d_tok, self.d_tok).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(self.n_experts, self.d_tok).uniform_(-bound, bound))
+        self.project = nn.Linear(tokens * self.d_tok, d_out)
+        self.activation = activation() if activation is not None else nn.Identity()
+        self.last: RouterOut | None = None
+        self.last_task: torch.Tensor | None = None
+        self.last_eval: RouterOut | None = None
+
+    def forward(self, x: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
+        n = x.shape[0]
+        tokens = self.tokenizer(x).view(n, self.tokens, self.d_tok)  # X (N, m, d_tok)
+        d, c = self.router.soft_forward(tokens)  # (N, m, E·p) each
+        slots = d.transpose(1, 2) @ tokens  # X̃ = Dᵀ X, (N, E·p, d_tok)
+        p = self.router.slots_per_expert
+        slots = slots.view(n, self.n_experts, p, self.d_tok)
+        out = self.activation(torch.einsum("nepd,edo->nepo", slots, self.weight) + self.bias[:, None, :])
+        y = c @ out.reshape(n, self.n_experts * p, self.d_tok)  # Y = C Ỹ, (N, m, d_tok)
+        with torch.no_grad():
+            seen = self.router(tokens)
+        if training_forward(self):
+            self.last = seen
+            self.last_task = None if task is None else task.detach().repeat_interleave(self.tokens, 0)
+        else:
+            self.last_eval = seen
+        return self.activation(self.project(y.flatten(1)))
+
+
 class MoEMLP(nn.Module):
     """A stack of :class:`MoELayer` s (an MLP whose every layer is a mixture of experts).
 
@@ -187,8 +247,16 @@ class MoEMLP(nn.Module):
             raise UserError(f"an MoE MLP needs at least one layer of positive width (got {widths})")
         if router == "task_attention" and n_tasks < 1:
             raise UserError("the task_attention router needs n_tasks >= 1 (the one-hot task id at the end of the obs)")
-        layers = []
+        layers: list[nn.Module] = []
         for w_in, w_out in zip([d_in, *widths[:-1]], widths):
+            if router == "soft_moe":  # tokens of width w_out / tokens, mixed within each sample
+                kwargs = dict(router_kwargs or {})
+                tokens = int(kwargs.pop("tokens", 4))
+                d_tok = int(kwargs.pop("token_width", max(w_out // tokens, 1)))
+                soft = make_router(router, d_tok, n_experts, **kwargs)
+                assert isinstance(soft, SoftMoERouter)
+                layers.append(SoftMoELayer(w_in, w_out, soft, tokens=tokens, activation=activation))
+                continue
             r = make_router(router, n_tasks if router == "task_attention" else w_in, n_experts, **(router_kwargs or {}))
             layers.append(MoELayer(w_in, w_out, r, n_shared=n_shared, activation=activation, compute=compute))
         self.layers = nn.ModuleList(layers)
@@ -200,9 +268,9 @@ class MoEMLP(nn.Module):
         return x
 
 
-def moe_layers(module: nn.Module) -> list[tuple[str, MoELayer]]:
-    """Every :class:`MoELayer` inside ``module``, with its qualified name."""
-    return [(name, m) for name, m in module.named_modules() if isinstance(m, MoELayer)]
+def moe_layers(module: nn.Module) -> list[tuple[str, MoELayer | SoftMoELayer]]:
+    """Every :class:`MoELayer` and :class:`SoftMoELayer` inside ``module``, with its qualified name."""
+    return [(name, m) for name, m in module.named_modules() if isinstance(m, (MoELayer, SoftMoELayer))]
 
 
 def count_parameters(module: nn.Module, active_only: bool = False, k_active: int | None = None) -> int:

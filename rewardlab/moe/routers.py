@@ -26,6 +26,7 @@ Routers (module docstrings of each class give the paper and equations):
 ``dense_to_sparse``       Gumbel DTS gate with a temperature schedule (EvoMoE, Nie et al. 2021)
 ``tsallis``               Tsallis-entropy hybrid top-p/soft routing (DynMoLE, Li et al. 2025)
 ``task_attention``        softmax attention over experts from the task id (CARE, Sodhani et al. 2021)
+``soft_moe``              Soft MoE over the tokens of one sample (Puigcerver et al. 2024; Obando-Ceron et al. 2024)
 ========================  ===========================================================================
 """
 
@@ -36,6 +37,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from rewardlab.errors import UserError
 
@@ -555,10 +557,61 @@ class TaskAttentionRouter(Router):
         return RouterOut(w, everything, _zero(h), h, w, everything)
 
 
+class SoftMoERouter(Router):
+    """Soft MoE routing (Puigcerver et al. 2024; in RL, Obando-Ceron et al. ICML 2024, dopamine
+    ``labs/moes/architectures/softmoe.py``), over the ``m`` tokens *of one sample*.
+
+    For tokens ``X ∈ R^{m×d}`` of one sample and ``Φ ∈ R^{d×(E·p)}``: logits ``XΦ``; dispatch weights
+    ``D = softmax over tokens`` (each slot is a convex mix of the sample's tokens), combine weights
+    ``C = softmax over slots`` (each token a convex mix of slot outputs). With ``normalize`` (the
+    dopamine option), ``X`` and ``Φ`` are L2-normalised and the logits scaled by a learned scalar.
+    Slots mix tokens of one sample only, so acting is causal and independent of the batch (the note's
+    pitfall 1, option a). No aux loss.
+
+    :meth:`soft_forward` returns ``(D, C)``, each ``(B, m, E·p)``, which
+    :class:`rewardlab.moe.layers.SoftMoELayer` uses; :meth:`forward` reports the same routing in the common
+    :class:`RouterOut` form for diagnostics, per token ``n``: ``combine[n, e] = Σ_{slots of e} C[n, slot]``.
+
+    :param d_in: token width ``d``
+    :param slots_per_expert: ``p``
+    :param normalize: L2-normalise tokens and ``Φ``, learned scale
+    """
+
+    name = "soft_moe"
+
+    def __init__(self, d_in: int, n_experts: int, slots_per_expert: int = 1, normalize: bool = True):
+        super().__init__(d_in, n_experts)
+        if slots_per_expert < 1:
+            raise UserError(f"soft MoE needs slots_per_expert >= 1 (got {slots_per_expert})")
+        self.slots_per_expert = slots_per_expert
+        self.normalize = normalize
+        self.phi = nn.Parameter(torch.randn(d_in, n_experts * slots_per_expert) / math.sqrt(d_in))
+        self.scale = nn.Parameter(torch.ones(()))
+        del self.gate  # Φ replaces the per-token gate
+
+    def soft_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:param x: ``(B, m, d)`` tokens
+        :return: ``(D, C)``, each ``(B, m, E·p)``: D sums to one over tokens, C over slots
+        """
+        phi: torch.Tensor = self.phi
+        if self.normalize:
+            x = F.normalize(x, dim=-1)
+            phi = self.scale * F.normalize(phi, dim=0)
+        logits = x @ phi
+        return torch.softmax(logits, dim=1), torch.softmax(logits, dim=2)
+
+    def forward(self, x: torch.Tensor, task: torch.Tensor | None = None) -> RouterOut:
+        """Per-token expert weights of ``x`` ``(B, m, d)``, flattened to ``(B·m, E)`` (diagnostics)."""
+        _, c = self.soft_forward(x)
+        per_expert = c.view(*c.shape[:2], self.n_experts, self.slots_per_expert).sum(-1).flatten(0, 1)
+        everything = torch.ones_like(per_expert, dtype=torch.bool)
+        return RouterOut(per_expert, everything, per_expert.new_zeros(()), per_expert.log(), per_expert, everything)
+
+
 ROUTER_CLASSES: dict[str, type[Router]] = {
     cls.name: cls for cls in (TopKSoftmaxRouter, ExpertPrototypingRouter, ExpertChoiceRouter, NormalizedSigmoidRouter,
                               SoftmaxRouter, ModifiedSoftmaxRouter, DenseToSparseRouter, TsallisHybridRouter,
-                              TaskAttentionRouter)
+                              TaskAttentionRouter, SoftMoERouter)
 }
 
 

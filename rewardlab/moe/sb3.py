@@ -43,7 +43,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
 from rewardlab.errors import UserError
 from rewardlab.moe.diagnostics import change_rate, routing_stats, saturation
-from rewardlab.moe.layers import MoELayer, MoEMLP, moe_layers
+from rewardlab.moe.layers import MoELayer, MoEMLP, SoftMoELayer, moe_layers
 
 #: The stable-baselines3 version the aux-loss path is tested against (tests/test_moe_sb3.py).
 TESTED_SB3 = "2.9.2"
@@ -145,7 +145,7 @@ class MoECallback(BaseCallback):
         super().__init__()
         self.save_path = Path(save_path) if save_path is not None else None
         self.log_freq, self.probe_freq, self.probe_size = log_freq, probe_freq, probe_size
-        self.layers: list[tuple[str, MoELayer]] = []
+        self.layers: list[tuple[str, MoELayer | SoftMoELayer]] = []
         self.extractors: list[tuple[str, nn.Module]] = []
         self._probe_obs: list[np.ndarray] = []
         self.probe: torch.Tensor | None = None
@@ -162,7 +162,8 @@ class MoECallback(BaseCallback):
         n_updates = int(getattr(self.model, "_n_updates", 0))
         for name, layer in self.layers:
             layer.router.set_updates(n_updates)
-            if int(layer.spawned_at) >= 0 and name not in self._spawned:  # EvoMoE spawn: fresh Adam moments
+            if isinstance(layer, MoELayer) and int(layer.spawned_at) >= 0 and name not in self._spawned:
+                # EvoMoE spawn: fresh Adam moments for the copies
                 self._spawned.add(name)
                 for opt in _optimizers(self.model.policy):
                     for p in (layer.weight, layer.bias):
