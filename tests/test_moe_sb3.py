@@ -126,3 +126,25 @@ def test_run_report_shows_routing(tmp_path: Path) -> None:
     row = next(line for line in lines if line.startswith("| task"))
     assert "| actor/actor.x.layers.0 | 1.25 |" in row
     assert routing_section([("no-moe", tmp_path / "missing")]) == []
+
+
+def test_evomoe_spawn_resets_the_optimiser_state_of_the_copies(tmp_path: Path) -> None:
+    env = gym.make("Pendulum-v1")
+    model = SAC("MlpPolicy", env, learning_starts=10, batch_size=16, seed=0, device="cpu",
+                policy_kwargs=_kwargs("sac", "dense_to_sparse", router_kwargs={"diversify_updates": 5}))
+    callback = MoECallback(None, log_freq=10, probe_freq=1000)
+    model.learn(40, callback=callback)
+    layer = dict(moe_layers(model.policy))["actor.features_extractor.mlp.layers.0"]
+    assert int(layer.spawned_at) >= 5
+    assert "actor.features_extractor.mlp.layers.0" in callback._spawned
+    steps = int(model.policy.actor.optimizer.state[layer.weight]["step"])
+    assert steps < model._n_updates  # Adam restarted at the spawn
+    assert not torch.equal(layer.weight[1], layer.weight[2])
+
+
+def test_spec_with_an_moe_policy_validates() -> None:
+    from rewardlab.runs.spec import load_spec
+
+    spec = load_spec(Path(__file__).resolve().parents[1] / "experiments" / "moe_ppo_pendulum.yaml")
+    kwargs = policy_kwargs(spec.hyperparameters["policy_kwargs"])
+    assert kwargs["features_extractor_class"] is MoEExtractor
