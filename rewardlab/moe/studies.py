@@ -31,8 +31,9 @@ likelihood kept), not a global optimum; in the two parameter-estimation studies 
 truth (true parameters, the redundant expert a copy of expert 1, plus N(0, 0.5²) noise: ``init_noise``),
 as simulation studies of these rates do, so that the error measured is statistical, not a bad local
 optimum (random starts at n = 16000 gave parameter errors of several units at the truth's likelihood);
-the Voronoi losses use the unweighted parameter distance (the papers' losses weight each parameter block by its own exponent); the logistic study bounds every
-parameter to [-10, 10] (the theory's compact parameter space), else redundant experts' MLE diverges.
+the Voronoi losses use the unweighted parameter distance (the papers' losses weight each parameter block
+by its own exponent); the logistic study bounds every parameter to [-10, 10] (the theory's compact
+parameter space), else redundant experts' MLE diverges.
 """
 
 from __future__ import annotations
