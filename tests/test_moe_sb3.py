@@ -148,3 +148,28 @@ def test_spec_with_an_moe_policy_validates() -> None:
     spec = load_spec(Path(__file__).resolve().parents[1] / "experiments" / "moe_ppo_pendulum.yaml")
     kwargs = policy_kwargs(spec.hyperparameters["policy_kwargs"])
     assert kwargs["features_extractor_class"] is MoEExtractor
+
+
+def test_td3_takes_an_moe_policy_too() -> None:
+    from stable_baselines3 import TD3
+
+    model = TD3("MlpPolicy", gym.make("Pendulum-v1"), learning_starts=10, batch_size=16, seed=0, device="cpu",
+                policy_kwargs=_kwargs("td3", "tsallis"))
+    before = AddAuxiliaryLoss.calls
+    model.learn(30)
+    assert AddAuxiliaryLoss.calls > before
+
+
+def test_cli_moe_flags_are_checked_in_one_line() -> None:
+    from typer.testing import CliRunner
+
+    from rewardlab.cli import app
+
+    runner = CliRunner()
+    for args, message in [(["--router", "topk"], "--router and --experts need --policy moe"),
+                          (["--policy", "moe", "--router", "topp"], "unknown router 'topp'"),
+                          (["--policy", "nope"], "--policy must be mlp or moe")]:
+        result = runner.invoke(app, ["train", "--env", "mujoco/InvertedPendulum-v5", "--steps", "1000", *args])
+        # a UserError: rewardlab.cli.main prints it as one line and exits 2
+        assert isinstance(result.exception, UserError), result.output
+        assert message in str(result.exception) and "\n" not in str(result.exception)
