@@ -284,3 +284,21 @@ def test_soft_moe_weights_are_convex_over_tokens_and_slots() -> None:
     assert torch.allclose(d.sum(1), torch.ones(4, 6)) and torch.allclose(c.sum(2), torch.ones(4, 6))
     out = r(torch.randn(4, 6, 5))
     assert out.combine.shape == (24, 3) and torch.allclose(out.combine.sum(-1), torch.ones(24))
+
+
+def test_task_expert_mutual_information_by_hand() -> None:
+    from rewardlab.moe.diagnostics import routing_stats, task_expert_mutual_information
+
+    task = torch.eye(2).repeat_interleave(2, 0)  # tasks 0, 0, 1, 1
+    specialised = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    assert task_expert_mutual_information(task, specialised) == pytest.approx(math.log(2))
+    assert task_expert_mutual_information(task, torch.full((4, 2), 0.5)) == pytest.approx(0.0, abs=1e-9)
+    # soft routing counts by weight: 0.9/0.1 per task gives log 2 - H(0.9)
+    soft = torch.tensor([[0.9, 0.1], [0.9, 0.1], [0.1, 0.9], [0.1, 0.9]])
+    h = -(0.9 * math.log(0.9) + 0.1 * math.log(0.1))
+    assert task_expert_mutual_information(task, soft) == pytest.approx(math.log(2) - h)
+    out = identity_gate(TopKSoftmaxRouter(2, 2, k=1, capacity_factor=0.5))(torch.tensor([[2.0, 0.0]] * 3 + [[0.0, 2.0]]))
+    stats = routing_stats(out, torch.eye(2)[[0, 0, 0, 1]])
+    # C = ceil(0.5*1*4/2) = 1: expert 0 keeps one of its three tokens
+    assert stats["drop_rate"] == pytest.approx(2 / 4)
+    assert stats["load_imbalance"] == pytest.approx(1.0) and stats["dead_experts"] == 0

@@ -13,7 +13,7 @@ All functions take detached tensors and return plain floats. ``E`` experts, ``N`
 ``active_experts``            mean over tokens of ``Σ_e dispatch``
 ``saturation``                on a fixed probe batch: ``mean_n |T_t(x_n) ∩ T_ref(x_n)| / |T_ref(x_n)|``
 ``change_rate``               share of probe tokens whose selected set ``T(x)`` changed since the last probe
-``task_expert_mi``            ``I(task; expert)`` in nats, from the task × expert routing histogram
+``task_expert_mi``            ``I(task; expert)`` in nats, from the task × expert combine-weight histogram
 ============================  ====================================================================
 
 Saturation and change rate follow OLMoE-style usage (Muennighoff et al. 2024) as the DeepSeekMoE analysis
@@ -57,21 +57,22 @@ def routing_stats(out: RouterOut, task: torch.Tensor | None = None) -> dict[str,
     for e in range(n_experts):
         stats[f"utilization/{e}"] = float(f[e])
     if task is not None:
-        stats["task_expert_mi"] = task_expert_mutual_information(task, out.dispatch)
+        stats["task_expert_mi"] = task_expert_mutual_information(task, out.combine)
     stats.update(out.stats)
     return stats
 
 
-def task_expert_mutual_information(task: torch.Tensor, dispatch: torch.Tensor) -> float:
-    """``I(task; expert)`` in nats, from the joint ``p(t, e) ∝ Σ_{n: task_n = t} dispatch[n, e] / |T(x_n)|``
-    (each token spreads unit mass over its selected experts). 0 when routing ignores the task;
-    at most ``min(log n_tasks, log E)``.
+def task_expert_mutual_information(task: torch.Tensor, weights: torch.Tensor) -> float:
+    """``I(task; expert)`` in nats, from the joint ``p(t, e) ∝ Σ_{n: task_n = t} w[n, e] / Σ_e' w[n, e']``:
+    each token spreads unit mass over its experts in proportion to its combine weights (so soft routers,
+    whose dispatch is all-true, count too; a bool dispatch mask gives equal shares). 0 when routing
+    ignores the task; at most ``min(log n_tasks, log E)``.
 
     :param task: ``(N, n_tasks)`` one-hot (or soft) task encodings
-    :param dispatch: ``(N, E)`` bool
+    :param weights: ``(N, E)`` combine weights (or a bool dispatch mask)
     """
-    w = dispatch.float()
-    w = w / w.sum(-1, keepdim=True).clamp_min(1.0)
+    w = weights.float().clamp_min(0.0)
+    w = w / w.sum(-1, keepdim=True).clamp_min(1e-12)
     joint = task.float().t() @ w  # (n_tasks, E)
     total = joint.sum()
     if total <= 0:

@@ -210,6 +210,11 @@ def evaluate_mt10(model: Any, seed: int, max_episode_steps: int, episodes: int) 
     return list(success / episodes)
 
 
+def _short(layer: str) -> str:
+    """``actor.features_extractor.trunk.layers.0`` -> ``actor L0``."""
+    return f"{layer.split('.')[0]} L{layer.rsplit('.', 1)[-1]}"
+
+
 def run_mt10(spec_path: str | Path, spec: MT10Spec, directory: Path, log: Callable[[str], None]) -> list[str]:
     """Train and evaluate every variant × seed; write ``results.json`` and return the report's body."""
     from stable_baselines3 import SAC
@@ -254,7 +259,7 @@ def run_mt10(spec_path: str | Path, spec: MT10Spec, directory: Path, log: Callab
         mine = [r for r in rows if r["variant"] == variant.name]
         est = iqm_ci([r["success"] for r in mine], bounds=SUCCESS_BOUNDS)
         trunk = "MLP" if variant.policy == "mt_mlp" else f"MoE {variant.router}, E={variant.n_experts}"
-        mi_text = "; ".join(f"{k}: {np.mean([r['task_expert_mi'].get(k, np.nan) for r in mine]):.2f}"
+        mi_text = "; ".join(f"{_short(k)}: {np.mean([r['task_expert_mi'].get(k, np.nan) for r in mine]):.2f}"
                             for k in mine[0]["task_expert_mi"]) or "-"
         ci = f"[{100 * est.low:.1f}, {100 * est.high:.1f}]" if est.low is not None and est.high is not None else "(one seed)"
         lines.append(f"| {variant.name} | {trunk} {widths[variant.name]} | {mine[0]['params_actor_critic']:,} | {len(mine)} | "

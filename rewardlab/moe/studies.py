@@ -18,8 +18,9 @@ states carries an explicit, computed verdict.
     gated either by a normalized sigmoid or by a softmax (two truths). Four fitted models, each with
     three routed experts (over-specified by one): {normalized sigmoid, softmax} × {with, without a
     shared expert}. The gates are dense (every routed expert weighted; the normalized sigmoid of the
-    theory with k = E), so the comparison is about the gate's form, not top-k selection. Errors: the regression function's L2 error, and the routed experts' parameter error
-    (mean over true experts of the distance to the nearest fitted expert).
+    theory with k = E), so the comparison is about the gate's form, not top-k selection. Errors: the
+    regression function's L2 error, and the routed experts' parameter error (mean over true experts of
+    the distance to the nearest fitted expert).
 ``modified_softmax``
     Nguyen et al. (ICML 2024), softmax gating multinomial logistic MoE: ``K = 3`` classes, two true
     experts, one with vanishing slopes (``a_ℓ = 0``); fitted with three experts by standard gating
