@@ -121,10 +121,11 @@ def test_run_report_shows_routing(tmp_path: Path) -> None:
 
     (tmp_path / "moe_diagnostics.json").write_text(json.dumps({"history": [
         {"step": 10, "moe/actor/actor.x.layers.0/load_imbalance": 1.5, "moe/actor/actor.x.layers.0/drop_rate": 0.0},
-        {"step": 20, "moe/actor/actor.x.layers.0/load_imbalance": 1.25}]}))
+        {"step": 20, "moe/actor/actor.x.layers.0/load_imbalance": 1.25, "moe/actor/actor.x.layers.0/utilization/0": 0.5}]}))
     lines = routing_section([("task|env|sac|0", tmp_path), ("no-moe", tmp_path / "missing")])
     row = next(line for line in lines if line.startswith("| task"))
     assert "| actor/actor.x.layers.0 | 1.25 |" in row
+    assert sum(line.startswith("| task") for line in lines) == 1  # utilization/0 is a metric, not a layer
     assert routing_section([("no-moe", tmp_path / "missing")]) == []
 
 

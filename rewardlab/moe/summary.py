@@ -23,8 +23,9 @@ def last_diagnostics(trial_dir: str | Path) -> dict[str, dict[str, float]]:
         for key, value in row.items():
             if key == "step":
                 continue
-            layer, _, metric = key.rpartition("/")
-            layers.setdefault(layer, {})[metric] = value
+            parts = key.split("/", 3)  # moe / role / layer (dotted, no slash) / metric (may hold a slash)
+            if len(parts) == 4:
+                layers.setdefault("/".join(parts[:3]), {})[parts[3]] = value
     return layers
 
 
