@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results_moe.json")
     args = parser.parse_args(argv)
     limit_threads()
-    repeats = 3 if args.quick else 30
+    repeats = 3 if args.quick else 20
     start = time.perf_counter()
     rows = []
     for algo, batches in BATCHES.items():
