@@ -24,6 +24,9 @@ from rewardlab.moe.routers import (
     tsallis_entropy,
 )
 
+# reading hand-checked values out of tensors that carry gradients is intended here
+pytestmark = pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")
+
 
 def identity_gate(router: Router) -> Router:
     """Make the router's logits equal its input (d_in == E), so cases can be computed by hand."""
@@ -43,7 +46,7 @@ def test_topk_capacity_drops_the_lowest_priority_assignment() -> None:
     assert out.requested.tolist() == [[True, False], [True, False], [True, False], [False, True]]
     assert out.dispatch.tolist() == [[True, False], [True, False], [False, False], [False, True]]
     assert out.combine[2].abs().sum() == 0
-    assert float(out.combine[1, 0]) == pytest.approx(1 / (1 + math.exp(-3)))
+    assert float(out.combine[1, 0].detach()) == pytest.approx(1 / (1 + math.exp(-3)))
     # acting (eval mode) and targets (no_grad) never drop
     r.eval()
     assert r(x).dispatch.sum() == 4
