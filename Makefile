@@ -35,6 +35,7 @@ test-all: setup
 
 bench: setup
 	$(PY) -m benchmarks.run --out benchmarks/results.json
+	$(PY) -m benchmarks.moe --out benchmarks/results_moe.json
 
 # does the pre-training preference check predict trained success, at what cost? 27 candidates on 3 MetaWorld
 # tasks, SAC 6k steps each (about 2 h on 2 free cores; see benchmarks/preference_spearman.py)

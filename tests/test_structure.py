@@ -31,6 +31,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("rewardlab.sources",),
     ("rewardlab.wrappers", "rewardlab.rollouts", "rewardlab.checks"),
     ("rewardlab.shaping*",),
+    ("rewardlab.moe*",),
     ("rewardlab.training*",),
     ("rewardlab.llm*",),
     ("rewardlab.text2reward*",),

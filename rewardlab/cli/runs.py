@@ -29,6 +29,14 @@ def run(spec: Path = typer.Argument(..., help="experiment spec (YAML)"),
         model: str | None = typer.Option(None, help="override the model of generated reward sources"),
         base_url: str | None = typer.Option(None, help="override the endpoint of generated reward sources")) -> None:
     """Run an experiment spec: every task x reward x algorithm x seed, then write its report."""
+    from rewardlab.moe.studies import is_study_file
+
+    if is_study_file(spec):  # a synthetic MoE convergence study (rewardlab.moe.studies), not a training run
+        from rewardlab.moe.studies import run_study
+        from rewardlab.paths import relative_path
+
+        console.print(f"report: {relative_path(run_study(spec, out, log=console.print) / 'report.md')}")
+        return
     from rewardlab.runs.runner import run_experiment
 
     summary = run_experiment(spec, out=out, resume=True if resume == "latest" else (resume or False), workers=workers,

@@ -30,7 +30,11 @@ def train(env: str = typer.Option(..., "--env", help="card id (or card YAML)"),
           seed: int = typer.Option(0, help="seed of the agent, its envs and (offset) its evaluation envs"),
           eval_episodes: int = typer.Option(Evaluation().episodes, help=Evaluation.model_fields["episodes"].description),
           eval_every: int | None = typer.Option(None, help=Evaluation.model_fields["every"].description),
-          out: Path = typer.Option(Path("runs/train"), help="folder of run directories (a new one per run)")) -> None:
+          out: Path = typer.Option(Path("runs/train"), help="folder of run directories (a new one per run)"),
+          policy: str = typer.Option("mlp", help="mlp (the preset's network) or moe (mixture-of-experts layers)"),
+          router: str | None = typer.Option(None, help="with --policy moe: the router (topk, prototyping, expert_choice, "
+                                            "norm_sigmoid, softmax, modified_softmax, dense_to_sparse, tsallis, soft_moe)"),
+          experts: int = typer.Option(4, help="with --policy moe: routed experts per layer")) -> None:
     """Train one agent and evaluate it under the env's reward and the program's."""
     from rich.progress import BarColumn, Progress, TimeRemainingColumn
 
@@ -43,8 +47,20 @@ def train(env: str = typer.Option(..., "--env", help="card id (or card YAML)"),
     from rewardlab.training import validate
     from rewardlab.training.sb3 import SlowRewardWarning
 
+    if policy not in ("mlp", "moe"):
+        raise UserError(f"--policy must be mlp or moe (got {policy!r})")
+    if policy != "moe" and (router is not None or experts != 4):
+        raise UserError("--router and --experts need --policy moe")
+    overrides = {}
+    if policy == "moe":
+        if experts < 1:
+            raise UserError(f"--experts must be >= 1 (got {experts})")
+        from rewardlab.moe.sb3 import moe_policy_kwargs
+
+        overrides["policy_kwargs"] = moe_policy_kwargs(algo, router or "topk", n_experts=experts)
     config = validate_config(TrainConfig, {"trainer": trainer, "algo": algo, "seed": seed, "budget": {"steps": steps},
-                                           "evaluation": {"episodes": eval_episodes, "every": eval_every}},
+                                           "evaluation": {"episodes": eval_episodes, "every": eval_every},
+                                           "overrides": overrides},
                              "rewardlab train", _FLAGS)
     card = load_card(env)
     verify_card(card)

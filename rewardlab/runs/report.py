@@ -61,6 +61,9 @@ def write_report(run: str | Path, out: Path = Path("runs")) -> Path:
     by_task: dict[str, list[TrialRecord]] = defaultdict(list)
     for t in trials:
         by_task[t.task].append(t)
+    from rewardlab.moe.summary import routing_section  # MoE policies: router diagnostics
+    from rewardlab.runs.thesis import thesis_section
+
     for task, task_trials in by_task.items():
         lines += [f"## {task}", ""]
         lines += _table(task_trials)
@@ -68,9 +71,8 @@ def write_report(run: str | Path, out: Path = Path("runs")) -> Path:
         if png is not None:
             lines += ["", f"![learning curves for {task}]({png.name})"]
         lines.append("")
-        from rewardlab.runs.thesis import thesis_section  # tabular learners: the thesis' log2 plot and table
-
-        lines += thesis_section(task, task_trials, run_dir)
+        lines += thesis_section(task, task_trials, run_dir)  # tabular learners: the thesis' log2 plot and table
+    lines += routing_section([(t.key, t.dir) for t in done])
     lines += _failures(trials)
 
     report = run_dir / "report.md"

@@ -13,7 +13,8 @@ from rewardlab.registry import Registry
 
 SB3_POLICY_NAMES = ("MlpPolicy", "CnnPolicy", "MultiInputPolicy")
 POLICIES: Registry[type] = Registry("policy", {}, group="rewardlab.policies", reserved=SB3_POLICY_NAMES)
-EXTRACTORS: Registry[type] = Registry("feature extractor", {}, group="rewardlab.extractors")
+EXTRACTORS: Registry[type] = Registry("feature extractor", {"moe": "rewardlab.moe.sb3:MoEExtractor"},
+                                      group="rewardlab.extractors")
 
 
 def register_policy(name: str, policy: type | str) -> None:

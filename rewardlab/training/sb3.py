@@ -22,6 +22,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor, Ve
 from rewardlab.cards import EnvCard
 from rewardlab.config import TrainConfig
 from rewardlab.errors import UserError
+from rewardlab.moe.sb3 import moe_callbacks
 from rewardlab.program import RewardProgram
 from rewardlab.runtime import limit_threads
 from rewardlab.shaping.base import Shaper, make_shaper
@@ -210,6 +211,7 @@ class SB3Trainer:
                                          save_path=str(run_dir / "checkpoints"), name_prefix=algo,
                                          save_vecnormalize=normalize)
         extra = list(callbacks) + (shaper.callbacks() if shaper is not None else [])
+        extra += moe_callbacks(model, run_dir)  # router schedules + diagnostics when the policy is MoE
         try:
             model.learn(total_timesteps=steps, callback=CallbackList([curve, checkpoints, *extra]), tb_log_name=algo)
             model_path = run_dir / "model.zip"
