@@ -281,3 +281,31 @@ def test_a_short_off_policy_budget_still_trains(tmp_path: Path, toy_card_path: P
     train(str(toy_card_path), "env", "sac", steps, seed=0, run_dir=tmp_path, eval_episodes=1)
     model = SAC.load(tmp_path / "model.zip")
     assert model.learning_starts == steps // 5 and model._n_updates > 0
+
+
+def test_the_final_evaluation_sees_the_last_update(tmp_path: Path, toy_card_path: Path) -> None:
+    """PPO reaches its last step while collecting its last rollout: an evaluation taken then saw the
+    weights before the update that follows. With one rollout (1024 steps) that was the untrained
+    policy, reported as the final result (a fresh user saw three rewards give identical returns)."""
+    from stable_baselines3 import PPO
+
+    from rewardlab.cards import load_card
+    from rewardlab.state import StateExtractor
+    from rewardlab.training.evaluation import eval_seed, evaluate
+    from rewardlab.training.sb3 import make_vec_env
+
+    result = train(str(toy_card_path), "env", "ppo", 1024, seed=0, run_dir=tmp_path, eval_episodes=2, eval_every=1024)
+    assert [p.step for p in result.curve] == [0, 1024]
+    card = load_card(toy_card_path)
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    trained = PPO.load(tmp_path / "model.zip")
+    venv = make_vec_env(card, StateExtractor(card, set()), None, 2, eval_seed(0), monitor=False)
+    if (tmp_path / "vecnormalize.pkl").is_file():
+        venv = VecNormalize.load(str(tmp_path / "vecnormalize.pkl"), venv)
+        venv.training, venv.norm_reward = False, False
+    # the eval env is not reseeded between evaluations: the final one is its third (step 0, the one
+    # taken before the last update, then this one); with the final weights it is reproduced exactly
+    again = [evaluate(trained, venv, 2) for _ in range(3)][-1]
+    assert again.env_return == result.eval.env_return
+    assert result.curve[-1].return_env == pytest.approx(sum(result.eval.env_return) / 2)

@@ -35,11 +35,11 @@ class LearningCurve(BaseCallback):
         self.progress = progress
         self.next_eval = every
         self.curve: list[CurvePoint] = []
-        self.last: tuple[int, EvalResult] | None = None
+        self.last: tuple[int, int, EvalResult] | None = None  # (step, the model's updates then, result)
 
     def evaluate(self, step: int) -> CurvePoint:
         result = evaluate(self.model, self.eval_env, self.episodes)
-        self.last = (step, result)
+        self.last = (step, _updates(self.model), result)
         point = result.point(step)
         self.curve.append(point)
         return point
@@ -71,11 +71,22 @@ class LearningCurve(BaseCallback):
         return True
 
     def final(self, model: Any) -> EvalResult:
-        """The final evaluation: the last curve point when one was taken at the end (every evaluation
-        meets the next goals of a MetaWorld task's cycle, so a second one would disagree with the
-        curve), else a new one."""
-        if self.last is not None and self.last[0] == model.num_timesteps:
-            return self.last[1]
+        """The final evaluation: the last curve point when it was taken at the end of training with
+        the final weights (every evaluation meets the next goals of a MetaWorld task's cycle, so a
+        second one would disagree with the curve), else a new one, which becomes the curve's last point.
+
+        An on-policy learner reaches its last step while collecting its last rollout, before the update
+        that follows it: an evaluation taken then saw the weights before that update, so it is redone.
+        """
+        if self.last is not None and self.last[0] == model.num_timesteps and self.last[1] == _updates(model):
+            return self.last[2]
         result = evaluate(model, self.eval_env, self.episodes)
+        if self.curve and self.curve[-1].step == model.num_timesteps:
+            self.curve.pop()  # taken before the last update
         self.curve.append(result.point(model.num_timesteps))
         return result
+
+
+def _updates(model: Any) -> int:
+    """How many gradient updates the model has made (SB3 counts them in ``_n_updates``)."""
+    return int(getattr(model, "_n_updates", 0))
