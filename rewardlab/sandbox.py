@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ast
 import builtins
-import functools
 import math
 import sys
 import types
@@ -25,13 +24,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import yaml
 
+from rewardlab.aliases import apply_aliases
 from rewardlab.arrays import ALLOWED_NAMES, FACADE_TYPES, ArrayFacade
 from rewardlab.errors import RewardProgramError
 from rewardlab.extras import MODULES as SCIPY_MODULES
 from rewardlab.extras import RotationValue, scipy_modules
-from rewardlab.resources import resource_dir
 
 MAX_SOURCE_BYTES = 100_000
 MAX_LINES = 2_000
@@ -291,42 +289,6 @@ def _strip_annotations(tree: ast.Module) -> ast.Module:
     return ast.fix_missing_locations(tree)
 
 
-@functools.cache
-def compat_aliases() -> dict[str, str]:
-    """Text2Reward's env accessors -> card fields, from every family's ``envs/<family>/compat.yaml``
-    (``self.env._get_pos_goal(): goal_position``). Families must agree where they name the same
-    expression (a test keeps them so)."""
-    table: dict[str, str] = {}
-    try:
-        folder = resource_dir("envs")
-    except FileNotFoundError:
-        return table
-    for path in sorted(folder.glob("*/compat.yaml")):
-        data = yaml.safe_load(path.read_text()) or {}
-        for expr, field_name in (data.get("compat_aliases") or {}).items():
-            table.setdefault(str(expr), str(field_name))
-    return table
-
-
-def _apply_aliases(tree: ast.Module) -> ast.Module:
-    """Rewrite each aliased accessor (``self.env._get_pos_goal()``) into the card field it reads
-    (``self.goal_position``), before the policy sees the tree."""
-    aliases = {ast.dump(ast.parse(expr, mode="eval").body): field for expr, field in compat_aliases().items()}
-    if not aliases:
-        return tree
-
-    class Rewrite(ast.NodeTransformer):
-        def visit(self, node: ast.AST) -> ast.AST:
-            if isinstance(node, ast.expr) and (target := aliases.get(ast.dump(node))) is not None:
-                new = ast.parse(f"self.{target}", mode="eval").body
-                return ast.copy_location(new, node)
-            return super().visit(node)
-
-    rewritten = Rewrite().visit(tree)
-    assert isinstance(rewritten, ast.Module)
-    return ast.fix_missing_locations(rewritten)
-
-
 @dataclass
 class StaticReport:
     """What the static check learnt about a program."""
@@ -368,7 +330,7 @@ def check_source(source: str, entry: str = "compute_dense_reward") -> StaticRepo
     if depth > MAX_AST_DEPTH:
         raise RewardProgramError("size", f"the program nests {depth} levels deep; the limit is {MAX_AST_DEPTH}", deepest_line)
     # type hints never run (they are stripped before compiling), so they are not policed either
-    tree = _apply_aliases(_strip_annotations(tree))
+    tree = apply_aliases(_strip_annotations(tree))
 
     module_names: set[str] = set()
     for stmt in tree.body:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from rewardlab.aliases import apply_aliases
 from rewardlab.cards import EnvCard, FieldSpec
 from rewardlab.errors import UserError
 
@@ -135,7 +136,7 @@ def fields_used_by(card: EnvCard, source: str) -> list[str]:
     friends are rejected by the sandbox), so unused fields need not be extracted every step.
     """
     try:
-        tree = ast.parse(source)
+        tree = apply_aliases(ast.parse(source))  # self.env._get_pos_goal() reads goal_position
     except SyntaxError:
         return list(card.fields())
     names = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}

@@ -175,3 +175,16 @@ def test_scipy_imports_bind_facades_even_when_scipy_is_loaded(route: str, states
     program = RewardProgram(f"def compute_dense_reward(self, action):\n    {route}\n    return 0.0\n")
     with pytest.raises(RewardProgramError, match="not offered to reward programs"):
         _run(program, "metaworld/drawer-open-v3", states("metaworld/drawer-open-v3"))
+
+
+def test_a_program_reading_the_goal_through_the_accessor_extracts_the_goal_field(tmp_path: Path) -> None:
+    """The accessor passed the check but the trainer's extractor, which keeps only the fields a program
+    names, left goal_position out: training failed at once with "the state has no field" (a fresh user)."""
+    from rewardlab.state import fields_used_by
+    from rewardlab.training import train
+
+    card = load_card("metaworld/drawer-open-v3")
+    source = (SHAPES / "specific.py").read_text()
+    assert "goal_position" in fields_used_by(card, source)
+    result = train(card, str(SHAPES / "specific.py"), "ppo", 2000, seed=0, run_dir=tmp_path, eval_episodes=1)
+    assert result.steps >= 2000

@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
      "rewardlab.arrays", "rewardlab.extras", "rewardlab.registry"),
     ("rewardlab.config", "rewardlab.paths", "rewardlab.stats", "rewardlab.store"),
     ("rewardlab.sims.registry", "rewardlab.shaping.registry"),
-    ("rewardlab.cards",),
+    ("rewardlab.cards", "rewardlab.aliases"),
     ("rewardlab.household*",),
     ("rewardlab.sims*",),
     ("rewardlab.state",),
