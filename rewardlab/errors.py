@@ -24,6 +24,10 @@ class RewardProgramError(UserError):
         super().__init__(f"reward program rejected [{rule}]{where}: {message}")
 
 
+class GenerationInterrupted(UserError):
+    """A generation run stopped on a failed request; its work is kept and it can be resumed."""
+
+
 def one_line(text: str, limit: int = 300) -> str:
     """A message squeezed onto one line (no traceback, no multi-line library errors), at most ``limit`` chars."""
     text = " ".join(str(text).split())

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 #: Thread-count variables of the BLAS/OpenMP runtimes under numpy and torch.
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -24,3 +26,24 @@ def limit_threads(torch_too: bool = True) -> None:
         import torch
 
         torch.set_num_threads(1)
+
+
+def one_line_warnings(show: Callable[[str], None] | None = None) -> None:
+    """Show each distinct warning once, as ``warning: <one line>`` (Python's default prints the source
+    line too, and repeats a warning raised from several places); for entry points and workers.
+
+    :param show: where the line goes (default: standard error)
+    """
+    import sys
+    import warnings
+
+    shown: set[str] = set()
+    out = show or (lambda line: print(line, file=sys.stderr, flush=True))
+
+    def showwarning(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+        text = " ".join(str(message).split())
+        if text not in shown:
+            shown.add(text)
+            out(f"warning: {text}")
+
+    warnings.showwarning = showwarning

@@ -232,7 +232,7 @@ def _trial_main() -> None:
                           "components": {k: stats(v) for k, v in comps.items()},
                           "us_per_call": 1e6 * float(np.median(times)), "batch": int(states.shape[0])}))
     except RewardProgramError as e:
-        print(json.dumps({"ok": False, "rule": e.rule, "message": one_line(e.message), "line": e.line}))
+        print(json.dumps({"ok": False, "rule": e.rule, "message": one_line(e.message, 1000), "line": e.line}))
     except (MemoryError, RecursionError) as e:
         line = _runtime_error(e).line
         rule, message = ("memory", "the program ran out of its memory limit") if isinstance(e, MemoryError) else (

@@ -13,10 +13,8 @@ never a traceback); 130 interrupted.
 from __future__ import annotations
 
 import sys
-import warnings
-from typing import Any
 
-from rewardlab.runtime import limit_threads
+from rewardlab.runtime import limit_threads, one_line_warnings
 
 limit_threads(torch_too=False)  # before numpy/torch load; see rewardlab.runtime
 
@@ -40,27 +38,11 @@ def _optional_resume_value(argv: list[str]) -> list[str]:
     return out
 
 
-def _one_line_warnings() -> None:
-    """Show each warning once, as one line on stderr (Python's default prints the source line too, and
-    repeats a warning raised from several places)."""
-    from rewardlab.errors import one_line
-
-    shown: set[str] = set()
-
-    def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
-        text = one_line(str(message))
-        if text not in shown:
-            shown.add(text)
-            err_console.print(f"warning: {text}", markup=False, highlight=False)
-
-    warnings.showwarning = show
-
-
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2 (130 when interrupted)."""
     from rewardlab.runs.runner import RunInterrupted
 
-    _one_line_warnings()
+    one_line_warnings(lambda line: err_console.print(line, markup=False, highlight=False))
     try:
         app(args=_optional_resume_value(sys.argv[1:]), prog_name="rewardlab")
     except RunInterrupted as e:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from click.core import ParameterSource
 from rich.text import Text
 from rich.tree import Tree
 
@@ -26,7 +27,7 @@ def _config(source: str, **values: object) -> GenerationConfig:
     return validate_config(GenerationConfig, values, source, flags)
 
 
-def _print_generation(r: object) -> None:
+def _print_generation(r: object, out: Path) -> None:
     from rewardlab.paths import relative_path
     from rewardlab.text2reward.loop import GenerationResult
 
@@ -44,8 +45,9 @@ def _print_generation(r: object) -> None:
         console.print(f"  saved as {relative_path(r.run_dir / 'best_reward.py')}; refine with: rewardlab refine "
                       f"{r.best_program_id[:12]} --feedback \"...\"", markup=False)
     if r.status == "interrupted":
-        err_console.print(f"interrupted: finished work is kept; continue with: rewardlab generate --resume {r.run_id}",
-                          markup=False, highlight=False)
+        where = "" if out == Path("runs") else f" --out {relative_path(out)}"
+        err_console.print(f"interrupted: finished work is kept; continue with: rewardlab generate --resume {r.run_id}"
+                          f"{where}", markup=False, highlight=False)
         raise typer.Exit(1)
     if r.status == "failed":
         err_console.print(f"no reward program passed the checks ({r.stopped}); see: rewardlab lineage, or the "
@@ -53,8 +55,12 @@ def _print_generation(r: object) -> None:
         raise typer.Exit(1)
 
 
+#: what ``generate --resume`` may be given besides the run: where and how to reach the endpoint
+_RESUMABLE = {"resume", "base_url", "api_key", "timeout", "max_retries", "workers", "out"}
+
+
 @app.command()
-def generate(env: str | None = typer.Option(None, "--env", help="card id (not with --resume)"),
+def generate(ctx: typer.Context, env: str | None = typer.Option(None, "--env", help="card id (not with --resume)"),
              resume: str | None = typer.Option(
                  None, "--resume", help="continue an interrupted generation run (RUN, or alone: the latest); "
                  "only --base-url, --api-key, --timeout and --max-retries may change"),
@@ -82,13 +88,17 @@ def generate(env: str | None = typer.Option(None, "--env", help="card id (not wi
                   success_target=success_target, use_memory=memory, timeout_s=timeout, max_retries=max_retries,
                   replay_run=replay_run, seed=seed)
     if resume is not None:
-        if env is not None:
-            raise UserError("--resume continues a run with its own task and settings; leave out --env")
+        given = [p.opts[0] for p in ctx.command.params if p.name not in _RESUMABLE and p.name is not None
+                 and ctx.get_parameter_source(p.name) == ParameterSource.COMMANDLINE]
+        if given:
+            raise UserError(f"--resume continues a run with its own task and settings; leave out {', '.join(given)} "
+                            "(only --base-url, --api-key, --timeout, --max-retries, --workers and --out may be given)")
         resume = _latest_unfinished(out) if resume == "latest" else resume
+        console.print(f"resuming {resume}", markup=False, highlight=False)
     elif env is None:
         raise UserError("name the task: --env CARD (or continue a run: --resume RUN)")
     with _probe_workers(workers) as backend:
-        _print_generation(run_generation(env, cfg, out=out, console=console, resume=resume, backend=backend))
+        _print_generation(run_generation(env, cfg, out=out, console=console, resume=resume, backend=backend), out)
 
 
 @contextmanager
@@ -134,7 +144,7 @@ def refine(reward_id: str = typer.Argument(..., help="reward program id (or a un
                   seed=seed)
     with _probe_workers(workers) as backend:
         _print_generation(run_refine(reward_id, feedback, cfg, observed=observed, out=out, console=console,
-                                     backend=backend))
+                                     backend=backend), out)
 
 
 @app.command()

@@ -147,9 +147,10 @@ class OpenAICompatProvider:
                 )
             delay = wait if wait is not None else self.backoff_s * 2 ** (attempt - 1) * (1 + 0.25 * random.random())
             delay = min(max(delay, 0.0), MAX_BACKOFF_S)
-            logger.warning("%s; retrying in %.2f s (attempt %d/%d)", error, delay, attempt + 1, attempts)
-            if self.on_retry is not None:
+            if self.on_retry is not None:  # the caller shows it; logging it too would say it twice
                 self.on_retry(f"{error}; retrying in {delay:.1f} s (attempt {attempt + 1}/{attempts})")
+            else:
+                logger.warning("%s; retrying in %.2f s (attempt %d/%d)", error, delay, attempt + 1, attempts)
             time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -45,7 +45,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from rewardlab.cards import EnvCard, load_card, read_text_file
-from rewardlab.errors import UserError, one_line
+from rewardlab.errors import GenerationInterrupted, UserError, one_line
 from rewardlab.paths import describe_os_error, relative_path, safe_name
 from rewardlab.program import RewardProgram
 from rewardlab.runs.backends.base import Backend, TrialOutcome, TrialTask, describe_error
@@ -221,7 +221,7 @@ def _run(spec: ExperimentSpec, trials: list[TrialSpec], spec_path: Path, spec_ya
             if status == "failed":
                 reason = f"{counts['failed']} of {sum(counts.values())} trials failed" if counts["failed"] else (
                     f"{counts['pending'] + counts['running']} trials did not run")
-        except (KeyboardInterrupt, RunInterrupted) as e:
+        except (KeyboardInterrupt, RunInterrupted, GenerationInterrupted) as e:
             status, reason = "interrupted", str(e) or "interrupted (Ctrl-C)"
             raise RunInterrupted(f"run {run.id} {reason}; continue it with: rewardlab run "
                                  f"{relative_path(spec_path)} --out {relative_path(out)} --resume {run.id}") from None

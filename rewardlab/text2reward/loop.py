@@ -31,7 +31,7 @@ import yaml
 from rewardlab.cards import EnvCard, load_card
 from rewardlab.checks import check_program, preference_score, trajectory_preference_check
 from rewardlab.config import GenerationConfig
-from rewardlab.errors import RewardProgramError, UserError, one_line
+from rewardlab.errors import GenerationInterrupted, RewardProgramError, UserError, one_line
 from rewardlab.llm.base import LLMError, LLMProvider, LLMReply, LLMRequest
 from rewardlab.llm.log import ExchangeLog
 from rewardlab.llm.replay import ReplayProvider
@@ -99,7 +99,7 @@ class Generator:
 
     def __init__(self, card: EnvCard | str | None, config: GenerationConfig, store: RunStore, out: Path,
                  console: Any = None, provider: LLMProvider | None = None, resume: str | None = None,
-                 backend: Backend | None = None):
+                 backend: Backend | None = None, purpose: str = "generate"):
         self.store = store
         self.console = console
         self.backend = backend
@@ -140,7 +140,8 @@ class Generator:
             store.acquire_run(resume)
             self.provider = _ResumedProvider(ReplayProvider(self.log, run_id=resume, record=False), self.provider)
         else:
-            record = {"card_id": self.card.id, **config.model_dump(mode="json"), "memory_upto": upto}  # no API key
+            record = {"card_id": self.card.id, "purpose": purpose, **config.model_dump(mode="json"),
+                      "memory_upto": upto}  # the API key is excluded
             store.create_run(self.run_id, "generate", yaml.safe_dump(record, sort_keys=False), hold=True)
         self.prompts = PromptBuilder()
         self.examples: list[Example] = retrieve_examples(self.card, k=config.few_shot) if config.few_shot else []
@@ -163,6 +164,7 @@ class Generator:
             for run in self.store.list_runs("generate"):
                 meta = yaml.safe_load(run.spec_yaml) or {}
                 if meta.get("card_id") == self.card.id and meta.get("provider") != "replay" and \
+                        meta.get("purpose", "generate") == "generate" and \
                         any(e.provider != "replay" and e.texts is not None for e in self.store.exchanges(run.id)):
                     run_id = run.id
                     break
@@ -418,6 +420,8 @@ class Generator:
         except _BudgetSpent:
             stopped = f"token budget {cfg.token_budget} spent"
         except LLMError as e:  # finished rounds and candidates are kept; --resume continues from here
+            if cfg.provider == "replay":  # a reply that is not stored will not be there on resume either
+                return self._finish(best, n_candidates, str(e), failed=True)
             return self._finish(best, n_candidates, f"interrupted: {e}", interrupted=True)
         except KeyboardInterrupt:
             self._finish(best, n_candidates, "interrupted (Ctrl-C)", interrupted=True)
@@ -425,13 +429,13 @@ class Generator:
         return self._finish(best, n_candidates, stopped)
 
     def _finish(self, best: Candidate | None, n_candidates: int, stopped: str,
-                interrupted: bool = False) -> GenerationResult:
+                interrupted: bool = False, failed: bool = False) -> GenerationResult:
         """Save the best program so far and the summary; mark the run done, failed (nothing passed the
         checks) or interrupted (``--resume`` continues it)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if best is not None:
             (self.run_dir / "best_reward.py").write_text(best.source)
-        status: RunStatus = "interrupted" if interrupted else "done" if best is not None else "failed"
+        status: RunStatus = "interrupted" if interrupted else "done" if best is not None and not failed else "failed"
         if status == "failed" and stopped in ("all rounds done", "revised"):
             stopped = "no candidate passed the checks"
         result = GenerationResult(self.run_id, self.run_dir, best.program_id if best else None,
@@ -458,6 +462,9 @@ class Generator:
                     continue
                 if self.cfg.probe_steps:
                     self._train_probes([cand], self.cfg.probe_steps, "refine")
+                else:
+                    cand.score = _preference_score(cand.preference)
+                    self.store.update_candidate(cand.row, score=cand.score)
                 if best is None or (cand.score or -math.inf) > (best.score or -math.inf):
                     best = cand
         except _BudgetSpent:
@@ -499,6 +506,8 @@ def _resumable(store: RunStore, run_id: str, given: GenerationConfig) -> tuple[d
     if run.status == "done":
         raise UserError(f"generation run {run_id} finished; nothing to resume (start a new one)")
     stored = yaml.safe_load(run.spec_yaml) or {}
+    if stored.get("purpose") == "refine":
+        raise UserError(f"run {run_id} is a refine; run `rewardlab refine` again instead of resuming it")
     fields = {k: v for k, v in stored.items() if k in GenerationConfig.model_fields}
     defaults = GenerationConfig()
     changed = {k: getattr(given, k) for k in RESUME_OVERRIDES if getattr(given, k) != getattr(defaults, k)}
@@ -510,6 +519,20 @@ def _preference_score(preference: dict[str, Any] | None) -> float:
     if not preference:
         return -1.0
     return preference_score(preference.get("rho", math.nan), preference.get("rho_graded", math.nan))
+
+
+def _interrupted_generation(store: RunStore, card: EnvCard, config: GenerationConfig) -> str | None:
+    """The latest interrupted generation of ``card`` with the same settings (endpoint settings aside),
+    which a resumed experiment continues instead of starting over."""
+    wanted = {k: v for k, v in config.model_dump(mode="json").items() if k not in RESUME_OVERRIDES}
+    for run in store.list_runs("generate"):
+        if run.status != "interrupted":
+            continue
+        meta = yaml.safe_load(run.spec_yaml) or {}
+        stored = {k: meta.get(k) for k in wanted}
+        if meta.get("card_id") == card.id and meta.get("purpose", "generate") == "generate" and stored == wanted:
+            return run.id
+    return None
 
 
 def _probe_summary(result: TrialResult | None) -> dict[str, Any] | None:
@@ -535,7 +558,7 @@ def refine(reward_id: str, feedback: str, config: GenerationConfig | None = None
         if not record.card_id:
             raise UserError(f"reward program {record.id[:12]} has no env card recorded; it cannot be refined")
         return Generator(record.card_id, config or GenerationConfig(), store, Path(out), console, provider,
-                         backend=backend).refine(record.id, record.source, feedback, observed)
+                         backend=backend, purpose="refine").refine(record.id, record.source, feedback, observed)
 
 
 def generate(card_id: str | EnvCard | None, config: GenerationConfig | None = None, out: Path = Path("runs"),
@@ -569,10 +592,15 @@ def generate_program(source: GeneratedSource, card: EnvCard, out: Path, console:
     :return: ``(program, generation run id)``
     :raises UserError: no candidate passed the checks
     """
-    result = generate(card, source.generate, out=out, console=console, backend=backend)
+    with RunStore(Path(out) / DB_NAME) as store:
+        unfinished = _interrupted_generation(store, card, source.generate)
+    if unfinished is not None and console is not None:
+        console.print(f"continuing the interrupted generation {unfinished}", markup=False, highlight=False)
+    result = generate(None if unfinished else card, source.generate, out=out, console=console, backend=backend,
+                      resume=unfinished)
     if result.status == "interrupted":
-        raise UserError(f"generation of {source.name} for {card.id} was interrupted ({result.stopped}); continue "
-                        f"it with `rewardlab generate --resume {result.run_id}`, then resume this run")
+        raise GenerationInterrupted(f"generation of {source.name} for {card.id} was interrupted ({result.stopped}); "
+                                    "its work is kept and resuming the run continues it")
     if result.best_program_id is None:
         raise UserError(f"generation of {source.name} for {card.id} gave no program that passed the checks "
                         f"(run {result.run_id}); see `rewardlab lineage` or the run store")

@@ -72,9 +72,10 @@ def _worker_main(conn: Connection, parent_pid: int, work: Work) -> None:
     """A worker's life: one thread for torch, no reaction to Ctrl-C, tasks until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # held by the runner while it started us
-    from rewardlab.runtime import limit_threads
+    from rewardlab.runtime import limit_threads, one_line_warnings
 
     limit_threads()
+    one_line_warnings()  # a per-env program's compat-mode warning once per worker, as one line
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True, name="parent-watch").start()
     while True:
         try:
