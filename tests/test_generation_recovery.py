@@ -113,7 +113,11 @@ def test_cli_shows_retries_says_interrupted_and_resumes(tmp_path: Path, llm_serv
     assert "(up to 5 s a request, 1 retry)" in cut.stdout
     assert "waiting: HTTP 503" in cut.stdout and "retrying in" in cut.stdout and "(attempt 2/2)" in cut.stdout
     assert "continue with: rewardlab generate --resume generate-metaworld_reach-v3-" in cut.stderr
+    assert "--out " in cut.stderr and cut.stderr.rstrip().endswith(tmp_path.name)  # the hint names where
     assert "Traceback" not in cut.stderr
+    other = _cli(tmp_path, llm_server, "generate", "--resume", "--samples", "3")
+    assert other.returncode == 2 and "these differ: samples 3 (the run has 1)" in other.stderr
+    assert len(llm_server.requests) == 2
     llm_server.script(("code", GOOD_CODE))
     resumed = _cli(tmp_path, llm_server, "generate", "--resume")
     assert resumed.returncode == 0, resumed.stderr
@@ -147,7 +151,7 @@ def test_refine_without_probes_prints_its_summary(tmp_path: Path) -> None:
     program = first.stdout.split("best reward: ")[1].split()[0]
     revised = run("refine", program, "--feedback", "reach faster", "--probe-steps", "0")
     assert revised.returncode == 0 and "Traceback" not in revised.stderr, revised.stderr
-    assert "best reward:" in revised.stdout
+    assert "best reward:" in revised.stdout and "not scored" not in revised.stdout
 
 
 # -- probes ---------------------------------------------------------------------------------------------------
@@ -196,3 +200,47 @@ def test_a_probe_that_fails_in_training_fails_its_candidate_not_the_run(tmp_path
     with RunStore(tmp_path / DB_NAME) as store:
         failed = store.candidates(run_id=result.run_id)[0]
     assert "[cost]" in failed.error and "\n" not in failed.error
+
+
+# -- what a fresh user met ----------------------------------------------------------------------------------
+def test_an_interrupted_generation_in_a_spec_interrupts_the_run_and_resuming_continues_it(tmp_path: Path,
+                                                                                             llm_server) -> None:
+    import pytest
+    import yaml
+
+    from rewardlab.runs.runner import RunInterrupted, run_experiment
+
+    spec = tmp_path / "gen.yaml"
+    spec.write_text(yaml.safe_dump({
+        "name": "gen", "tasks": ["mujoco/InvertedPendulum-v5"], "algorithms": ["ppo"], "seeds": [0],
+        "rewards": [{"name": "gen", "generate": {"samples": 1, "rounds": 1, "probe_steps": 0, "max_retries": 0,
+                                                 "use_memory": False}}],
+        "budget": {"steps": 1024}, "evaluation": {"episodes": 1}, "workers": 1}))
+    endpoint = {"provider": "openai", "model": "scripted-model", "base_url": llm_server.base_url}
+    llm_server.script(FAIL)
+    with pytest.raises(RunInterrupted, match=r"generation of gen .* interrupted.*--resume gen-"):
+        run_experiment(spec, out=tmp_path / "runs", provider_overrides=endpoint)
+    with RunStore(tmp_path / "runs" / DB_NAME) as store:
+        [run] = store.list_runs("gen")
+        [generation] = store.list_runs("generate")
+        assert run.status == "interrupted" and generation.status == "interrupted"
+    llm_server.script(("code", PENDULUM.format(w=0.001)))
+    summary = run_experiment(spec, out=tmp_path / "runs", resume=True, provider_overrides=endpoint)
+    assert summary.status == "done" and len(llm_server.requests) == 2
+    with RunStore(tmp_path / "runs" / DB_NAME) as store:
+        [again] = store.list_runs("generate")  # the interrupted generation was continued, not redone
+        assert again.id == generation.id and again.status == "done"
+
+
+def test_replay_picks_a_generation_not_a_refine_and_a_miss_ends_failed(tmp_path: Path) -> None:
+    from rewardlab.text2reward.loop import refine
+
+    cfg = GenerationConfig(provider="offline", samples=2, rounds=1, probe_steps=0, use_memory=False)
+    first = generate("metaworld/reach-v3", cfg, out=tmp_path)
+    revised = refine(first.best_program_id, "reach faster", GenerationConfig(provider="offline", samples=1, probe_steps=0,
+                                                                           use_memory=False), out=tmp_path)
+    assert revised.best_score is not None  # scored by the check when there is no probe
+    replayed = generate("metaworld/reach-v3", cfg.model_copy(update={"provider": "replay"}), out=tmp_path)
+    assert replayed.status == "done" and replayed.best_program_id == first.best_program_id
+    missing = generate("metaworld/reach-v3", cfg.model_copy(update={"provider": "replay", "samples": 3}), out=tmp_path)
+    assert missing.status == "failed" and "replay: no stored reply" in missing.stopped

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from click.core import ParameterSource
 from rich.text import Text
 from rich.tree import Tree
 
@@ -55,12 +54,8 @@ def _print_generation(r: object, out: Path) -> None:
         raise typer.Exit(1)
 
 
-#: what ``generate --resume`` may be given besides the run: where and how to reach the endpoint
-_RESUMABLE = {"resume", "base_url", "api_key", "timeout", "max_retries", "workers", "out"}
-
-
 @app.command()
-def generate(ctx: typer.Context, env: str | None = typer.Option(None, "--env", help="card id (not with --resume)"),
+def generate(env: str | None = typer.Option(None, "--env", help="card id (not with --resume)"),
              resume: str | None = typer.Option(
                  None, "--resume", help="continue an interrupted generation run (RUN, or alone: the latest); "
                  "only --base-url, --api-key, --timeout and --max-retries may change"),
@@ -88,11 +83,8 @@ def generate(ctx: typer.Context, env: str | None = typer.Option(None, "--env", h
                   success_target=success_target, use_memory=memory, timeout_s=timeout, max_retries=max_retries,
                   replay_run=replay_run, seed=seed)
     if resume is not None:
-        given = [p.opts[0] for p in ctx.command.params if p.name not in _RESUMABLE and p.name is not None
-                 and ctx.get_parameter_source(p.name) == ParameterSource.COMMANDLINE]
-        if given:
-            raise UserError(f"--resume continues a run with its own task and settings; leave out {', '.join(given)} "
-                            "(only --base-url, --api-key, --timeout, --max-retries, --workers and --out may be given)")
+        if env is not None:
+            raise UserError("--resume continues a run with its own task; leave out --env")
         resume = _latest_unfinished(out) if resume == "latest" else resume
         console.print(f"resuming {resume}", markup=False, highlight=False)
     elif env is None:

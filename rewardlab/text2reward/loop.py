@@ -510,6 +510,13 @@ def _resumable(store: RunStore, run_id: str, given: GenerationConfig) -> tuple[d
         raise UserError(f"run {run_id} is a refine; run `rewardlab refine` again instead of resuming it")
     fields = {k: v for k, v in stored.items() if k in GenerationConfig.model_fields}
     defaults = GenerationConfig()
+    given_values = {k: v for k, v in given.model_dump(mode="json").items() if k in GenerationConfig.model_fields}
+    clashes = [k for k, v in given_values.items() if k not in RESUME_OVERRIDES and v != getattr(defaults, k)
+               and v != fields.get(k)]
+    if clashes:
+        shown = ", ".join(f"{k} {given_values[k]!r} (the run has {fields.get(k)!r})" for k in clashes)
+        raise UserError(f"generation run {run_id} continues with its own settings; these differ: {shown}; "
+                        "only the endpoint's base URL, API key, timeout and retries may change")
     changed = {k: getattr(given, k) for k in RESUME_OVERRIDES if getattr(given, k) != getattr(defaults, k)}
     return stored, GenerationConfig(**{**fields, **changed})
 
