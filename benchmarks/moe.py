@@ -7,8 +7,8 @@ width 256 on a 49-d input: MetaWorld MT10's 39-d observation + a 10-d one-hot ta
 size SB3 trains with here (PPO: 64, SB3's default, and 100, the MetaWorld preset; SAC: 256, SB3's
 default, and 512, the MetaWorld preset), one training step's forward+backward (loss = sum of the
 outputs) is timed in train mode, interleaved with the dense baseline (MoE, dense, dense, MoE, ...),
-the minimum of ``repeats`` (medians recorded too). The dense baseline is an MLP of two equal hidden layers whose width is chosen so
-that its parameter count matches the MoE network's *active* parameters (the parameters one token
+the minimum of ``repeats`` (medians recorded too). The dense baseline is an MLP of two equal hidden
+layers whose width is chosen so that its parameter count matches the MoE network's *active* parameters (the parameters one token
 uses: router, shared experts and ``k`` of the ``E`` routed experts; all ``E`` for dense routers).
 
 Beside it, the MoE layer's two compute modes on the same network: ``grouped`` (dispatched pairs only,
