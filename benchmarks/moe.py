@@ -7,8 +7,8 @@ width 256 on a 49-d input: MetaWorld MT10's 39-d observation + a 10-d one-hot ta
 size SB3 trains with here (PPO: 64, SB3's default, and 100, the MetaWorld preset; SAC: 256, SB3's
 default, and 512, the MetaWorld preset), one training step's forward+backward (loss = sum of the
 outputs) is timed in train mode, interleaved with the dense baseline (MoE, dense, dense, MoE, ...),
-median of ``repeats``. The dense baseline is an MLP of two equal hidden layers whose width is chosen so
-that its parameter count matches the MoE network's *active* parameters (the parameters one token
+the minimum of ``repeats`` (medians recorded too). The dense baseline is an MLP of two equal hidden
+layers whose width is chosen so that its parameter count matches the MoE network's *active* parameters (the parameters one token
 uses: router, shared experts and ``k`` of the ``E`` routed experts; all ``E`` for dense routers).
 
 Beside it, the MoE layer's two compute modes on the same network: ``grouped`` (dispatched pairs only,
@@ -87,8 +87,11 @@ def measure(router: str, batch: int, repeats: int, compute: str = "dense") -> di
         pair = [(t_moe, moe), (t_dense, dense)]
         for store, model in (pair if i % 2 == 0 else pair[::-1]):
             store.append(_step_time(model, x, task if model is moe else None))
-    m, d = statistics.median(t_moe), statistics.median(t_dense)
+    # the minimum is the headline (timeit's advice): on a shared, loaded machine preemption only ever adds
+    # time, and single-step medians swung 10x here between runs; medians stay in the JSON
+    m, d = min(t_moe), min(t_dense)
     return {"router": router, "batch": batch, "moe_ms": 1e3 * m, "dense_ms": 1e3 * d, "ratio": m / d,
+            "moe_median_ms": 1e3 * statistics.median(t_moe), "dense_median_ms": 1e3 * statistics.median(t_dense),
             "moe_params": count_parameters(moe), "active_params": active,
             "dense_params": sum(p.numel() for p in dense.parameters())}
 
@@ -115,6 +118,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "figure": "MoE forward+backward time / dense MLP of matched active parameters",
         "quick": args.quick, "repeats": repeats, "experts": EXPERTS, "widths": WIDTHS, "d_in": D_IN, "rows": rows,
         "median_ratio": statistics.median(r["ratio"] for r in rows),
+        "median_ratio_by_router": {name: statistics.median(r["ratio"] for r in rows if r["router"] == name) for name in ROUTERS},
         "grouped_faster_share": sum(r["grouped_over_dense"] < 1 for r in rows) / len(rows),
         "total_wall_s": time.perf_counter() - start,
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),

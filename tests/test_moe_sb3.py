@@ -124,6 +124,7 @@ def test_run_report_shows_routing(tmp_path: Path) -> None:
         {"step": 20, "moe/actor/actor.x.layers.0/load_imbalance": 1.25, "moe/actor/actor.x.layers.0/utilization/0": 0.5}]}))
     lines = routing_section([("task|env|sac|0", tmp_path), ("no-moe", tmp_path / "missing")])
     row = next(line for line in lines if line.startswith("| task"))
+    assert row.startswith("| task\\|env\\|sac\\|0 |")
     assert "| actor/actor.x.layers.0 | 1.25 |" in row
     assert sum(line.startswith("| task") for line in lines) == 1  # utilization/0 is a metric, not a layer
     assert routing_section([("no-moe", tmp_path / "missing")]) == []

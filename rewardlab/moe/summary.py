@@ -41,7 +41,8 @@ def routing_section(trials: list[tuple[str, str | Path | None]]) -> list[str]:
             continue
         for layer, metrics in sorted(last_diagnostics(directory).items()):
             cells = [f"{metrics[m]:.3g}" if m in metrics and math.isfinite(metrics[m]) else "-" for m in SHOWN]
-            rows.append(f"| {label} | {layer.removeprefix('moe/')} | " + " | ".join(cells) + " |")
+            shown = label.replace("|", "\\|")  # trial keys hold "|"; escaped, they stay one table cell
+            rows.append(f"| {shown} | {layer.removeprefix('moe/')} | " + " | ".join(cells) + " |")
     if not rows:
         return []
     return ["## Routing (MoE policies)", "",
