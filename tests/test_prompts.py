@@ -48,7 +48,8 @@ def test_zero_shot_and_few_shot_render_for_every_card(builder: PromptBuilder, ca
         system, user = messages[0]["content"], messages[1]["content"]
         assert render_stubs(card, action=False) in user
         assert card.instruction in user
-        assert f"({', '.join(map(str, card.action.shape))},)" in user  # the action space
+        shape = f"({', '.join(map(str, card.action.shape))},)" if card.action.shape else "(B,) of integers"
+        assert shape in user  # the action space (a Discrete one is a batch of integers)
         assert (system + user).count(card.action.doc.strip()[1:]) == 1  # stated once (issue 7, part 4)
         assert "Success criterion:" in user
         for tip in card.tips:

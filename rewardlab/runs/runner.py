@@ -532,7 +532,7 @@ def _execute(
                     backend.submit(TrialTask(row.id, trial.key, trial.task, source, trial.config, str(trial_dir)))
                 for task, outcome in backend.wait(timeout=1.0):
                     row, trial = rows[task.trial_id]
-                    _record_outcome(store, row, trial, outcome, progress.console)
+                    _record_outcome(store, row, trial, outcome, progress.console, Path(task.trial_dir))
                     progress.advance(bar)
             backend.wait(timeout=0)  # a stop signal a backend held during its last call is raised now
         except BaseException:
@@ -541,9 +541,14 @@ def _execute(
 
 
 def _record_outcome(store: RunStore, row: TrialRecord, trial: TrialSpec, outcome: TrialOutcome,
-                    console: Console) -> None:
+                    console: Console, trial_dir: Path | None = None) -> None:
     if outcome.result is not None:
         store.mark_done(row.id, outcome.result, curve_metrics(outcome.result))
+        designed = trial_dir / "designed_reward.py" if trial_dir is not None else None
+        if designed is not None and designed.is_file() and isinstance(trial.reward, ShapedSource):
+            # a shaper's designed reward (EXPRD) is a program like any other: stored, with its base as parent
+            store.add_program(designed.read_text(), origin=f"shaper:{trial.reward.shaper.name}", card_id=trial.task,
+                              parent_id=row.program_id)
         console.print(f"[green]done[/]   {escape(trial.key)}  {_describe_result(outcome.result)}")
         return
     error = outcome.error or "the trial ended without a result or an error"
