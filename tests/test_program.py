@@ -200,7 +200,9 @@ def test_numpy_and_torch_inputs_give_the_same_rewards(card_id: str, path: str, s
 
 
 def test_every_card_with_a_reference_is_in_the_parity_test() -> None:
-    assert len([p for p in PARITY if "fixtures" not in p[1]]) == len(list_cards()) >= 19
+    # household cards have no reward program (their tasks are judged by the env's goal check)
+    with_reference = [c for c in list_cards() if c.simulator != "household"]
+    assert len([p for p in PARITY if "fixtures" not in p[1]]) == len(with_reference) >= 19
 
 
 # -- output checks -----------------------------------------------------------------------------------
