@@ -81,6 +81,11 @@ def test_speculative_inference_corrects_and_logs() -> None:
     entry = spec[0].log[0]
     assert entry["proposal"] == "grab fridge" and entry["predicted_feedback"].startswith("Error, ")
     assert entry["accepted"] and entry["executed"] == entry["correction"] and entry["env_feedback"] == "True"
+    agent.correct = lambda contexts, steps, feedbacks: list(steps)  # type: ignore[method-assign]
+    same = run_episodes(agent, envs, [0, 1, 2], speculative=True, options=options)
+    # a "correction" equal to the refused proposal is re-checked, refused again, and not counted as accepted
+    assert all(s.fired == s.steps and s.accepted == 0 and not s.success for s in same)
+    assert not any(e["accepted"] for e in same[0].log)
     plain = run_episodes(agent, envs, [0, 1, 2], speculative=False, options=options)
     assert not any(s.success for s in plain) and all(s.executability == 0.0 and s.fired == 0 for s in plain)
     assert all(s.steps == envs[0].max_steps for s in plain)
@@ -190,17 +195,27 @@ def test_meaningless_settings_are_refused(tmp_path: Path, card: str, reward: str
         train("household/train", "env", "e2cl", steps=5, seed=0, run_dir=tmp_path, trainer="e2cl")
 
 
-def _trial(algo: str, seed: int, success: list[bool], executability: list[float]) -> TrialRecord:
+def _trial(tmp: Path, algo: str, seed: int, success: list[bool], executability: list[float]) -> TrialRecord:
     ev = EvalResult(env_return=[float(s) for s in success], program_return=[None] * len(success), success=list(success),
-                    length=[10] * len(success),
-                    components=[{"executability": e, "corrections_fired": 2.0, "corrections_accepted": 1.0,
-                                 "fired_on_infeasible": 1.0, "accepted_executable": 1.0} for e in executability])
+                    length=[10] * len(success), components=[{"executability": e} for e in executability])
+    trial_dir = tmp / f"{algo}{seed}"
+    trial_dir.mkdir()
+    steps = [{"proposal": "grab fridge", "correction": None}] * 6 + [  # 4 of 10 steps fire a correction
+        {"proposal": "grab fridge", "correction": "walk to cup", "proposal_env_feedback": "Error, x",
+         "correction_predicted_feedback": "True", "env_feedback": "True"},
+        {"proposal": "grab fridge", "correction": "grab fridge", "proposal_env_feedback": "True",
+         "correction_predicted_feedback": "Error, y", "env_feedback": "True"},
+        {"proposal": "grab cup", "correction": "grab cup", "proposal_env_feedback": "Error, z",
+         "correction_predicted_feedback": "True", "env_feedback": "Error, z"},
+        {"proposal": "grab cup", "correction": "walk to cup", "proposal_env_feedback": "Error, z",
+         "correction_predicted_feedback": "Error, w", "env_feedback": "Error, z"}]
+    (trial_dir / "eval_log.jsonl").write_text("".join(json.dumps(s) + "\n" for s in steps))
     return TrialRecord(id=seed, run_id="r", key=f"{algo}{seed}", task="household/unseen-homes", reward="env", algo=algo,
-                       seed=seed, status="done", started=None, finished=None, error=None, dir=None, program_id=None,
-                       result=TrialResult(eval=ev, trainer="e2cl", algo=algo))
+                       seed=seed, status="done", started=None, finished=None, error=None, dir=str(trial_dir),
+                       program_id=None, result=TrialResult(eval=ev, trainer="e2cl", algo=algo))
 
 
-def test_report_gives_mean_and_t_interval_over_seeds() -> None:
+def test_report_gives_mean_and_t_interval_over_seeds(tmp_path: Path) -> None:
     m, lo, hi = mean_ci([0.5, 0.6, 0.7])  # t_{0.975, 2} = 4.302653, sd 0.1
     half = 4.302653 * 0.1 / 3 ** 0.5
     assert m == pytest.approx(0.6) and (lo, hi) == pytest.approx((0.6 - half, 0.6 + half))
@@ -208,8 +223,12 @@ def test_report_gives_mean_and_t_interval_over_seeds() -> None:
     assert np.isnan(mean_ci([0.5])[1])
     with pytest.raises(UserError):
         mean_ci([])
-    rows = summary_table([_trial("e2cl", 0, [True, False], [1.0, 0.5]), _trial("e2cl", 1, [True, True], [1.0, 1.0]),
-                          _trial("sft", 0, [False, False], [0.2, 0.4])])
+    rows = summary_table([_trial(tmp_path, "e2cl", 0, [True, False], [1.0, 0.5]),
+                          _trial(tmp_path, "e2cl", 1, [True, True], [1.0, 1.0]),
+                          _trial(tmp_path, "sft", 0, [False, False], [0.2, 0.4])])
     assert rows[2].startswith("| household/unseen-homes | sft | 1 | 0.000 | 0.300 |")  # baselines first
     assert "| e2cl | 2 | 0.750 [" in rows[3] and "0.50/0.75, 1.00/1.00" in rows[3]
-    assert "fired 20% of steps; the proposal was infeasible in 50%; accepted 4/8, 100% of them executable" in rows[3]
+    # per trial: 4 fired of 10 steps, 3 proposals infeasible, 2 accepted (re-check not an error), 1 of
+    # them executable, 1 identical to its proposal
+    assert ("fired 40% of steps; the proposal was infeasible in 75%; accepted 4/8, 50% of them executable, "
+            "50% identical to the proposal") in rows[3]

@@ -76,6 +76,7 @@ def run_episodes(agent: Agent, envs: Sequence[HouseholdEnv], seeds: Sequence[int
         predicted: list[str | None] = [None] * len(live)
         corrections: list[str | None] = [None] * len(live)
         corrected_pred: list[str | None] = [None] * len(live)
+        accepted = [False] * len(live)  # a correction equal to the proposal can be rejected too
         if speculative:
             predicted = list(agent.predict_feedback(c, proposals))
             fire = [j for j, f in enumerate(predicted) if is_error(str(f))]
@@ -85,7 +86,7 @@ def run_episodes(agent: Agent, envs: Sequence[HouseholdEnv], seeds: Sequence[int
                 for j, fix, chk in zip(fire, fixes, checks, strict=True):
                     corrections[j], corrected_pred[j] = fix, chk
                     if not is_error(chk):
-                        chosen[j] = fix
+                        chosen[j], accepted[j] = fix, True
         still = []
         for j, i in enumerate(live):
             env, st = envs[i], stats[i]
@@ -96,9 +97,8 @@ def run_episodes(agent: Agent, envs: Sequence[HouseholdEnv], seeds: Sequence[int
                 proposal_fb = env.check(proposals[j])
                 entry["proposal_env_feedback"] = proposal_fb.text
                 st.fired_right += not proposal_fb.executable
-                if chosen[j] == corrections[j]:
-                    st.accepted += 1
-            entry["accepted"] = corrections[j] is not None and chosen[j] == corrections[j]
+                st.accepted += accepted[j]
+            entry["accepted"] = accepted[j]
             obs, _, terminated, truncated, info = env.step(chosen[j])
             st.steps += 1
             st.executable += bool(info["executable"])

@@ -9,12 +9,18 @@ says which (§6 of ``shared/research/reward_design_algorithms.md``: "one LM, thr
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
+
+# torch warns about two internals that do not apply here: the nested-tensor fast path (unused with
+# pre-norm layers) and a boolean padding mask beside the float causal mask (equivalent masking)
+warnings.filterwarnings("ignore", message="enable_nested_tensor is True", category=UserWarning)
+warnings.filterwarnings("ignore", message="Support for mismatched key_padding_mask", category=UserWarning)
 
 
 @dataclass(frozen=True)

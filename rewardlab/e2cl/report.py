@@ -9,12 +9,14 @@ Written as ``e2cl_report.md`` in the run directory by ``rewardlab e2cl report RU
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 from scipy import stats as st
 
+from rewardlab.e2cl.agents import is_error
 from rewardlab.errors import UserError
 from rewardlab.runs.report import resolve_run
 from rewardlab.store import RunStore, TrialRecord
@@ -48,19 +50,31 @@ def _per_seed(trial: TrialRecord, metric: str) -> float | None:
 
 
 def _corrections(trials: list[TrialRecord]) -> str:
-    totals: defaultdict[str, float] = defaultdict(float)
+    """Speculative inference's corrections, counted from the trials' ``eval_log.jsonl``: how often they
+    fired, how often the proposal was really infeasible, how many the re-check accepted, how many of
+    those the env executed, and how many were the proposal itself."""
+    n = dict.fromkeys(("steps", "fired", "infeasible", "accepted", "executable", "same"), 0)
     for t in trials:
-        if t.result is None:
-            continue
-        for c in t.result.eval.components:
-            for k in ("corrections_fired", "corrections_accepted", "fired_on_infeasible", "accepted_executable"):
-                totals[k] += c.get(k, 0.0)
-        totals["steps"] += sum(t.result.eval.length)
-    if not totals["corrections_fired"]:
+        log = Path(t.dir or "") / "eval_log.jsonl"
+        if not t.dir or not log.is_file():
+            return "- (no eval_log.jsonl)"
+        for line in log.read_text().splitlines():
+            e = json.loads(line)
+            n["steps"] += 1
+            if e.get("correction") is None:
+                continue
+            n["fired"] += 1
+            n["infeasible"] += str(e.get("proposal_env_feedback", "")).startswith("Error")
+            if not is_error(str(e.get("correction_predicted_feedback"))):
+                n["accepted"] += 1
+                n["executable"] += e.get("env_feedback") == "True"
+                n["same"] += e.get("correction") == e.get("proposal")
+    if not n["fired"]:
         return "-"
-    f, a = totals["corrections_fired"], totals["corrections_accepted"]
-    return (f"fired {f / totals['steps']:.0%} of steps; the proposal was infeasible in {totals['fired_on_infeasible'] / f:.0%}; "
-            f"accepted {a:.0f}/{f:.0f}, {totals['accepted_executable'] / a if a else 0:.0%} of them executable")
+    f, a = n["fired"], n["accepted"]
+    return (f"fired {f / n['steps']:.0%} of steps; the proposal was infeasible in {n['infeasible'] / f:.0%}; "
+            f"accepted {a}/{f}, {n['executable'] / a if a else 0:.0%} of them executable, "
+            f"{n['same'] / a if a else 0:.0%} identical to the proposal")
 
 
 def summary_table(trials: list[TrialRecord]) -> list[str]:

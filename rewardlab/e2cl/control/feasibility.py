@@ -2,9 +2,11 @@
 ``shared/research/reward_design_algorithms.md``): the household loop (propose -> predict feedback ->
 correct -> re-check) for an SB3 policy on a MuJoCo arm.
 
-- **Feedback**: :class:`JointSpeedFeedback` marks a step infeasible when it would drive an actuated
-  joint faster than ``v_max`` (a joint-speed limit the task itself does not impose); a dry run on a
-  saved MuJoCo state (:meth:`JointSpeedFeedback.check`) answers without changing the episode.
+- **Feedback**: :class:`JointSpeedFeedback` marks a step infeasible when it drives the fastest actuated
+  joint above ``v_max`` *and* faster than before the step (a joint-speed limit the task itself does not
+  impose; an action that brakes a joint already over the limit is feasible, so every state has a
+  feasible action); a dry run on a saved MuJoCo state (:meth:`JointSpeedFeedback.check`) answers
+  without changing the episode.
 - **Data**: teacher-free (the policy's own actions along its rollouts) and teacher-guided (random
   actions swapped in at the same states); every infeasible action gets a *retry that succeeded*: the
   largest of ``0.75a, 0.5a, 0.25a, 0`` the env accepts.
@@ -33,8 +35,8 @@ RETRY_SCALES = (0.75, 0.5, 0.25, 0.0)
 
 
 class JointSpeedFeedback(gym.Wrapper):
-    """Feasibility feedback for a MuJoCo env: ``info["violation"]`` is True when, after the step, any of
-    the first ``joints`` joint speeds exceeds ``v_max`` (rad/s).
+    """Feasibility feedback for a MuJoCo env: ``info["violation"]`` is True when the step leaves the
+    fastest of the first ``joints`` joints above ``v_max`` (rad/s) and faster than before.
 
     :param env: a gymnasium MuJoCo env (``Reacher-v5``: two actuated hinge joints)
     :param v_max: the speed limit in rad/s
@@ -58,15 +60,21 @@ class JointSpeedFeedback(gym.Wrapper):
         """Whether ``action`` would violate the limit from the current state (the state is restored)."""
         u: Any = self.env.unwrapped
         qpos, qvel, time = u.data.qpos.copy(), u.data.qvel.copy(), float(u.data.time)
+        before = self._speed()
         u.do_simulation(np.asarray(action, dtype=np.float64), u.frame_skip)
-        violated = self._speed() > self.v_max
+        violated = self._violates(before)
         u.set_state(qpos, qvel)
         u.data.time = time
         return violated
 
+    def _violates(self, before: float) -> bool:
+        after = self._speed()
+        return after > self.v_max and after > before
+
     def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
+        before = self._speed()
         obs, reward, terminated, truncated, info = self.env.step(action)
-        info["violation"] = self._speed() > self.v_max
+        info["violation"] = self._violates(before)
         return obs, reward, terminated, truncated, info
 
 
@@ -231,9 +239,10 @@ def feasibility_experiment(card_id: str, ppo_steps: int, data_steps: int, seeds:
     card = load_card(card_id)
     rows = []
     for seed in seeds:
-        trial = run_dir / f"ppo-s{seed}"
-        result = train(card, "env", "ppo", steps=ppo_steps, seed=seed, run_dir=trial, eval_episodes=2)
-        policy = PPO.load(result.model_path, device="cpu")
+        trial = run_dir / f"ppo-s{seed}-{ppo_steps}"
+        if not (trial / "model.zip").is_file():  # a finished PPO trial of the same seed and budget is reused
+            train(card, "env", "ppo", steps=ppo_steps, seed=seed, run_dir=trial, eval_episodes=2)
+        policy = PPO.load(trial / "model.zip", device="cpu")
         data = collect(policy, JointSpeedFeedback(make_env(card, seed=seed), v_max), data_steps, seed)
         f, c = train_models(data, seed)
         plain = evaluate(policy, JointSpeedFeedback(make_env(card), v_max), episodes, eval_seed(seed))
