@@ -491,15 +491,23 @@ def test_a_stop_signal_during_a_worker_start_is_held_until_the_start_is_done() -
     pipe, and its traceback landed over the run's one-line message (seen once under load in CI)."""
     import os
     import signal
+    import threading
 
     from rewardlab.runs.backends.local import _stop_signals_held
 
     seen: list[str] = []
     previous = signal.signal(signal.SIGTERM, lambda *_: seen.append("handled"))
+    # another thread, as in the runner (its heartbeat): the kernel may hand the signal to it
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, daemon=True)
+    other.start()
     try:
         with _stop_signals_held():
             os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):  # bytecodes run: a pending Python handler would run here
+                pass
             seen.append("start finished")
         assert seen == ["start finished", "handled"]
     finally:
+        stop.set()
         signal.signal(signal.SIGTERM, previous)

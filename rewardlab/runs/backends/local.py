@@ -50,16 +50,21 @@ _STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
 def _stop_signals_held() -> Iterator[None]:
     """Hold stop signals while a worker starts, and deliver them after: a stop raised half-way through
     writing a spawned child's start-up data leaves the child reading a cut pipe, and it prints
-    multiprocessing's traceback over the run's one-line message. The child inherits the held mask and
-    lets the signals through in :func:`_worker_main`."""
+    multiprocessing's traceback over the run's one-line message. The handlers are swapped for ones that
+    only note the signal (a blocked signal mask would not do: the kernel hands a process-directed signal
+    to any other thread, the runner's heartbeat for one, and Python then runs the handler at once)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    held: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: held.append(signum)) for sig in _STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for signum in dict.fromkeys(held):
+            signal.raise_signal(signum)
 
 
 def _exit_with_parent(parent_pid: int) -> None:
@@ -71,7 +76,6 @@ def _exit_with_parent(parent_pid: int) -> None:
 def _worker_main(conn: Connection, parent_pid: int, work: Work) -> None:
     """A worker's life: one thread for torch, no reaction to Ctrl-C, tasks until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # held by the runner while it started us
     from rewardlab.runtime import limit_threads, one_line_warnings
 
     limit_threads()
