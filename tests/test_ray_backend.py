@@ -51,6 +51,13 @@ def _env() -> dict[str, str]:
 _trials = read_trials
 
 
+def _sigint_as_from_a_terminal() -> None:
+    """In the child before exec: Ctrl-C at its default, as a terminal's foreground command has it. A suite
+    started in the background by a non-interactive shell inherits SIGINT *ignored* (POSIX), and so would
+    the run, which then rightly ignores the test's Ctrl-C (the cause of this test's earlier failures)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _run_status(db: Path) -> str:
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
         (status,) = conn.execute("SELECT status FROM runs").fetchone()
@@ -368,11 +375,7 @@ def test_killed_ray_run_resumes_with_nothing_lost_or_repeated(tmp_path: Path, wa
 @needs_ray
 @pytest.mark.slow
 @pytest.mark.parametrize(("how", "reason"), [
-    # A known bug, open: a Ctrl-C to the process group was lost while Ray ran trials in 2 of the last 3
-    # full-suite runs on a loaded machine (the run went on and finished, exit 0); kept running, and
-    # reported as XPASS when it works, until it is fixed
-    pytest.param("ctrl-c", "interrupted (Ctrl-C)", marks=pytest.mark.xfail(
-        strict=False, reason="Ctrl-C to the process group is sometimes lost while Ray runs trials")),
+    ("ctrl-c", "interrupted (Ctrl-C)"),
     ("sigterm", "was terminated (SIGTERM)"),
 ])
 def test_ctrl_c_or_sigterm_stops_a_ray_run_cleanly(tmp_path: Path, wait_for: WaitFor, how: str,
@@ -385,7 +388,8 @@ def test_ctrl_c_or_sigterm_stops_a_ray_run_cleanly(tmp_path: Path, wait_for: Wai
     with log_path.open("w") as log:
         # a session of its own, as a terminal gives a command: Ctrl-C goes to its whole process group
         proc = subprocess.Popen(_cli("run", str(spec), "--out", str(out), "--backend", "ray"), cwd=tmp_path,
-                                env=_env(), stdout=log, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                                env=_env(), stdout=log, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                preexec_fn=_sigint_as_from_a_terminal)
         try:
             def running() -> bool:
                 workers.update(_ray_workers(proc.pid))
