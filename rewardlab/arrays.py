@@ -313,6 +313,52 @@ def _torch_functions(device: Any = None) -> dict[str, Any]:
 _NUMPY_FACADE: ArrayFacade | None = None
 
 
+class StrictSlices(np.ndarray):
+    """A numpy array whose slices must lie inside its axes: ``obs[39:42]`` on 39 entries raises
+    :class:`IndexError` instead of silently selecting nothing (numpy clips slice bounds; a reward built on
+    an empty or cut slice is 0 or wrong, and looks fine). Arrays computed from it keep the check.
+
+    The sandbox trial (what ``check`` and generation run) hands programs these; training does not (the
+    per-call cost), so a program that passed the trial needs no check there. Integer indices are
+    checked by numpy already.
+    """
+
+    def __getitem__(self, key: Any) -> Any:
+        _check_slice_bounds(key, self.shape)
+        return super().__getitem__(key)
+
+
+def _check_slice_bounds(key: Any, shape: tuple[int, ...]) -> None:
+    """:raises IndexError: a slice in ``key`` starts or stops outside its axis (negative steps: not checked)"""
+    keys = key if isinstance(key, tuple) else (key,)
+    consumed = sum(_axes_taken(k) for k in keys)
+    axis = 0
+    for k in keys:
+        if k is Ellipsis:
+            axis += len(shape) - consumed
+            continue
+        if k is None:
+            continue
+        if isinstance(k, slice) and axis < len(shape) and (k.step is None or k.step > 0):
+            n = shape[axis]
+            start, stop = k.start, k.stop
+            bad = ((start is not None and not -n <= start < n and not (start == n and stop == n))
+                   or (stop is not None and not -n <= stop <= n))
+            if bad:
+                text = f"{'' if start is None else start}:{'' if stop is None else stop}"
+                empty = start is not None and (start >= n or start < -n)
+                raise IndexError(f"slice [{text}] on axis {axis} of an array of shape {tuple(shape)} reaches past "
+                                 f"its {n} entries (numpy would silently {'select nothing' if empty else 'cut it short'})")
+        axis += _axes_taken(k)
+
+
+def _axes_taken(k: Any) -> int:
+    """How many axes one index takes: none for ``None``/``...``, a boolean mask its ``ndim``, else one."""
+    if k is None or k is Ellipsis:
+        return 0
+    return int(k.ndim) if isinstance(k, np.ndarray) and k.dtype == np.bool_ else 1
+
+
 def array_facade(backend: str = "numpy", device: Any = None) -> ArrayFacade:
     """The facade over numpy or torch.
 

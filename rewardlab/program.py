@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from rewardlab.aliases import compat_aliases
-from rewardlab.arrays import array_facade, backend_of
+from rewardlab.arrays import StrictSlices, array_facade, backend_of
 from rewardlab.cards import EnvCard, read_text_file
 from rewardlab.errors import RewardProgramError, UserError, one_line
 from rewardlab.sandbox import MAX_SOURCE_BYTES, check_source, exec_program
@@ -76,13 +76,15 @@ class RewardProgram:
         return bool(self.doc and self.doc.lower().startswith("hand-written reference reward"))
 
     def bind(self, card: EnvCard | None = None, backend: Backend = "numpy", device: Any = None,
-             mode: Mode = "auto") -> CompiledReward:
+             mode: Mode = "auto", strict_slices: bool = False) -> CompiledReward:
         """Execute the module body in a restricted namespace and return the callable reward.
 
         :param card: the env card the program is for (kept for messages)
         :param backend: array backend of the inputs, ``numpy`` or ``torch``
         :param device: torch device for arrays the program creates
         :param mode: ``batched``, ``scalar`` (per-env compat loop) or ``auto`` (decided on the first call)
+        :param strict_slices: numpy inputs refuse slices past their axes (:class:`~rewardlab.arrays.StrictSlices`);
+            the sandbox trial's setting
         """
         if card is not None:
             check_fields(self._tree, card)
@@ -106,7 +108,8 @@ class RewardProgram:
                 "batch, slow). Write it as (self, action) with array ops to run batched.",
                 CompatModeWarning, stacklevel=2,
             )
-        return CompiledReward(fn, mode=mode, card_id=card.id if card is not None else None, backend=backend, guards=guards)
+        return CompiledReward(fn, mode=mode, card_id=card.id if card is not None else None, backend=backend, guards=guards,
+                              strict_slices=strict_slices)
 
 
 def load_program(source_or_path: str | Path, origin: str | None = None) -> RewardProgram:
@@ -204,10 +207,11 @@ class CompiledReward:
     :param card_id: the card's id, for messages
     :param backend: ``numpy`` or ``torch``
     :param guards: ``(tensor, snapshot)`` pairs of module-level torch tensors, checked after each call
+    :param strict_slices: numpy inputs are :class:`~rewardlab.arrays.StrictSlices` (slices past an axis raise)
     """
 
     def __init__(self, fn: Callable[..., Any], mode: Mode, card_id: str | None, backend: Backend,
-                 guards: list[tuple[Any, Any]] | None = None):
+                 guards: list[tuple[Any, Any]] | None = None, strict_slices: bool = False):
         if mode not in ("auto", "batched", "scalar"):
             raise ValueError(f"mode must be auto, batched or scalar, not {mode!r}")
         self.fn = fn
@@ -215,6 +219,7 @@ class CompiledReward:
         self.card_id = card_id
         self.backend = backend
         self.guards = list(guards or ())
+        self.strict_slices = strict_slices
         self.component_names: tuple[str, ...] | None = None
         self._device: Any = None
         self._takes_obs = fn.__code__.co_argcount == 3
@@ -228,7 +233,7 @@ class CompiledReward:
         if self._takes_obs and raw_obs is None:
             raise RewardProgramError("entry", f"{ENTRY}(self, action, obs) needs the raw observation, and this "
                                      "state view was built without one")
-        private = [_private(flat), _private(action), _private(raw_obs)]
+        private = [_private(x, self.strict_slices) for x in (flat, action, raw_obs)]
         pairs = [(p, o) for p, o in zip(private, (flat, action, raw_obs)) if p is not None]
         try:
             out = self._run(type(view)(private[0], private[2]), private[1], batch)
@@ -413,12 +418,14 @@ class CompiledReward:
                 raise RewardProgramError("read-only", f"the program modified {what}; they are read-only")
 
 
-def _private(x: Any) -> Any:
+def _private(x: Any, strict_slices: bool = False) -> Any:
     """A read-only copy of an input array for the program (torch: an inference-mode copy)."""
     if x is None:
         return None
     if isinstance(x, np.ndarray | list | tuple):
         x = np.array(x)
+        if strict_slices:
+            x = x.view(StrictSlices)
         x.flags.writeable = False
         return x
     if type(x).__module__.startswith("torch"):

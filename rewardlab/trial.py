@@ -210,7 +210,7 @@ def _trial_main() -> None:
         card = EnvCard.model_validate_json(header["card"])
         extractor = StateExtractor(card)
         program = RewardProgram(header["source"])
-        reward = program.bind(card)
+        reward = program.bind(card, strict_slices=True)
         obs = data["obs"] if "obs" in data.files else None
         states, actions = data["states"], data["actions"]
         # a single-env call first (cheap failures), then the whole batch

@@ -644,3 +644,37 @@ def test_compat_mode_is_reported_by_the_trial(trial) -> None:
             return 0.0
         """)
     assert report.ok and report.mode == "scalar"
+
+
+@pytest.mark.parametrize("expression", [
+    "obs[4:7]",             # past the end of a 4-entry observation: numpy gives an empty slice
+    "obs[2:6]",             # cut short: two entries, not four
+    "obs[-6:]",             # starts before the first entry
+])
+def test_a_slice_past_the_observation_is_rejected_by_the_trial(trial, expression: str) -> None:
+    # found by a user: obs[39:42] on MetaWorld's 39-entry observation passed check and trained on 0
+    report = trial(f"""
+        import numpy as np
+        def compute_dense_reward(self, action, obs):
+            return -float(np.sum(np.abs({expression})))
+        """)
+    assert not report.ok and report.rule == "runtime" and report.line == 4, report
+    assert "reaches past its 4 entries" in report.message, report.message
+
+
+def test_a_slice_past_a_field_is_rejected_by_the_trial_in_batched_code(trial) -> None:
+    report = trial("""
+        import numpy as np
+        def compute_dense_reward(self, action):
+            return -np.abs(self.qpos[:, 1:3]).sum(axis=-1)  # qpos has 2 entries
+        """)
+    assert not report.ok and "reaches past its 2 entries" in report.message, report.message
+
+
+def test_slices_inside_the_axes_pass_the_trial(trial) -> None:
+    report = trial("""
+        import numpy as np
+        def compute_dense_reward(self, action, obs):
+            return -float(np.sum(obs[0:4])) - float(np.sum(obs[-4:])) - float(np.sum(obs[4:4])) + float(np.sum(obs[::-1][:2]))
+        """)
+    assert report.ok, report
