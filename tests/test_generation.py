@@ -57,6 +57,26 @@ def test_candidates_that_never_pass_are_bounded(tmp_path: Path, llm_server) -> N
     assert len(llm_server.requests) == 3  # one sample, two fixes, no more
 
 
+AWAY = """```python
+import numpy as np
+def compute_dense_reward(self, action):
+    return np.linalg.norm(self.robot.ee_position - self.goal_position, axis=-1)  # farther is better: wrong
+```"""
+TOWARDS = AWAY.replace("return np.linalg", "return -np.linalg").replace("farther is better: wrong", "closer is better")
+
+
+def test_a_best_program_that_prefers_random_to_the_expert_is_warned_about(tmp_path: Path, llm_server) -> None:
+    # found by a user: the offline baseline's best program on reach-v3 scored -0.91 and nothing said so
+    llm_server.script(("code", [AWAY]))
+    bad = generate(*_cfg(llm_server, "metaworld/reach-v3", samples=1), out=tmp_path)
+    assert bad.best_program_id is not None and bad.best_preference is not None and bad.best_preference < 0
+    assert len(bad.warnings) == 1 and "ranks random or stopped trajectories above the expert's" in bad.warnings[0]
+    assert json.loads((bad.run_dir / "generation.json").read_text())["warnings"] == bad.warnings
+    llm_server.script(("code", [TOWARDS]))
+    good = generate(*_cfg(llm_server, "metaworld/reach-v3", samples=1), out=tmp_path)
+    assert good.best_preference is not None and good.best_preference > 0 and good.warnings == []
+
+
 def test_replay_reproduces_a_generation_without_network(tmp_path: Path, llm_server) -> None:
     llm_server.script(("code", [GOOD_CODE, EVIL]), ("code", GOOD_CODE.replace("5.0", "3.0")))
     live = generate(*_cfg(llm_server), out=tmp_path)

@@ -40,6 +40,8 @@ def _print_generation(r: object, out: Path) -> None:
     console.print(f"run {r.run_id}: {r.candidates} candidates, {r.rejected} rejected after retries, "
                   f"{r.first_attempt_failures} failed at first; {r.tokens} tokens{probes}; {r.stopped}", markup=False)
     console.print(f"best reward: {best}", markup=False)
+    for line in r.warnings:
+        err_console.print(f"warning: {line}", markup=False, highlight=False)
     if r.best_program_id:
         console.print(f"  saved as {relative_path(r.run_dir / 'best_reward.py')}; refine with: rewardlab refine "
                       f"{r.best_program_id[:12]} --feedback \"...\"", markup=False)

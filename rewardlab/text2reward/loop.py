@@ -83,6 +83,8 @@ class GenerationResult:
     status: str = "done"  # done, failed (nothing passed the checks) or interrupted (resume it)
     probe_steps: int = 0  # training steps all probes of the run took together
     probe_wall_s: float = 0.0
+    best_preference: float | None = None  # the best program's preference-check score (-1..1)
+    warnings: list[str] = field(default_factory=list)  # about the best program, one line each
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -438,9 +440,11 @@ class Generator:
         status: RunStatus = "interrupted" if interrupted else "done" if best is not None and not failed else "failed"
         if status == "failed" and stopped in ("all rounds done", "revised"):
             stopped = "no candidate passed the checks"
+        preference = _preference_score(best.preference) if best is not None and best.preference else None
         result = GenerationResult(self.run_id, self.run_dir, best.program_id if best else None,
                                   best.score if best else None, n_candidates, self.rejected, self.first_failures,
-                                  self.fixes, self.tokens, stopped, status, self.probe_steps, round(self.probe_wall_s, 1))
+                                  self.fixes, self.tokens, stopped, status, self.probe_steps, round(self.probe_wall_s, 1),
+                                  preference, _best_warnings(best, preference))
         (self.run_dir / "generation.json").write_text(json.dumps(result.to_dict(), indent=1))
         self.store.set_run_status(self.run_id, status, None if status == "done" else one_line(stopped))
         return result
@@ -519,6 +523,27 @@ def _resumable(store: RunStore, run_id: str, given: GenerationConfig) -> tuple[d
                         "only the endpoint's base URL, API key, timeout and retries may change")
     changed = {k: getattr(given, k) for k in RESUME_OVERRIDES if getattr(given, k) != getattr(defaults, k)}
     return stored, GenerationConfig(**{**fields, **changed})
+
+
+#: Below this preference-check score the best program is reported as unlikely to teach the task.
+WEAK_PREFERENCE = 0.0
+
+
+def _best_warnings(best: Candidate | None, preference: float | None) -> list[str]:
+    """What a user must know about the best program before training with it: a negative preference check
+    (it prefers random or stopped trajectories to the expert's, so the best of a weak pool is still bad),
+    a probe that never succeeded."""
+    lines: list[str] = []
+    if best is None:
+        return lines
+    if preference is not None and math.isfinite(preference) and preference < WEAK_PREFERENCE:
+        lines.append(f"the best program's preference check is {preference:.2f} (below {WEAK_PREFERENCE:g}): it "
+                         "ranks random or stopped trajectories above the expert's and is unlikely to teach the task; "
+                         "try an LLM provider, more samples or rounds, or refine it with feedback")
+    if best.probe is not None and best.probe.final("success") == 0.0:
+        lines.append("the best program's last training (probe or final) ended with success 0; longer training may still "
+                         "succeed, or the reward may not teach the task")
+    return lines
 
 
 def _preference_score(preference: dict[str, Any] | None) -> float:
@@ -611,6 +636,9 @@ def generate_program(source: GeneratedSource, card: EnvCard, out: Path, console:
     if result.best_program_id is None:
         raise UserError(f"generation of {source.name} for {card.id} gave no program that passed the checks "
                         f"(run {result.run_id}); see `rewardlab lineage` or the run store")
+    if console is not None:
+        for line in result.warnings:
+            console.print(f"warning: {source.name} for {card.id}: {line}", markup=False, highlight=False)
     with RunStore(Path(out) / DB_NAME) as store:
         record = store.get_program(result.best_program_id)
     assert record is not None
