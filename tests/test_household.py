@@ -266,3 +266,18 @@ def test_env_checker_and_action_forms() -> None:
         obs, reward, terminated, truncated, info = env.step(step)
     assert terminated and reward == 1.0 and info["success"]
     assert "You are in the" in (env.render() or "")
+
+
+@pytest.mark.parametrize("card_id", ["household/train", "household/unseen-compositions", "household/unseen-homes"])
+def test_cards_document_every_action_index_as_the_env_decodes_it(card_id: str) -> None:
+    from rewardlab.cards import load_card
+    from rewardlab.household.world import ENTITIES, VERBS, action_doc
+
+    card = load_card(card_id)
+    assert card.action.doc == action_doc()  # written from the env's own tables, kept equal here
+    # each documented index is what the env decodes: "3 put A on B" with A = 21 (apple), B = 10 (table)
+    env = HouseholdEnv(split="train")
+    action = env.to_action(np.array([3, 21, 10]))
+    assert isinstance(action, Action)
+    assert (action.verb, action.args) == ("put_on", ("apple", "table"))
+    assert f"3 {VERBS[3].template.format('A', 'B')}" in card.action.doc and f"21 {ENTITIES[20]}" in card.action.doc

@@ -117,6 +117,17 @@ VERBS: tuple[Verb, ...] = tuple(Verb(n, t) for n, t in (
     ("touch", "touch {0}"),
 ))
 VERB_INDEX: dict[str, int] = {v.name: i for i, v in enumerate(VERBS)}
+
+
+def action_doc() -> str:
+    """The cards' action doc: what each index of the ``(verb, argument, argument)`` triple means, from
+    :data:`VERBS` and :data:`ENTITIES` (a test keeps the cards equal to it)."""
+    verbs = ", ".join(f"{i} {v.template.format('A', 'B')}" for i, v in enumerate(VERBS))
+    entities = ", ".join(f"{i + 1} {name}" for i, name in enumerate(ENTITIES))
+    return (f"(verb, A, B) indices. Verbs: {verbs}. Arguments A and B (0: none; a verb with one argument "
+            f"ignores B): {entities}.")
+
+
 #: Verbs the agent may do while sitting or lying (everything else needs it to stand up first).
 SEATED_VERBS = frozenset({"stand_up", "watch", "look_at", "read", "eat", "drink"})
 #: The error kinds :class:`Feedback` may carry (the E2CL dataset counts them).
