@@ -320,3 +320,32 @@ def test_browser_walks_the_tree_plays_the_video_and_refines(server: Server, gene
         assert given.tags == ["too slow"] and given.children == [child] and given.status == "done"
         assert store.get_program(child).parent_id == parent  # type: ignore[union-attr]
         assert any(FEEDBACK in json.dumps(e.messages) for e in store.exchanges(given.run_id))
+
+
+def test_an_experiment_run_shows_seeds_with_intervals_curves_and_videos(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from rewardlab.review.app import create_app
+    from rewardlab.runs.runner import run_experiment
+
+    spec = {"name": "review-tiny", "description": "two seeds of the reference reward, one PPO rollout each",
+            "tasks": ["mujoco/InvertedPendulum-v5"], "rewards": ["reference"], "algorithms": ["ppo"], "seeds": [0, 1],
+            "budget": {"steps": 1024}, "evaluation": {"episodes": 2}, "workers": 1}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    out = tmp_path / "runs"
+    summary = run_experiment(tmp_path / "spec.yaml", out=out, workers=1)
+    client = TestClient(create_app(out))
+    with RunStore(out / DB_NAME) as store:
+        trials = store.trials(summary.run_id)
+    assert len(trials) == 2 and all(t.status == "done" and t.program_id for t in trials)
+    page = client.get(f"/runs/{summary.run_id}").text
+    assert "(IQM, n=2)" in page and "reference" in page  # over seeds, with an interval
+    videos = re.findall(r'src="(/runs/[^"]+\.webm)"', page)
+    curves = re.findall(r'src="(/runs/[^"]+\.svg)"', page)
+    assert len(videos) == 2 and len(curves) == 2
+    svg = client.get(curves[0])
+    assert svg.status_code == 200 and svg.text.lstrip().startswith("<?xml") and "reward components" in svg.text
+    video = client.get(videos[0])
+    assert video.status_code == 200 and video.headers["content-type"] == "video/webm" and video.content[:4] == b"\x1aE\xdf\xa3"
+    program = client.get(f"/programs/{trials[0].program_id}").text
+    assert program.count('class="training"') == 2 and "trial mujoco/InvertedPendulum-v5" in program
