@@ -178,6 +178,10 @@ def test_feedback_with_no_endpoint_is_kept_and_said(tmp_path: Path, monkeypatch:
     page = client.get(f"/programs/{pid}").text
     assert "no endpoint configured" in page and "no model given" in page
     assert "No trained policy for this program yet" in page  # probes were off: said, not a failure
+    elsewhere = client.post(f"/programs/{pid}/feedback", data={"text": "from another site"},
+                            headers={"Origin": "http://evil.example"})
+    assert elsewhere.status_code == 400 and "cannot start a refine here" in elsewhere.text
+    assert client.app.state.jobs.all() == []  # type: ignore[attr-defined]
     sent = client.post(f"/programs/{pid}/feedback", data={"text": "balance nearer the centre", "tags": ["wrong stage"]})
     assert sent.status_code == 200 and "/jobs/1" in str(sent.url)
     job = client.app.state.jobs.get(1)  # type: ignore[attr-defined]

@@ -14,9 +14,12 @@ The app reads the store through its typed records and writes only through the li
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Form, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -58,11 +61,17 @@ def create_app(out: Path, settings: ReviewSettings | None = None) -> FastAPI:
     if not db.is_file():
         raise UserError(f"no run store at {db}; pass --out to where your runs are")
     settings = settings or ReviewSettings()
-    app = FastAPI(title="rewardlab review", docs_url=None, redoc_url=None, openapi_url=None)
+    jobs = RefineJobs(out)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        jobs.shutdown()
+
+    app = FastAPI(title="rewardlab review", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     templates = Jinja2Templates(directory=str(TEMPLATES))
     templates.env.globals.update(fmt=_fmt, pref=data.preference_summary)
     code_css = data.highlight_css()
-    jobs = RefineJobs(out)
     app.state.jobs = jobs
 
     def store() -> RunStore:
@@ -131,10 +140,11 @@ def create_app(out: Path, settings: ReviewSettings | None = None) -> FastAPI:
                     provider_note=note)
 
     @app.post("/programs/{program_id}/feedback")
-    def feedback(program_id: str, text: str = Form(""), tags: list[str] = Form([]),
+    def feedback(request: Request, program_id: str, text: str = Form(""), tags: list[str] = Form([]),
                  observed: str = Form("")) -> Response:
         from rewardlab.text2reward.loop import refine_settings
 
+        _same_origin(request)
         with store() as s:
             record = data.get_program(s, program_id)
             if not text.strip() and not tags:
@@ -194,11 +204,15 @@ def create_app(out: Path, settings: ReviewSettings | None = None) -> FastAPI:
             raise data.NotFound(f"no file {relative!r} in run {run_id}")
         return FileResponse(target)
 
-    @app.on_event("shutdown")
-    def stop_jobs() -> None:
-        jobs.shutdown()
-
     return app
+
+
+def _same_origin(request: Request) -> None:
+    """Refuse a form posted from another site (a page elsewhere must not start refines here): browsers
+    send ``Origin`` with a cross-site POST, and it must name this server."""
+    origin = request.headers.get("origin")
+    if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host", ""):
+        raise UserError(f"a form from {origin} cannot start a refine here; use the page itself")
 
 
 def data_feedback(store: RunStore, program_id: str | None = None) -> list[Any]:
