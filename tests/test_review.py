@@ -156,10 +156,24 @@ def test_binding_to_another_address_says_so(generated: tuple[Path, str, str]) ->
     assert "warning: listening on 0.0.0.0, not loopback" in err
 
 
-def test_an_unknown_run_on_the_command_line_is_one_line(generated: tuple[Path, str, str]) -> None:
-    done = subprocess.run([sys.executable, "-m", "rewardlab", "review", "nope", "--out", str(generated[0])],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and done.stderr.startswith("error: no run 'nope'") and "Traceback" not in done.stderr
+def test_bad_command_lines_are_one_line(generated: tuple[Path, str, str], tmp_path: Path) -> None:
+    import socket
+
+    def review(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "rewardlab", "review", *args], capture_output=True, text=True,
+                              timeout=120)
+
+    unknown = review("nope", "--out", str(generated[0]))
+    assert unknown.returncode == 2 and unknown.stderr.startswith("error: no run 'nope'")
+    empty = review("--out", str(tmp_path))
+    assert empty.returncode == 2 and empty.stderr.startswith(f"error: no run store at {tmp_path / DB_NAME}")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        busy = review("--out", str(generated[0]), "--port", str(taken.getsockname()[1]))
+    assert busy.returncode == 2 and "cannot listen on 127.0.0.1:" in busy.stderr and "--port" in busy.stderr
+    for done in (unknown, empty, busy):
+        assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
 def test_feedback_with_no_endpoint_is_kept_and_said(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
