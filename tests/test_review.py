@@ -109,6 +109,16 @@ def server(generated: tuple[Path, str, str]) -> Iterator[Server]:
     srv.stop()
 
 
+def test_videos_render_with_osmesa_where_egl_cannot_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rewardlab.review.video import gl_backend
+
+    monkeypatch.setenv("MUJOCO_GL", "glfw")
+    assert gl_backend() == "glfw"  # a backend chosen on purpose is kept
+    monkeypatch.setenv("MUJOCO_GL", "egl")
+    gpu = Path("/dev/dri").exists() or Path("/dev/nvidia0").exists()
+    assert gl_backend() == ("egl" if gpu else "osmesa")
+
+
 def test_it_serves_on_loopback_a_free_port_and_prints_it(server: Server, generated: tuple[Path, str, str]) -> None:
     assert server.url.startswith("http://127.0.0.1:") and server.port > 0
     assert f"/runs/{generated[1]}" in server.printed
@@ -337,7 +347,10 @@ def test_browser_walks_the_tree_plays_the_video_and_refines(server: Server, gene
         assert run is not None and yaml.safe_load(run.spec_yaml)["feedback"] == FEEDBACK
         assert given.tags == ["too slow"] and given.children == [child] and given.status == "done"
         assert store.get_program(child).parent_id == parent  # type: ignore[union-attr]
-        assert any(FEEDBACK in json.dumps(e.messages) for e in store.exchanges(given.run_id))
+        [exchange] = store.exchanges(given.run_id)
+        assert FEEDBACK in json.dumps(exchange.messages)  # the prompt, and the reviewer's words beside it
+        assert exchange.params["metadata"]["review"] == {"parent_id": parent, "feedback": FEEDBACK,
+                                                         "tags": ["too slow"], "observed": None}
 
 
 def test_an_experiment_run_shows_seeds_with_intervals_curves_and_videos(tmp_path: Path) -> None:

@@ -108,6 +108,7 @@ class Generator:
         self.store = store
         self.console = console
         self.backend = backend
+        self.review = dict(record or {})  # a refine's feedback: stored with the run and its exchanges
         stored: dict[str, Any] | None = None
         if resume is not None:  # the run's own settings; only how to reach the endpoint may change
             stored, config = _resumable(store, resume, config)
@@ -210,7 +211,8 @@ class Generator:
                 temperature=self.cfg.temperature, max_tokens=self.cfg.max_tokens, n=n - len(out),
                 seed=self.cfg.seed + 1000 * round + attempt,
                 metadata={"card_id": self.card.id, "purpose": purpose, "round": round,
-                          "instruction": self.cfg.instruction},
+                          "instruction": self.cfg.instruction,
+                          **({"review": self.review} if purpose == "human" and self.review else {})},
             )
             reply: LLMReply = self.provider.complete(request)
             self.tokens += reply.tokens_in + reply.tokens_out
