@@ -83,3 +83,7 @@ def review(run: str | None = typer.Argument(None, help="a run to open (default: 
         server.run(sockets=[sock])
     finally:
         sock.close()
+    running = [job for job in application.state.jobs.all() if job.status == "running"]
+    if running:  # the refine thread is finished before the process exits: its run ends done or failed, never stuck
+        err_console.print(f"waiting for refine #{running[0].id} of {running[0].parent_id[:12]} to finish "
+                          "(Ctrl-C again stops at once)", markup=False, highlight=False)
