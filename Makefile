@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export OMP_NUM_THREADS := 1
 export MUJOCO_GL := egl
 
-.PHONY: setup run test lint test-all bench bench-preference clean
+.PHONY: setup run test lint test-all bench bench-preference clean browser-deps
 
 setup: $(VENV)/.installed
 
@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev,ray]"
+	$(PY) -m pip install -q -e ".[dev,ray,review]"
 	$(PY) -c "import mujoco, metaworld, stable_baselines3, torch; print('rewardlab env ready: torch', torch.__version__, 'mujoco', mujoco.__version__)"
 	touch $@
 
@@ -23,8 +23,16 @@ run: setup
 	$(VENV)/bin/rewardlab run experiments/quickstart.yaml
 
 # lint and types first (seconds), then the suite; CI runs exactly this
-test: setup lint
+test: setup lint browser-deps
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# the review page's browser test drives the system's Chromium; rollout videos render with OSMesa (no GPU).
+# Installed from Debian's packages when missing and we are root (CI); otherwise that test says what is missing.
+browser-deps:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null && ldconfig -p | grep -q libOSMesa; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	  chromium chromium-driver libosmesa6 >/dev/null; \
+	else echo "not root: install chromium, chromium-driver and libosmesa6 for the review page's browser test"; fi
 
 lint: setup
 	$(VENV)/bin/ruff check rewardlab tests benchmarks envs

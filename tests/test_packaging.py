@@ -1,4 +1,5 @@
-"""The wheel ships envs/, prompts/, agents/ and experiments/, and an installed copy finds them."""
+"""The wheel ships envs/, prompts/, agents/ and experiments/ (and the review page's templates), and an
+installed copy finds them."""
 
 from __future__ import annotations
 
@@ -36,3 +37,4 @@ def test_installed_wheel_finds_its_data(tmp_path: Path) -> None:
     assert envs_dir == str(target / "rewardlab" / "_data" / "envs")
     assert Path(reference).is_file() and Path(reference).is_relative_to(target)
     assert Path(quickstart).is_file()
+    assert (target / "rewardlab" / "review" / "templates" / "program.html").is_file()  # the review page's templates

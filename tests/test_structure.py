@@ -38,6 +38,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("rewardlab.e2cl*",),
     ("rewardlab.runs*",),
     ("rewardlab.e2cl.report",),  # reads the run store through runs.report's run lookup
+    ("rewardlab.review*",),  # the review web page: reads the store, writes through text2reward's refine
     ("rewardlab.cli*", "rewardlab.__main__"),
 ]
 

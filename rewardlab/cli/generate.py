@@ -124,21 +124,42 @@ def _latest_unfinished(out: Path) -> str:
 def refine(reward_id: str = typer.Argument(..., help="reward program id (or a unique prefix)"),
            feedback: str = typer.Option(..., help="what should change, in words"),
            observed: str | None = typer.Option(None, help="what the trained agent was seen doing"),
-           provider: str = option(G, "provider"), model: str | None = option(G, "model"),
+           tag: list[str] = typer.Option([], "--tag", help="a short label put before the feedback "
+                                         "(e.g. 'too slow', 'hacks the reward', 'wrong stage'); repeatable"),
+           provider: str | None = typer.Option(None, help="openai, replay or offline (default: the provider of the "
+                                               "generation run that made the program, else offline)"),
+           model: str | None = option(G, "model"),
            base_url: str | None = option(G, "base_url"), api_key: str | None = option(G, "api_key"),
            samples: int = typer.Option(1, help="revisions to ask for"),
-           probe_steps: int = option(G, "probe_steps"), timeout: float = option(G, "timeout_s", "--timeout"),
-           max_retries: int = option(G, "max_retries"), seed: int = option(G, "seed"), workers: int = Workers,
+           probe_steps: int | None = typer.Option(None, help="training steps of each revision's probe (default: "
+                                                  "the parent's generation run's, else 20000; 0: the checks alone)"),
+           timeout: float | None = typer.Option(None, "--timeout", help="seconds per HTTP attempt"),
+           max_retries: int | None = typer.Option(None, help="retries of a failed request"),
+           seed: int | None = typer.Option(None, help="seed of requests and probes"), workers: int = Workers,
            out: Path = Out) -> None:
     """Revise a stored reward program from human feedback; the new version's parent is REWARD_ID."""
-    from rewardlab.text2reward.loop import refine as run_refine
+    from pydantic import ValidationError
 
-    cfg = _config("rewardlab refine", provider=provider, model=model, base_url=base_url, api_key=api_key,
-                  samples=samples, rounds=1, probe_steps=probe_steps, timeout_s=timeout, max_retries=max_retries,
-                  seed=seed)
+    from rewardlab.config import describe_validation_error
+    from rewardlab.errors import UserError
+    from rewardlab.store import DB_NAME, RunStore
+    from rewardlab.text2reward.loop import refine as run_refine
+    from rewardlab.text2reward.loop import refine_settings
+
+    if not (out / DB_NAME).is_file():
+        raise UserError(f"no run store at {out / DB_NAME}; pass --out to where your runs are")
+    with RunStore(out / DB_NAME) as store:
+        record = store.find_program(reward_id)
+        try:
+            cfg, note = refine_settings(store, record.id, provider=provider, model=model, base_url=base_url,
+                                        api_key=api_key, samples=samples, probe_steps=probe_steps, timeout_s=timeout,
+                                        max_retries=max_retries, seed=seed)
+        except ValidationError as e:
+            raise UserError(f"rewardlab refine: {describe_validation_error(e)}") from None
+    console.print(f"refining with {note}", markup=False, highlight=False)
     with _probe_workers(workers) as backend:
-        _print_generation(run_refine(reward_id, feedback, cfg, observed=observed, out=out, console=console,
-                                     backend=backend), out)
+        _print_generation(run_refine(record.id, feedback, cfg, observed=observed, out=out, console=console,
+                                     backend=backend, tags=tag), out)
 
 
 @app.command()

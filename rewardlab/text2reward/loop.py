@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -50,7 +50,12 @@ from rewardlab.types import TrialResult
 if TYPE_CHECKING:
     from rewardlab.training.tasks import Backend
 
-__all__ = ["DB_NAME", "GenerationConfig", "GenerationResult", "Generator", "generate", "generate_program", "refine"]
+__all__ = ["DB_NAME", "FEEDBACK_TAGS", "FeedbackRecord", "GenerationConfig", "GenerationResult", "Generator",
+           "feedback_history", "generate", "generate_program", "refine", "refine_settings"]
+
+#: Tags a reviewer may attach to feedback (the review page's check boxes); they go into the prompt before
+#: the free text, and are stored with it.
+FEEDBACK_TAGS = ("too slow", "hacks the reward", "wrong stage", "unstable", "ignores the task")
 
 @dataclass
 class Candidate:
@@ -101,10 +106,11 @@ class Generator:
 
     def __init__(self, card: EnvCard | str | None, config: GenerationConfig, store: RunStore, out: Path,
                  console: Any = None, provider: LLMProvider | None = None, resume: str | None = None,
-                 backend: Backend | None = None, purpose: str = "generate"):
+                 backend: Backend | None = None, purpose: str = "generate", record: dict[str, Any] | None = None):
         self.store = store
         self.console = console
         self.backend = backend
+        self.review = dict(record or {})  # a refine's feedback: stored with the run and its exchanges
         stored: dict[str, Any] | None = None
         if resume is not None:  # the run's own settings; only how to reach the endpoint may change
             stored, config = _resumable(store, resume, config)
@@ -142,9 +148,9 @@ class Generator:
             store.acquire_run(resume)
             self.provider = _ResumedProvider(ReplayProvider(self.log, run_id=resume, record=False), self.provider)
         else:
-            record = {"card_id": self.card.id, "purpose": purpose, **config.model_dump(mode="json"),
-                      "memory_upto": upto}  # the API key is excluded
-            store.create_run(self.run_id, "generate", yaml.safe_dump(record, sort_keys=False), hold=True)
+            stored_record = {"card_id": self.card.id, "purpose": purpose, **config.model_dump(mode="json"),
+                             "memory_upto": upto, **(record or {})}  # the API key is excluded
+            store.create_run(self.run_id, "generate", yaml.safe_dump(stored_record, sort_keys=False), hold=True)
         self.prompts = PromptBuilder()
         self.examples: list[Example] = retrieve_examples(self.card, k=config.few_shot) if config.few_shot else []
         self._trajectories: list[Trajectory] | None = None
@@ -207,7 +213,8 @@ class Generator:
                 temperature=self.cfg.temperature, max_tokens=self.cfg.max_tokens, n=n - len(out),
                 seed=self.cfg.seed + 1000 * round + attempt,
                 metadata={"card_id": self.card.id, "purpose": purpose, "round": round,
-                          "instruction": self.cfg.instruction},
+                          "instruction": self.cfg.instruction,
+                          **({"review": self.review} if purpose == "human" and self.review else {})},
             )
             reply: LLMReply = self.provider.complete(request)
             self.tokens += reply.tokens_in + reply.tokens_out
@@ -459,6 +466,8 @@ class Generator:
                                                instruction=self.cfg.instruction)
         best: Candidate | None = None
         stopped = "revised"
+        self._say(f"asking {self._who()} for {self.cfg.samples} revision{'s' * (self.cfg.samples != 1)} "
+                  f"of {parent_id[:12]}")
         try:
             for i, (text, ex) in enumerate(self._ask(messages, self.cfg.samples, "human", 0)):
                 cand = self._checked(text, ex, 0, i, parent_id, messages)
@@ -570,27 +579,133 @@ def _interrupted_generation(store: RunStore, card: EnvCard, config: GenerationCo
 def _probe_summary(result: TrialResult | None) -> dict[str, Any] | None:
     if result is None:
         return None
-    return result.model_dump(mode="json", include={"curve", "eval", "steps", "wall_s"})
+    # the model's path and algorithm too: the review page renders the trained policy from them
+    return result.model_dump(mode="json", include={"curve", "eval", "steps", "wall_s", "model_path", "algo"})
 
 
 def refine(reward_id: str, feedback: str, config: GenerationConfig | None = None, observed: str | None = None,
            out: Path = Path("runs"), console: Any = None, provider: LLMProvider | None = None,
-           backend: Backend | None = None) -> GenerationResult:
-    """Revise a stored reward program from human feedback; the new version's parent is ``reward_id``.
+           backend: Backend | None = None, tags: Sequence[str] = ()) -> GenerationResult:
+    """Revise a stored reward program from human feedback (Text2Reward's loop: previous code, observed
+    behaviour and feedback go to the model); the new version's parent is ``reward_id``.
+
+    The feedback, its tags and the observed behaviour are stored in the refine run's record; when the
+    provider cannot be built (no endpoint or model configured) they are stored all the same, in a run
+    ended ``failed`` with the reason, and the error says which run keeps them.
 
     :param reward_id: the program's id (or a unique prefix of at least 6 characters)
     :param feedback: what the user wants changed, in words
-    :param config: provider and budgets (its ``card_id`` is replaced by the program's)
+    :param config: provider and budgets; ``None``: the settings of the generation run that made the
+        program (:func:`refine_settings`)
     :param observed: what the trained agent was seen doing, if described separately
+    :param tags: short labels (:data:`FEEDBACK_TAGS` or others) put before the feedback in the prompt
+    :raises UserError: empty feedback, an unknown program, a provider that cannot be built
     """
-    if not feedback.strip():
+    clean_tags = [t.strip() for t in tags if t.strip()]
+    if not feedback.strip() and not clean_tags:
         raise UserError("--feedback is empty: say what should change")
+    text = (f"[{', '.join(clean_tags)}] " if clean_tags else "") + feedback.strip()
     with RunStore(Path(out) / DB_NAME) as store:
         record = store.find_program(reward_id)
         if not record.card_id:
             raise UserError(f"reward program {record.id[:12]} has no env card recorded; it cannot be refined")
-        return Generator(record.card_id, config or GenerationConfig(), store, Path(out), console, provider,
-                         backend=backend, purpose="refine").refine(record.id, record.source, feedback, observed)
+        if config is None:
+            config, _ = refine_settings(store, record.id)
+        review = {"parent_id": record.id, "feedback": feedback.strip(), "tags": clean_tags, "observed": observed}
+        try:
+            generator = Generator(record.card_id, config, store, Path(out), console, provider, backend=backend,
+                                  purpose="refine", record=review)
+        except UserError as e:  # nothing was asked; keep what the reviewer wrote
+            run_id = _keep_unsent_feedback(store, record.card_id, config, review, str(e))
+            raise UserError(f"{e} (the feedback is kept in run {run_id})") from None
+        return generator.refine(record.id, record.source, text, observed)
+
+
+def _keep_unsent_feedback(store: RunStore, card_id: str, config: GenerationConfig, review: dict[str, Any],
+                          reason: str) -> str:
+    """Record a refine that could not start, with the reviewer's feedback, as a ``failed`` run."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
+    run_id = f"generate-{safe_name(card_id)}-{stamp}"
+    record = {"card_id": card_id, "purpose": "refine", **config.model_dump(mode="json"), **review}
+    store.create_run(run_id, "generate", yaml.safe_dump(record, sort_keys=False))
+    store.set_run_status(run_id, "failed", one_line(reason))
+    return run_id
+
+
+def refine_settings(store: RunStore, program_id: str, **given: Any) -> tuple[GenerationConfig, str]:
+    """The settings a refine of ``program_id`` uses, and where they came from in words.
+
+    What is given (not ``None``) wins; the rest comes from the generation run that produced the program
+    (its provider, model, endpoint, probes, seed), so a program an LLM wrote is revised by the same LLM,
+    not silently by the offline baseline. A program a replay produced is revised by the offline baseline
+    (a replay has no reply to a new request), and one with no generation run (a file, a reference) too
+    unless a provider is given.
+
+    :param given: :class:`~rewardlab.config.GenerationConfig` fields (``provider``, ``model``, ``base_url``,
+        ``api_key``, ``probe_steps``, ...)
+    :return: ``(config, note)``: the note names the provider and the run the settings came from
+    """
+    given = {k: v for k, v in given.items() if v is not None}
+    inherited: dict[str, Any] = {}
+    origin = "no generation run made this program"
+    for cand in store.candidates(program_id=program_id):
+        run = store.get_run(cand.run_id)
+        if run is None:
+            continue
+        meta = yaml.safe_load(run.spec_yaml) or {}
+        keep = ("provider", "model", "base_url", "timeout_s", "max_retries", "probe_steps", "probe_algo",
+                "eval_episodes", "seed", "use_memory", "instruction", "temperature", "max_tokens")
+        inherited = {k: meta[k] for k in keep if k in meta}
+        origin = f"settings of run {run.id}"
+        break
+    if inherited.get("provider") == "replay":
+        inherited = {k: v for k, v in inherited.items() if k not in ("provider", "model", "base_url")}
+        origin += " (it replayed stored replies: revised by the offline baseline)"
+    config = GenerationConfig(**{**inherited, **given, "samples": given.get("samples", 1), "rounds": 1})
+    if "provider" in given:
+        origin = "provider as given"
+    if config.provider == "offline":
+        who = "offline (the labelled no-LLM baseline)"
+    else:
+        who = f"{config.provider} ({config.model or '$REWARDLAB_MODEL'} at {config.base_url or '$OPENAI_BASE_URL'})"
+    return config, f"{who}; {origin}"
+
+
+@dataclass(frozen=True)
+class FeedbackRecord:
+    """A reviewer's feedback on a program and the refine run it started.
+
+    :param run_id: the refine run; its status ``failed`` with a reason when nothing could be asked
+    :param children: ids of the revisions it produced that passed the checks, best first
+    """
+
+    run_id: str
+    status: str
+    reason: str | None
+    created: str
+    parent_id: str
+    feedback: str
+    tags: list[str]
+    observed: str | None
+    provider: str
+    children: list[str]
+
+
+def feedback_history(store: RunStore, program_id: str | None = None) -> list[FeedbackRecord]:
+    """Stored reviewer feedback (every refine run), newest first; only that on ``program_id`` if given."""
+    out = []
+    for run in store.list_runs("generate"):
+        meta = yaml.safe_load(run.spec_yaml) or {}
+        if meta.get("purpose") != "refine" or not meta.get("parent_id"):
+            continue
+        if program_id is not None and meta["parent_id"] != program_id:
+            continue
+        checked = [c for c in store.candidates(run.id) if c.program_id and c.status in ("checked", "trained")]
+        checked.sort(key=lambda c: -(c.score if c.score is not None else -math.inf))
+        out.append(FeedbackRecord(run.id, run.status, run.reason, run.created, meta["parent_id"],
+                                  str(meta.get("feedback") or ""), list(meta.get("tags") or []), meta.get("observed"),
+                                  str(meta.get("provider", "")), [str(c.program_id) for c in checked]))
+    return out
 
 
 def generate(card_id: str | EnvCard | None, config: GenerationConfig | None = None, out: Path = Path("runs"),

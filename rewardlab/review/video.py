@@ -1,0 +1,176 @@
+"""Rollout videos of trained policies, rendered offscreen once and cached beside the model.
+
+A video is rendered in a child process (``python -m rewardlab.review.video``): MuJoCo picks its OpenGL
+backend when it is first imported, from ``MUJOCO_GL``, and the server process has usually imported it
+already. The child gets ``MUJOCO_GL=osmesa`` (software rendering, Debian's ``libosmesa6``) unless the
+caller chose a backend that can work here: ``egl`` needs a GPU device (``/dev/dri`` or an NVIDIA device),
+so on a CPU-only machine the Makefile's ``egl`` is replaced. OSMesa takes about 0.1-0.4 s a frame at
+480x480, so videos are short (:data:`FRAMES` steps) and small (:data:`SIZE` pixels square).
+
+The policy is the trial's saved SB3 model (``model.zip``, with ``vecnormalize.pkl`` when the preset
+normalised observations), run deterministically on the card's env seeded like the first evaluation
+episode; an episode that ends before :data:`FRAMES` steps is followed by the next. The file is WebM
+(VP9 through the ffmpeg that ``imageio-ffmpeg`` ships), which every Chromium plays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from rewardlab.errors import UserError, one_line
+
+#: Steps per video (at 25 frames a second: a few seconds).
+FRAMES = 60
+#: Width and height in pixels (a multiple of 16, what the encoder's macro blocks want).
+SIZE = 192
+FPS = 25
+#: The cached video's name inside a trial directory.
+VIDEO_NAME = "rollout.webm"
+#: Seconds a render may take before it is given up (a hung GL context is no silent wait).
+RENDER_TIMEOUT_S = 600.0
+
+_locks: dict[Path, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def gl_backend() -> str:
+    """The MuJoCo OpenGL backend to render with: ``MUJOCO_GL`` when it can work on this machine, else
+    ``osmesa`` (``egl`` without a GPU device fails to create a context)."""
+    chosen = os.environ.get("MUJOCO_GL", "").strip().lower()
+    has_gpu = Path("/dev/dri").exists() or Path("/dev/nvidia0").exists()
+    if chosen in ("", "egl") and not has_gpu:
+        return "osmesa"
+    return chosen or "egl"
+
+
+def has_model(trial_dir: Path) -> bool:
+    """Whether ``trial_dir`` holds a trained SB3 model to render."""
+    return (Path(trial_dir) / "model.zip").is_file()
+
+
+def rollout_video(trial_dir: Path, card: str, algo: str, seed: int = 0, frames: int = FRAMES, size: int = SIZE) -> Path:
+    """The trial's rollout video, rendered on first use and cached as ``trial_dir/rollout.webm``.
+
+    :param trial_dir: a trial directory with ``model.zip`` (and ``vecnormalize.pkl`` if normalised)
+    :param card: the env card id or path the model was trained on
+    :param algo: ``ppo``, ``sac`` or ``td3``
+    :param seed: the training seed (the episode is the first evaluation episode's)
+    :param frames: env steps to render (the episode may end sooner)
+    :param size: width and height in pixels
+    :raises UserError: no model in the directory, or rendering failed (the line says why)
+    """
+    trial_dir = Path(trial_dir)
+    target = trial_dir / VIDEO_NAME
+    if not has_model(trial_dir):
+        raise UserError(f"no trained model in {trial_dir} to render")
+    with _locks_guard:
+        lock = _locks.setdefault(target, threading.Lock())
+    with lock:  # two requests for one video render it once
+        if target.is_file() and target.stat().st_size > 0:
+            return target
+        partial = target.with_suffix(".part.webm")
+        backend = gl_backend()
+        env = dict(os.environ, MUJOCO_GL=backend, PYOPENGL_PLATFORM=backend, OMP_NUM_THREADS="1")
+        cmd = [sys.executable, "-m", "rewardlab.review.video", str(trial_dir), card, algo, str(partial),
+               "--seed", str(seed), "--frames", str(frames), "--size", str(size)]
+        try:
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=RENDER_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            partial.unlink(missing_ok=True)
+            raise UserError(f"rendering {trial_dir.name} took longer than {RENDER_TIMEOUT_S:.0f} s; gave up") from None
+        if done.returncode != 0 or not partial.is_file():
+            partial.unlink(missing_ok=True)
+            lines = [ln for ln in (done.stderr or "").strip().splitlines() if ln.strip()]
+            raise UserError(f"rendering {trial_dir.name} failed with MUJOCO_GL={backend}: "
+                            f"{one_line(lines[-1]) if lines else 'exit ' + str(done.returncode)}")
+        partial.replace(target)
+        return target
+
+
+def _render(trial_dir: Path, card_id: str, algo: str, out: Path, seed: int, frames: int, size: int) -> None:
+    """Run the policy and write the frames (in the child process; ``MUJOCO_GL`` is already set)."""
+    from rewardlab.runtime import limit_threads
+
+    limit_threads()
+    import imageio.v2 as imageio
+    import numpy as np
+    from stable_baselines3 import PPO, SAC, TD3
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from rewardlab.cards import load_card
+    from rewardlab.sims.base import make_env
+    from rewardlab.training.evaluation import eval_seed
+
+    card = load_card(card_id)
+    algorithms: dict[str, Any] = {"ppo": PPO, "sac": SAC, "td3": TD3}
+    model = algorithms[algo].load(str(trial_dir / "model.zip"), device="cpu")
+    first = eval_seed(seed)
+    env = make_env(card, seed=first, render_mode="rgb_array")
+    inner: Any = env.unwrapped
+    if hasattr(inner, "width"):  # gymnasium MuJoCo envs: the renderer's size, before its first frame
+        inner.width = inner.height = size
+        renderer = getattr(inner, "mujoco_renderer", None)
+        if renderer is not None:
+            renderer.width = renderer.height = size
+    venv: Any = DummyVecEnv([lambda: env])
+    venv.seed(first)
+    if (trial_dir / "vecnormalize.pkl").is_file():
+        venv = VecNormalize.load(str(trial_dir / "vecnormalize.pkl"), venv)
+        venv.training, venv.norm_reward = False, False
+    obs = venv.reset()
+    images = []
+    for _ in range(frames):
+        frame = env.render()
+        if frame is None:
+            raise UserError(f"{card.id} renders no image")
+        images.append(_fit(np.asarray(frame), size))
+        action, _ = model.predict(obs, deterministic=True)
+        obs, _, _, _ = venv.step(action)  # an episode that ends starts the next one: the video shows each
+    venv.close()
+    writer: Any
+    with imageio.get_writer(out, format="FFMPEG", mode="I", fps=FPS, codec="libvpx-vp9",
+                            output_params=["-b:v", "0", "-crf", "40", "-deadline", "realtime"],
+                            macro_block_size=16) as writer:
+        for image in images:
+            writer.append_data(image)
+
+
+def _fit(frame: object, size: int) -> object:
+    """``frame`` (H, W, 3) uint8 cut or padded to ``size`` x ``size`` (envs without a size setting)."""
+    import numpy as np
+
+    image = np.asarray(frame, dtype=np.uint8)[:size, :size, :3]
+    if image.shape[:2] != (size, size):
+        padded = np.zeros((size, size, 3), dtype=np.uint8)
+        padded[: image.shape[0], : image.shape[1]] = image
+        image = padded
+    return image
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="render a trained policy's rollout (used by the review page)")
+    parser.add_argument("trial_dir", type=Path)
+    parser.add_argument("card")
+    parser.add_argument("algo", choices=("ppo", "sac", "td3"))
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--frames", type=int, default=FRAMES)
+    parser.add_argument("--size", type=int, default=SIZE)
+    args = parser.parse_args(argv)
+    if args.frames < 1 or args.size < 16:
+        parser.error("--frames must be at least 1 and --size at least 16")
+    try:
+        _render(args.trial_dir, args.card, args.algo, args.out, args.seed, args.frames, args.size)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
