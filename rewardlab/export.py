@@ -229,7 +229,7 @@ def load_model(trial: TrialRef) -> Any:
     """
     from stable_baselines3 import PPO, SAC, TD3
 
-    classes = {"ppo": PPO, "sac": SAC, "td3": TD3}
+    classes: dict[str, Any] = {"ppo": PPO, "sac": SAC, "td3": TD3}
     if trial.algo not in classes:
         raise UserError(f"trial {trial.name} used {trial.algo!r}; export supports {', '.join(EXPORTABLE_ALGOS)} policies")
     try:
@@ -266,6 +266,11 @@ def _actor_module(model: Any, norm: ObsNormalization | None) -> Any:
         raise UserError(f"export supports flat Box observations; this policy reads {model.observation_space}")
 
     class DeterministicActor(torch.nn.Module):
+        mean: torch.Tensor
+        std: torch.Tensor
+        low: torch.Tensor
+        high: torch.Tensor
+
         def __init__(self) -> None:
             super().__init__()
             self.policy = policy

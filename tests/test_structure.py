@@ -38,6 +38,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("rewardlab.e2cl*",),
     ("rewardlab.runs*",),
     ("rewardlab.e2cl.report",),  # reads the run store through runs.report's run lookup
+    ("rewardlab.export",),  # a trained trial (store, training's models) out to ONNX; play without torch
+    ("rewardlab.randomization",),  # physics perturbations of an exported policy; ranges from the providers
     ("rewardlab.cli*", "rewardlab.__main__"),
 ]
 

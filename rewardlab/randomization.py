@@ -1,0 +1,613 @@
+"""Domain randomisation over MuJoCo physics, robustness of a policy to it, and DrEureka-style ranges.
+
+Anchor: DrEureka (Ma et al., RSS 2024, eureka-research/DrEureka): after training, *RAPP* perturbs one
+physics parameter at a time until the policy fails, which gives each parameter a feasible range; an
+LLM then writes domain-randomisation ranges inside them, with a reason per range, warned that
+randomising too widely slows learning. Here:
+
+- :class:`RandomizationRanges` (pydantic, YAML): per parameter a ``[low, high]`` range. ``friction``,
+  ``mass``, ``damping`` and ``actuator_gain`` are *scales* of the model's nominal values (1 = as
+  built); ``obs_noise`` is the standard deviation of Gaussian noise added to every observation
+  column (observation units); ``action_latency`` is a delay in control steps (integers).
+- :class:`DomainRandomization` (a gymnasium ``Wrapper``, so it composes under SB3's ``DummyVecEnv``
+  like any other): at every reset it samples each parameter uniformly in its range and applies it to
+  the MuJoCo model; a range with ``low == high`` fixes the value (what the robustness grid uses).
+- :func:`robustness_grid`: a policy's return and success over a 2-D grid of fixed perturbations, as a
+  JSON table and a heat-map PNG.
+- :func:`feasible_ranges`: RAPP, one parameter at a time, outward from nominal until the policy fails.
+- :func:`propose_ranges`: the prompt (``prompts/randomization.j2``) with the measured feasible
+  ranges, the provider's reply parsed and checked against them (a range outside is refused with one
+  line), and everything stored: the exchange in the run store, the ranges, the prompt and the
+  feasible ranges in the proposal's run directory.
+
+The policy is the exported ONNX file (:mod:`rewardlab.export`): what is measured is what is deployed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from rewardlab.cards import describe_validation_error
+from rewardlab.errors import UserError, one_line
+from rewardlab.export import ExportedPolicy, PlayResult, play
+from rewardlab.paths import relative_path
+from rewardlab.resources import resource_dir
+
+ParameterName = Literal["friction", "mass", "damping", "actuator_gain", "obs_noise", "action_latency"]
+#: Every randomisable parameter, with its nominal value and what it means (the prompt shows these).
+PARAMETERS: dict[str, dict[str, Any]] = {
+    "friction": {"nominal": 1.0, "unit": "x nominal", "doc": "scale of every geom's friction coefficients"},
+    "mass": {"nominal": 1.0, "unit": "x nominal", "doc": "scale of every body's mass and inertia"},
+    "damping": {"nominal": 1.0, "unit": "x nominal", "doc": "scale of every joint's damping"},
+    "actuator_gain": {"nominal": 1.0, "unit": "x nominal",
+                      "doc": "scale of every actuator's gain (force per unit of action; position servos' kp too)"},
+    "obs_noise": {"nominal": 0.0, "unit": "observation units (std)",
+                  "doc": "standard deviation of Gaussian noise added to every observation column"},
+    "action_latency": {"nominal": 0, "unit": "control steps",
+                       "doc": "delay between the policy's action and its application (an integer)"},
+}
+SCALES = ("friction", "mass", "damping", "actuator_gain")
+
+
+class Range(BaseModel):
+    """A closed interval ``[low, high]`` (written as a two-element list in YAML)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    low: float
+    high: float
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_list(cls, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            if len(value) != 2:
+                raise ValueError(f"a range is [low, high], got {len(value)} values")
+            return {"low": value[0], "high": value[1]}
+        if isinstance(value, (int, float)):  # a single number fixes the value
+            return {"low": value, "high": value}
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if not (np.isfinite(self.low) and np.isfinite(self.high)):
+            raise ValueError("low and high must be finite numbers")
+        if self.low > self.high:
+            raise ValueError(f"low {self.low:g} is above high {self.high:g}")
+        return self
+
+    def as_list(self) -> list[float]:
+        return [self.low, self.high]
+
+
+class RandomizationRanges(BaseModel):
+    """Domain-randomisation ranges per parameter (an absent parameter stays nominal); see the module
+    docstring for units. Loaded from YAML such as ``{friction: [0.7, 1.3], action_latency: [0, 1]}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    friction: Range | None = Field(default=None, description="scale of geom friction (1 = nominal)")
+    mass: Range | None = Field(default=None, description="scale of body masses and inertias (1 = nominal)")
+    damping: Range | None = Field(default=None, description="scale of joint damping (1 = nominal)")
+    actuator_gain: Range | None = Field(default=None, description="scale of actuator gains (1 = nominal)")
+    obs_noise: Range | None = Field(default=None, description="std of Gaussian observation noise (obs units)")
+    action_latency: Range | None = Field(default=None, description="action delay in control steps (integers)")
+
+    @field_validator("friction", "mass", "damping", "actuator_gain")
+    @classmethod
+    def _positive_scale(cls, v: Range | None) -> Range | None:
+        if v is not None and v.low <= 0:
+            raise ValueError(f"a scale must be positive, got low {v.low:g}")
+        return v
+
+    @field_validator("obs_noise")
+    @classmethod
+    def _non_negative(cls, v: Range | None) -> Range | None:
+        if v is not None and v.low < 0:
+            raise ValueError(f"a noise std cannot be negative, got low {v.low:g}")
+        return v
+
+    @field_validator("action_latency")
+    @classmethod
+    def _steps(cls, v: Range | None) -> Range | None:
+        if v is not None and (v.low < 0 or v.low != int(v.low) or v.high != int(v.high)):
+            raise ValueError(f"latency is a whole number of steps >= 0, got [{v.low:g}, {v.high:g}]")
+        return v
+
+    def items(self) -> list[tuple[str, Range]]:
+        """The set ranges, in :data:`PARAMETERS` order."""
+        return [(name, r) for name in PARAMETERS if (r := getattr(self, name)) is not None]
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump({name: r.as_list() for name, r in self.items()}, sort_keys=False)
+
+
+def parse_ranges(text: str, what: str = "ranges") -> RandomizationRanges:
+    """Ranges from YAML text.
+
+    :raises UserError: not YAML, not a mapping, an unknown parameter or a bad range (one line naming the field)
+    """
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise UserError(f"{what}: not valid YAML ({one_line(str(e), 160)})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{what}: expected a mapping of parameter: [low, high], got {type(data).__name__}")
+    try:
+        return RandomizationRanges.model_validate(data)
+    except ValidationError as e:
+        text = describe_validation_error(e)
+        if any(err["type"] == "extra_forbidden" for err in e.errors()):
+            text += f" (parameters: {', '.join(PARAMETERS)})"
+        raise UserError(f"{what}: {text}") from None
+
+
+def load_ranges(path: str | Path) -> RandomizationRanges:
+    """Ranges from a YAML file (:func:`parse_ranges`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no ranges file {path}")
+    return parse_ranges(path.read_text(), relative_path(path))
+
+
+class DomainRandomization(gym.Wrapper):
+    """Randomise a MuJoCo env's physics, observations and action timing at every reset.
+
+    :param env: a gymnasium env whose ``unwrapped`` has a MuJoCo ``model`` (gymnasium MuJoCo, MetaWorld)
+    :param ranges: what to randomise and how far
+    :param seed: seeds the sampling of parameters and observation noise
+    :raises UserError: the env is not a MuJoCo env
+    """
+
+    def __init__(self, env: gym.Env, ranges: RandomizationRanges, seed: int | None = None):
+        super().__init__(env)
+        model = getattr(env.unwrapped, "model", None)
+        if model is None or not hasattr(model, "geom_friction"):
+            raise UserError(f"domain randomisation needs a MuJoCo env; {env.unwrapped} has no MuJoCo model")
+        self.ranges = ranges
+        self.rng = np.random.default_rng(seed)
+        self._model = model
+        self._nominal = {name: np.array(getattr(model, name), copy=True) for name in (
+            "geom_friction", "body_mass", "body_inertia", "dof_damping", "actuator_gainprm", "actuator_biasprm")}
+        self.current: dict[str, float] = {}
+        self._queue: list[np.ndarray] = []
+
+    def sample(self) -> dict[str, float]:
+        """One draw of every set parameter (uniform; latency a uniform integer)."""
+        drawn: dict[str, float] = {}
+        for name, r in self.ranges.items():
+            if name == "action_latency":
+                drawn[name] = float(self.rng.integers(int(r.low), int(r.high) + 1))
+            else:
+                drawn[name] = float(self.rng.uniform(r.low, r.high)) if r.high > r.low else r.low
+        return drawn
+
+    def _apply(self, values: dict[str, float]) -> None:
+        m, nom = self._model, self._nominal
+        m.geom_friction[:] = nom["geom_friction"] * values.get("friction", 1.0)
+        m.body_mass[:] = nom["body_mass"] * values.get("mass", 1.0)
+        m.body_inertia[:] = nom["body_inertia"] * values.get("mass", 1.0)
+        m.dof_damping[:] = nom["dof_damping"] * values.get("damping", 1.0)
+        gain = values.get("actuator_gain", 1.0)
+        m.actuator_gainprm[:, 0] = nom["actuator_gainprm"][:, 0] * gain
+        # a position servo's bias is -kp * q (- kv * qdot): its gain scales with kp
+        m.actuator_biasprm[:, 1:3] = nom["actuator_biasprm"][:, 1:3] * gain
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        self.current = self.sample()
+        self._apply(self.current)
+        self._queue = []
+        obs, info = self.env.reset(**kwargs)
+        info["randomization"] = dict(self.current)
+        return self._noisy(obs), info
+
+    def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
+        latency = int(self.current.get("action_latency", 0))
+        if latency:
+            # the first `latency` steps apply the "do nothing" action: nothing has arrived yet
+            if not self._queue:
+                idle = np.zeros_like(np.asarray(action, dtype=float))
+                self._queue = [idle] * latency
+            self._queue.append(np.asarray(action))
+            action = self._queue.pop(0)
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return self._noisy(obs), reward, terminated, truncated, info
+
+    def _noisy(self, obs: Any) -> Any:
+        std = self.current.get("obs_noise", 0.0)
+        if not std:
+            return obs
+        obs = np.asarray(obs)
+        return obs + self.rng.normal(0.0, std, size=obs.shape).astype(obs.dtype)
+
+
+def randomized(ranges: RandomizationRanges) -> Any:
+    """A ``wrap(env, seed)`` for :func:`rewardlab.export.play`: each episode's env randomised, seeded by it."""
+    return lambda env, seed: DomainRandomization(env, ranges, seed=seed)
+
+
+def _fixed(values: dict[str, float]) -> RandomizationRanges:
+    return RandomizationRanges.model_validate({k: [v, v] for k, v in values.items()})
+
+
+# -- robustness over a grid ---------------------------------------------------------------------------
+def parse_axis(text: str) -> tuple[str, list[float]]:
+    """``mass=0.5:1.5:5`` (``low:high:count``, evenly spaced) or ``mass=0.5,1,2`` (listed values).
+
+    :raises UserError: an unknown parameter or a malformed list (one line)
+    """
+    name, sep, values = text.partition("=")
+    name = name.strip()
+    if not sep or name not in PARAMETERS:
+        raise UserError(f"--grid {text!r}: expected PARAMETER=LOW:HIGH:COUNT or PARAMETER=V1,V2,... with PARAMETER "
+                        f"one of {', '.join(PARAMETERS)}")
+    try:
+        if ":" in values:
+            low, high, count = values.split(":")
+            n = int(count)
+            if n < 1:
+                raise ValueError
+            points = np.linspace(float(low), float(high), n).tolist()
+        else:
+            points = [float(v) for v in values.split(",")]
+    except ValueError:
+        raise UserError(f"--grid {text!r}: {values!r} is not LOW:HIGH:COUNT (COUNT >= 1) or a list of numbers") from None
+    if name == "action_latency":
+        points = [float(round(p)) for p in points]
+    try:
+        _fixed({name: points[0]}), _fixed({name: points[-1]})
+    except ValidationError as e:
+        raise UserError(f"--grid {text!r}: {describe_validation_error(e)}") from None
+    return name, sorted(dict.fromkeys(points))
+
+
+class RobustnessGrid(BaseModel):
+    """A policy's mean return and success rate at every cell of a 2-D grid of fixed perturbations.
+
+    :param x, y: ``(parameter, values)`` of the two axes
+    :param mean_return: ``[i_y][i_x]`` mean env return over ``episodes`` episodes
+    :param success: ``[i_y][i_x]`` success rate (None: the card has no success rule)
+    """
+
+    model_config = ConfigDict(frozen=True)
+    card: str
+    policy: str
+    x_name: str
+    x_values: list[float]
+    y_name: str
+    y_values: list[float]
+    episodes: int
+    seeds: list[int]
+    mean_return: list[list[float]]
+    success: list[list[float | None]]
+    nominal_return: float
+    wall_s: float
+
+
+def robustness_grid(exported: ExportedPolicy, x: tuple[str, list[float]], y: tuple[str, list[float]],
+                    episodes: int = 3, seed: int | None = None) -> RobustnessGrid:
+    """Evaluate the exported policy at every ``(x, y)`` perturbation, the same seeded episodes per cell.
+
+    :param x, y: ``(parameter, values)`` from :func:`parse_axis`; two different parameters
+    :param episodes: episodes per cell (at least 1)
+    :param seed: first episode seed (default: the export's evaluation seeds)
+    :raises UserError: the same parameter twice, no episodes
+    """
+    import time
+
+    if x[0] == y[0]:
+        raise UserError(f"the grid needs two different parameters, got {x[0]} twice")
+    if episodes < 1:
+        raise UserError(f"--episodes must be at least 1, got {episodes}")
+    start = time.perf_counter()
+    nominal = play(exported, episodes, seed)
+    returns: list[list[float]] = []
+    success: list[list[float | None]] = []
+    for yv in y[1]:
+        row_r: list[float] = []
+        row_s: list[float | None] = []
+        for xv in x[1]:
+            result = play(exported, episodes, seed, wrap=randomized(_fixed({x[0]: xv, y[0]: yv})))
+            row_r.append(result.mean_return())
+            row_s.append(result.success_rate())
+        returns.append(row_r)
+        success.append(row_s)
+    return RobustnessGrid(card=exported.card.id, policy=relative_path(exported.directory), x_name=x[0],
+                          x_values=list(x[1]), y_name=y[0], y_values=list(y[1]), episodes=episodes,
+                          seeds=[e.seed for e in nominal.episodes], mean_return=returns, success=success,
+                          nominal_return=nominal.mean_return(), wall_s=time.perf_counter() - start)
+
+
+def plot_grid(grid: RobustnessGrid, path: Path) -> Path:
+    """Heat maps of the grid (mean return; success rate when the card has a rule) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels: list[tuple[str, np.ndarray]] = [("mean return", np.array(grid.mean_return, dtype=float))]
+    if any(v is not None for row in grid.success for v in row):
+        panels.append(("success rate", np.array([[np.nan if v is None else v for v in row] for row in grid.success])))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
+    for ax, (title, values) in zip(axes[0], panels):
+        image = ax.imshow(values, origin="lower", aspect="auto", cmap="viridis",
+                          vmin=0.0 if title == "success rate" else None, vmax=1.0 if title == "success rate" else None)
+        ax.set_xticks(range(len(grid.x_values)), [f"{v:g}" for v in grid.x_values])
+        ax.set_yticks(range(len(grid.y_values)), [f"{v:g}" for v in grid.y_values])
+        ax.set_xlabel(f"{grid.x_name} ({PARAMETERS[grid.x_name]['unit']})")
+        ax.set_ylabel(f"{grid.y_name} ({PARAMETERS[grid.y_name]['unit']})")
+        for i in range(values.shape[0]):
+            for j in range(values.shape[1]):
+                if np.isfinite(values[i, j]):
+                    ax.text(j, i, f"{values[i, j]:.3g}", ha="center", va="center", color="w", fontsize=7)
+        ax.set_title(title)
+        fig.colorbar(image, ax=ax)
+    fig.suptitle(f"{grid.card}: robustness of {Path(grid.policy).name} ({grid.episodes} episodes per cell)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+# -- feasible ranges (RAPP) ---------------------------------------------------------------------------
+#: Values tried outward from nominal, per parameter, until the policy fails.
+SEARCH: dict[str, tuple[list[float], list[float]]] = {
+    **{name: ([0.8, 0.6, 0.4, 0.25, 0.1], [1.25, 1.5, 2.0, 3.0, 5.0]) for name in SCALES},
+    "obs_noise": ([], [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5]),
+    "action_latency": ([], [1, 2, 3, 4, 6, 8]),
+}
+
+
+class FeasibleRange(BaseModel):
+    """One parameter's measured range: the furthest values tried on each side where the policy still
+    met the criterion, and the first values where it failed (None: it never failed within the search)."""
+
+    model_config = ConfigDict(frozen=True)
+    low: float
+    high: float
+    failed_below: float | None
+    failed_above: float | None
+    tried: dict[str, float]
+
+
+class FeasibleRanges(BaseModel):
+    """RAPP's result for one exported policy.
+
+    :param criterion: what "the policy still works" meant
+    """
+
+    model_config = ConfigDict(frozen=True)
+    card: str
+    policy: str
+    criterion: str
+    episodes: int
+    seeds: list[int]
+    nominal_return: float
+    nominal_success: float | None
+    ranges: dict[str, FeasibleRange]
+
+
+def feasible_ranges(exported: ExportedPolicy, episodes: int = 3, parameters: Sequence[str] | None = None,
+                    return_fraction: float = 0.5, success_floor: float = 0.5) -> FeasibleRanges:
+    """Perturb one parameter at a time, outward from nominal through :data:`SEARCH`, until the policy
+    fails (DrEureka's RAPP); the feasible range is what lies between the failures.
+
+    The policy works at a value when its success rate is at least ``success_floor`` (cards with a
+    success rule, when the nominal policy meets it), else when its mean return is at least
+    ``return_fraction`` of the nominal mean return.
+
+    :param episodes: seeded episodes per value (the same seeds at every value)
+    :param parameters: which to measure (default: all of :data:`PARAMETERS`)
+    :raises UserError: no episodes, an unknown parameter, a fraction outside (0, 1]
+    """
+    if episodes < 1:
+        raise UserError(f"--episodes must be at least 1, got {episodes}")
+    if not 0 < return_fraction <= 1 or not 0 < success_floor <= 1:
+        raise UserError("the failure thresholds must lie in (0, 1]")
+    names = list(parameters or PARAMETERS)
+    unknown = [n for n in names if n not in PARAMETERS]
+    if unknown:
+        raise UserError(f"unknown parameter {unknown[0]!r}; expected one of {', '.join(PARAMETERS)}")
+    nominal = play(exported, episodes)
+    nominal_success = nominal.success_rate()
+    if nominal_success is not None and nominal_success >= success_floor:
+        criterion = f"success rate >= {success_floor:g} over {episodes} episodes"
+
+        def works(r: PlayResult) -> bool:
+            rate = r.success_rate()
+            return rate is not None and rate >= success_floor
+    else:
+        threshold = return_fraction * nominal.mean_return()
+        criterion = (f"mean return >= {return_fraction:g} x the nominal {nominal.mean_return():.4g} over {episodes} "
+                     "episodes" + (" (the nominal policy does not meet the card's success rule)" if nominal_success
+                                   is not None else ""))
+
+        def works(r: PlayResult) -> bool:
+            return r.mean_return() >= threshold
+
+    found: dict[str, FeasibleRange] = {}
+    for name in names:
+        base = float(PARAMETERS[name]["nominal"])
+        tried: dict[str, float] = {}
+        bounds: list[float] = []
+        fails: list[float | None] = []
+        for side in SEARCH[name]:
+            edge, failed = base, None
+            for value in side:
+                result = play(exported, episodes, wrap=randomized(_fixed({name: value})))
+                tried[f"{value:g}"] = result.mean_return()
+                if not works(result):
+                    failed = value
+                    break
+                edge = value
+            bounds.append(edge)
+            fails.append(failed)
+        found[name] = FeasibleRange(low=min(bounds), high=max(bounds), failed_below=fails[0] if SEARCH[name][0] else None,
+                                    failed_above=fails[-1], tried=dict(sorted(tried.items(), key=lambda kv: float(kv[0]))))
+    return FeasibleRanges(card=exported.card.id, policy=relative_path(exported.directory), criterion=criterion,
+                          episodes=episodes, seeds=[e.seed for e in nominal.episodes],
+                          nominal_return=nominal.mean_return(), nominal_success=nominal_success, ranges=found)
+
+
+# -- ranges proposed by an LLM ------------------------------------------------------------------------
+OFFLINE_RANGES_MODEL = "offline-feasible-midrange"
+OFFLINE_HEADER = "# offline baseline (no LLM): the middle half of each measured feasible range, around nominal"
+
+
+class OfflineRangesProvider:
+    """A clearly labelled NO-LLM baseline for :func:`propose_ranges`: it answers with the middle half
+    of each measured feasible range (the half nearest nominal), so the pipeline runs with no endpoint.
+
+    :param feasible: the measured ranges (the request cannot be read back into numbers reliably)
+    :param log: the exchange log every answer is written to
+    """
+
+    name = "offline"
+
+    def __init__(self, feasible: FeasibleRanges, log: Any = None):
+        self.feasible = feasible
+        self.log = log
+
+    def complete(self, request: Any) -> Any:
+        from rewardlab.llm.base import LLMReply
+
+        lines = [OFFLINE_HEADER]
+        for name, r in self.feasible.ranges.items():
+            base = float(PARAMETERS[name]["nominal"])
+            low, high = base - 0.5 * (base - r.low), base + 0.5 * (r.high - base)
+            if name == "action_latency":
+                low, high = float(int(low)), float(int(high))
+            lines.append(f"{name}: [{low:.4g}, {high:.4g}]  # half-way from nominal {base:g} to the measured edges")
+        text = "```yaml\n" + "\n".join(lines) + "\n```"
+        reply = LLMReply(texts=[text] * request.n, model=OFFLINE_RANGES_MODEL, provider=self.name)
+        if self.log is not None:
+            reply.exchange_id = self.log.record(self.name, request, reply, None)
+        return reply
+
+
+def render_prompt(exported: ExportedPolicy, feasible: FeasibleRanges) -> str:
+    """The DrEureka-style prompt (``prompts/randomization.j2``) with the measured feasible ranges."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(resource_dir("prompts"))),
+                             undefined=jinja2.StrictUndefined, autoescape=False)
+    meta = exported.metadata
+    return env.get_template("randomization.j2").render(
+        card=exported.card, parameters=PARAMETERS, feasible=feasible, control=meta.get("control", {}),
+        training=meta.get("training", {})).strip()
+
+
+_YAML_BLOCK = re.compile(r"```(?:ya?ml)?\s*\n(.*?)```", re.S)
+
+
+def check_reply(text: str, feasible: FeasibleRanges, tolerance: float = 1e-9) -> RandomizationRanges:
+    """The ranges in a reply (its first ``yaml`` block, else the whole text), checked to lie inside
+    the feasible ranges and to contain nominal.
+
+    :raises UserError: no ranges, bad YAML, a bad field, a range outside its feasible range (one line)
+    """
+    match = _YAML_BLOCK.search(text)
+    ranges = parse_ranges(match.group(1) if match else text, "the reply's ranges")
+    if not ranges.items():
+        raise UserError("the reply's ranges: it sets no parameter")
+    for name, r in ranges.items():
+        f = feasible.ranges.get(name)
+        if f is None:
+            raise UserError(f"the reply's ranges: field {name!r} was not measured (measured: {', '.join(feasible.ranges)})")
+        if r.low < f.low - tolerance or r.high > f.high + tolerance:
+            raise UserError(f"the reply's ranges: field {name!r} [{r.low:g}, {r.high:g}] leaves the feasible range "
+                            f"[{f.low:g}, {f.high:g}] where the policy still works")
+        base = float(PARAMETERS[name]["nominal"])
+        if not r.low <= base <= r.high:
+            raise UserError(f"the reply's ranges: field {name!r} [{r.low:g}, {r.high:g}] excludes the nominal value {base:g}")
+    return ranges
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What :func:`propose_ranges` stored: the run, its folder, the checked ranges and the exchange."""
+
+    run_id: str
+    directory: Path
+    ranges: RandomizationRanges
+    exchange_id: int | None
+    provider: str
+    model: str
+
+
+def propose_ranges(exported: ExportedPolicy, feasible: FeasibleRanges, out: Path = Path("runs"),
+                   provider: str = "offline", model: str | None = None, base_url: str | None = None,
+                   api_key: str | None = None, timeout: float = 60.0, max_retries: int = 3,
+                   temperature: float = 0.2) -> Proposal:
+    """Ask a provider for domain-randomisation ranges inside the measured feasible ones, check the
+    reply, and store it like a reward program: a run (``spec_name`` ``randomize``) in the run store
+    with the exchange, and ``prompt.md``, ``feasible.json``, ``reply.md`` and ``ranges.yaml`` in its folder.
+
+    :param provider: ``offline`` (:class:`OfflineRangesProvider`, labelled baseline) or ``openai`` /
+        ``openai_compat`` (any OpenAI-compatible endpoint, :func:`rewardlab.text2reward.providers.make_provider`)
+    :raises UserError: an unknown provider, a failed request, a reply that does not check (the run is
+        kept, ``failed``, with the reply and the reason)
+    """
+    from rewardlab.llm.base import LLMRequest
+    from rewardlab.llm.log import ExchangeLog
+    from rewardlab.store import DB_NAME, RunStore
+    from rewardlab.text2reward.providers import make_provider
+
+    if provider not in ("offline", "openai", "openai_compat"):
+        raise UserError(f"unknown provider {provider!r} for range proposals; use offline or openai")
+    prompt = render_prompt(exported, feasible)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
+    run_id = f"randomize-{stamp}"
+    record = {"kind": "domain randomisation proposal", "export": str(exported.directory), "card": exported.card.id,
+              "provider": provider, "model": model, "base_url": base_url, "feasible": feasible.model_dump()}
+    with RunStore(out / DB_NAME) as store:
+        log = ExchangeLog(store, run_id)
+        if provider == "offline":
+            llm: Any = OfflineRangesProvider(feasible, log)
+        else:  # built before the run is recorded: a missing model is one line and no run
+            llm = make_provider(provider, model=model, base_url=base_url, api_key=api_key, timeout=timeout,
+                                max_retries=max_retries, log=log)
+        store.create_run(run_id, "randomize", yaml.safe_dump(record, sort_keys=False))
+        folder = out / run_id
+        folder.mkdir()
+        (folder / "prompt.md").write_text(prompt + "\n")
+        (folder / "feasible.json").write_text(feasible.model_dump_json(indent=1))
+        request = LLMRequest(messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}],
+                             model=getattr(llm, "model", None) or OFFLINE_RANGES_MODEL, temperature=temperature,
+                             metadata={"purpose": "domain randomisation", "card_id": exported.card.id})
+        try:
+            reply = llm.complete(request)
+            text = reply.texts[0]
+            (folder / "reply.md").write_text(text + "\n")
+            ranges = check_reply(text, feasible)
+        except UserError as e:
+            store.set_run_status(run_id, "failed", one_line(str(e)))
+            raise UserError(f"{e} (run {run_id} keeps the exchange)") from None
+        (folder / "ranges.yaml").write_text(ranges.to_yaml())
+        store.set_run_status(run_id, "done")
+    return Proposal(run_id, folder, ranges, reply.exchange_id, provider, reply.model)
+
+
+SYSTEM = ("You are a robotics engineer preparing a policy trained in simulation for a real robot. You write "
+          "domain randomisation ranges as YAML, with a reason for each range in a comment.")
+
+
+def write_json(path: Path, model: BaseModel) -> Path:
+    path.write_text(model.model_dump_json(indent=1))
+    return path
+
+
+def write_grid(grid: RobustnessGrid, folder: Path, stem: str = "robustness") -> tuple[Path, Path]:
+    """``<stem>.json`` and ``<stem>.png`` in ``folder`` (created when missing)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_json(folder / f"{stem}.json", grid), plot_grid(grid, folder / f"{stem}.png")
