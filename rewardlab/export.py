@@ -498,6 +498,10 @@ def _reward_info(trial: TrialRef) -> dict[str, Any]:
         reward["program_sha256"] = hashlib.sha256((trial.trial_dir / "reward.py").read_text().encode()).hexdigest()
     if reward["program_sha256"] is None:
         reward["note"] = "trained on the env's own (or the sparse success) reward: no reward program"
+    if reward["source"] is None and reward["program_sha256"] is not None:
+        reward["source"] = "reward.py in the trial directory"
+    if sha is not None and trial.db is None:
+        reward["lineage_note"] = "the trial is not in a run store: its program's lineage is unknown"
     if sha is not None and trial.db is not None:
         with RunStore(trial.db) as store:
             reward["lineage"] = [{"sha256": p.id, "origin": p.origin, "parent": p.parent_id, "created": p.created}

@@ -344,13 +344,17 @@ def plot_grid(grid: RobustnessGrid, path: Path) -> Path:
         ax.set_yticks(range(len(grid.y_values)), [f"{v:g}" for v in grid.y_values])
         ax.set_xlabel(f"{grid.x_name} ({PARAMETERS[grid.x_name]['unit']})")
         ax.set_ylabel(f"{grid.y_name} ({PARAMETERS[grid.y_name]['unit']})")
+        low, high = image.get_clim()
         for i in range(values.shape[0]):
             for j in range(values.shape[1]):
                 if np.isfinite(values[i, j]):
-                    ax.text(j, i, f"{values[i, j]:.3g}", ha="center", va="center", color="w", fontsize=7)
+                    bright = high > low and (values[i, j] - low) / (high - low) > 0.6  # dark text on yellow
+                    ax.text(j, i, f"{values[i, j]:.4g}" if title == "mean return" else f"{values[i, j]:.2g}",
+                            ha="center", va="center", color="k" if bright else "w", fontsize=7)
         ax.set_title(title)
         fig.colorbar(image, ax=ax)
-    fig.suptitle(f"{grid.card}: robustness of {Path(grid.policy).name} ({grid.episodes} episodes per cell)", fontsize=9)
+    fig.suptitle(f"{grid.card}: exported policy {grid.policy}, {grid.episodes} episodes per cell (seeds "
+                 f"{grid.seeds[0]}..{grid.seeds[-1]}); other parameters nominal", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -603,11 +607,24 @@ SYSTEM = ("You are a robotics engineer preparing a policy trained in simulation 
 
 
 def write_json(path: Path, model: BaseModel) -> Path:
+    """``model`` as JSON at ``path``.
+
+    :raises UserError: the file exists (results are never overwritten)
+    """
+    if path.exists():
+        raise UserError(f"{relative_path(path)} exists; results are never overwritten, pick another path")
     path.write_text(model.model_dump_json(indent=1))
     return path
 
 
 def write_grid(grid: RobustnessGrid, folder: Path, stem: str = "robustness") -> tuple[Path, Path]:
-    """``<stem>.json`` and ``<stem>.png`` in ``folder`` (created when missing)."""
+    """``<stem>.json`` and ``<stem>.png`` in ``folder`` (created when missing).
+
+    :raises UserError: either file exists already (results are never overwritten)
+    """
     folder.mkdir(parents=True, exist_ok=True)
+    for suffix in (".json", ".png"):
+        if (folder / f"{stem}{suffix}").exists():
+            raise UserError(f"{relative_path(folder / (stem + suffix))} exists; results are never overwritten, "
+                            "pick another --save folder")
     return write_json(folder / f"{stem}.json", grid), plot_grid(grid, folder / f"{stem}.png")
