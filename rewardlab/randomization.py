@@ -229,6 +229,28 @@ class DomainRandomization(gym.Wrapper):
         return obs + self.rng.normal(0.0, std, size=obs.shape).astype(obs.dtype)
 
 
+def randomized_vec_env(card: Any, ranges: RandomizationRanges, n_envs: int, seed: int) -> Any:
+    """An SB3 ``DummyVecEnv`` of ``n_envs`` card envs, each randomised at every reset (sub-env ``i``
+    made, and its draws seeded, with ``seed + i``), for training on randomised physics.
+
+    :param card: an :class:`~rewardlab.cards.EnvCard`
+    :raises UserError: ``n_envs`` below 1
+    """
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from rewardlab.sims.base import make_env
+
+    if n_envs < 1:
+        raise UserError(f"n_envs must be at least 1, got {n_envs}")
+
+    def factory(i: int) -> Any:
+        return lambda: DomainRandomization(make_env(card, seed=seed + i), ranges, seed=seed + i)
+
+    venv = DummyVecEnv([factory(i) for i in range(n_envs)])
+    venv.seed(seed)
+    return venv
+
+
 def randomized(ranges: RandomizationRanges) -> Any:
     """A ``wrap(env, seed)`` for :func:`rewardlab.export.play`: each episode's env randomised, seeded by it."""
     return lambda env, seed: DomainRandomization(env, ranges, seed=seed)

@@ -24,6 +24,7 @@ from rewardlab.randomization import (
     parse_ranges,
     propose_ranges,
     randomized,
+    randomized_vec_env,
     robustness_grid,
     write_grid,
 )
@@ -196,3 +197,47 @@ def test_openai_proposal_over_http_is_stored_and_a_bad_reply_is_one_line(exporte
         assert store.exchanges(runs["failed"].id)[0].texts == ["```yaml\nmass: [0.2, 1.4]\n```"]
     with pytest.raises(UserError, match="unknown provider"):
         propose_ranges(exported, FEASIBLE, tmp_path, provider="claude")
+
+
+def test_a_vec_env_of_randomised_envs_draws_per_env_and_per_episode() -> None:
+    ranges = RandomizationRanges.model_validate({"mass": [0.5, 2.0]})
+    venv = randomized_vec_env(load_card(TASK), ranges, n_envs=2, seed=7)
+    venv.reset()
+    first = [env.current["mass"] for env in venv.envs]
+    masses = [env.unwrapped.model.body_mass[1:].copy() for env in venv.envs]
+    assert first[0] != first[1] and not np.allclose(masses[0], masses[1])
+    venv.reset()
+    assert [env.current["mass"] for env in venv.envs] != first  # a new draw per episode
+    again = randomized_vec_env(load_card(TASK), ranges, n_envs=2, seed=7)
+    again.reset()
+    assert [env.current["mass"] for env in again.envs] == first  # seeded
+    with pytest.raises(UserError, match="n_envs"):
+        randomized_vec_env(load_card(TASK), ranges, n_envs=0, seed=0)
+
+
+def rewardlab_cli(*args: str, cwd: Path) -> object:
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "rewardlab", *args], capture_output=True, text=True, cwd=cwd,
+                          env=dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="200"), timeout=300)
+
+
+def test_bad_cli_input_is_one_line(exported: ExportedPolicy, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("mass: [2, 1]\n")
+    folder = str(exported.directory)
+    cases = [
+        (("play", folder, "--ranges", str(bad)), "field 'mass'"),
+        (("play", folder, "--episodes", "0"), "--episodes must be at least 1"),
+        (("robustness", folder, "--grid", "mass=1:2:3"), "exactly twice"),
+        (("robustness", folder, "--grid", "mass=1:2:3", "--grid", "weight=1,2"), "PARAMETER"),
+        (("randomize", "feasible", folder, "--param", "gravity"), "unknown parameter 'gravity'"),
+        (("randomize", "propose", folder, "--feasible", str(bad)), "not a feasible-ranges file"),
+    ]
+    for args, needle in cases:
+        proc = rewardlab_cli(*args, cwd=tmp_path)
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)  # type: ignore[attr-defined]
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]  # type: ignore[attr-defined]
+        assert len(lines) == 1 and needle in lines[0] and "Traceback" not in proc.stderr, (args, proc.stderr)  # type: ignore[attr-defined]
