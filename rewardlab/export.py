@@ -111,10 +111,14 @@ def _require_model(trial_dir: Path, what: str, status: str | None = None, error:
 
 
 def _from_record(record: TrialRecord, run_dir: Path, db: Path) -> TrialRef:
-    trial_dir = Path(record.dir) if record.dir else run_dir / "trials"
-    what = f"{record.run_id}/{trial_dir.name}"
     if record.dir is None:
-        raise UserError(f"trial {what} never started ({record.status}): it has no saved model")
+        raise UserError(f"trial {record.run_id}/{record.key} never started ({record.status}): it has no saved model")
+    # the store keeps the directory as the runner named it (maybe relative to where it ran): find it under
+    # the runs root given here first
+    trial_dir = run_dir / "trials" / Path(record.dir).name
+    if not trial_dir.is_dir() and Path(record.dir).is_dir():
+        trial_dir = Path(record.dir)
+    what = f"{record.run_id}/{trial_dir.name}"
     if record.trainer not in (None, "sb3"):
         raise UserError(f"trial {what} was trained by {record.trainer!r}; export supports sb3 policies "
                         f"({', '.join(EXPORTABLE_ALGOS)})")
@@ -132,7 +136,7 @@ def _from_directory(path: Path, env: str | None) -> TrialRef:
     if path.parent.name == "trials" and db.is_file():
         with RunStore(db) as store:
             for record in store.trials(run_dir.name):
-                if record.dir and Path(record.dir).resolve() == path.resolve():
+                if record.dir and Path(record.dir).name == path.name:  # unique within a run
                     return _from_record(record, run_dir, db)
     _require_model(path, relative_path(path))
     result = _read_result(path)

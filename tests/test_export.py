@@ -190,3 +190,23 @@ def test_bad_references_are_one_line(ppo_run: tuple[Path, str], tmp_path: Path) 
     assert_one_line_error(rewardlab("export", f"{run_id}/broken", "--out", str(out)), "has no saved model",
                           "failed: reward program rejected")
     assert_one_line_error(rewardlab("export", f"{run_id}/tab", "--out", str(out)), "trained by 'tabular'")
+
+
+@pytest.mark.parametrize("router", ["prototyping", "expert_choice", "norm_sigmoid", "softmax", "modified_softmax",
+                                    "dense_to_sparse", "tsallis", "soft_moe"])
+def test_every_moe_router_exports_with_parity(router: str, tmp_path: Path) -> None:
+    """Untrained MoE PPO policies (parity does not need training), one per router; topk is trained above."""
+    from rewardlab.cards import load_card
+    from rewardlab.moe.sb3 import moe_policy_kwargs
+    from rewardlab.state import StateExtractor
+    from rewardlab.training.sb3 import build_agent
+
+    card = load_card(TASK)
+    overrides = {"policy_kwargs": moe_policy_kwargs("ppo", router, n_experts=4, widths=[16, 16])}
+    model, env = build_agent(card, StateExtractor(card, []), None, "ppo", 0, 1024, overrides)
+    env.close()
+    run_dir = tmp_path / "mujoco_InvertedPendulum-v5-env-ppo-0"
+    run_dir.mkdir()
+    model.save(run_dir / "model.zip")
+    result = export_policy(locate_trial(run_dir), parity_observations=200, evaluation_episodes=1)
+    assert result.parity.max_abs <= PARITY_TOLERANCE and result.metadata["training"]["moe"] is True

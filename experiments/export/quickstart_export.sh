@@ -5,7 +5,7 @@
 # grid (heat map), measure its feasible ranges (RAPP) and ask the offline provider (labelled no-LLM
 # baseline) for domain randomisation ranges inside them.
 # Run from the repository root:  bash experiments/export/quickstart_export.sh
-# About 4 minutes on 2 free cores. Results go to experiments/results/export-quickstart/ (which must not
+# About 3 minutes on 2 cores (179 s in the committed run). Results go to experiments/results/export-quickstart/ (which must not
 # exist yet: nothing is overwritten); the training run and the proposal's store go to runs/export-quickstart/.
 set -euo pipefail
 RL=${RL:-.venv/bin/rewardlab}
