@@ -1,6 +1,7 @@
-"""Domain randomisation (rewardlab/randomization.py): the ranges model, the wrapper's effect on the MuJoCo
-model, observations and action timing, the robustness grid, RAPP's feasible ranges, and ranges proposed
-by the offline baseline and by an OpenAI-compatible server over real HTTP (tests/llm_server.py)."""
+"""Domain randomisation (rewardlab/randomization.py) and robustness (rewardlab/robustness.py): the ranges
+model, the wrapper's effect on the MuJoCo model, observations and action timing, training on it, the
+robustness grid, RAPP's feasible ranges, and ranges proposed by the offline baseline and by an
+OpenAI-compatible server over real HTTP (tests/llm_server.py)."""
 
 from __future__ import annotations
 
@@ -13,18 +14,20 @@ from rewardlab.cards import load_card
 from rewardlab.errors import UserError
 from rewardlab.export import ExportedPolicy, export_policy, load_export, locate_trial, play
 from rewardlab.randomization import (
-    OFFLINE_HEADER,
     DomainRandomization,
+    RandomizationRanges,
+    parse_ranges,
+    randomized,
+    randomized_vec_env,
+)
+from rewardlab.robustness import (
+    OFFLINE_HEADER,
     FeasibleRange,
     FeasibleRanges,
-    RandomizationRanges,
     check_reply,
     feasible_ranges,
     parse_axis,
-    parse_ranges,
     propose_ranges,
-    randomized,
-    randomized_vec_env,
     robustness_grid,
     write_grid,
 )
@@ -230,6 +233,8 @@ def test_bad_cli_input_is_one_line(exported: ExportedPolicy, tmp_path: Path) -> 
     folder = str(exported.directory)
     cases = [
         (("play", folder, "--ranges", str(bad)), "field 'mass'"),
+        (("train", "--env", TASK, "--reward", "env", "--steps", "1024", "--randomize", str(bad), "--out", str(tmp_path)),
+         "field 'mass'"),
         (("play", folder, "--episodes", "0"), "--episodes must be at least 1"),
         (("robustness", folder, "--grid", "mass=1:2:3"), "exactly twice"),
         (("robustness", folder, "--grid", "mass=1:2:3", "--grid", "weight=1,2"), "PARAMETER"),
@@ -241,3 +246,25 @@ def test_bad_cli_input_is_one_line(exported: ExportedPolicy, tmp_path: Path) -> 
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)  # type: ignore[attr-defined]
         lines = [line for line in proc.stderr.splitlines() if line.strip()]  # type: ignore[attr-defined]
         assert len(lines) == 1 and needle in lines[0] and "Traceback" not in proc.stderr, (args, proc.stderr)  # type: ignore[attr-defined]
+
+
+def test_the_sb3_trainer_trains_on_randomised_physics(tmp_path: Path) -> None:
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from rewardlab.state import StateExtractor
+    from rewardlab.training.sb3 import build_agent
+
+    card = load_card(TASK)
+    overrides = {"randomization": {"mass": [0.5, 2.0], "action_latency": [0, 1]}}
+    model, env = build_agent(card, StateExtractor(card, []), None, "ppo", 3, 1024, overrides)
+    inner = env
+    while not isinstance(inner, DummyVecEnv):
+        inner = inner.venv
+    env.reset()
+    drawn = [sub.current for sub in inner.envs]  # each sub-env is a DomainRandomization, drawn at reset
+    assert len(drawn) == 4 and len({d["mass"] for d in drawn}) == 4 and all(0.5 <= d["mass"] <= 2.0 for d in drawn)
+    env.close()
+    result = train(TASK, "env", "ppo", 1024, 0, tmp_path / "run", eval_episodes=1, preset_overrides=overrides)
+    assert result.steps >= 1024 and (tmp_path / "run" / "model.zip").is_file()
+    with pytest.raises(UserError, match="randomization: field 'mass'"):
+        train(TASK, "env", "ppo", 1024, 0, tmp_path / "bad", preset_overrides={"randomization": {"mass": [2, 1]}})

@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("rewardlab.cards", "rewardlab.aliases"),
     ("rewardlab.household*",),
     ("rewardlab.sims*",),
+    ("rewardlab.randomization",),  # physics perturbations of a card's env, used by the trainers
     ("rewardlab.state",),
     ("rewardlab.sandbox",),
     ("rewardlab.program",),
@@ -39,7 +40,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("rewardlab.runs*",),
     ("rewardlab.e2cl.report",),  # reads the run store through runs.report's run lookup
     ("rewardlab.export",),  # a trained trial (store, training's models) out to ONNX; play without torch
-    ("rewardlab.randomization",),  # physics perturbations of an exported policy; ranges from the providers
+    ("rewardlab.robustness",),  # an exported policy under perturbed physics; ranges from the providers
     ("rewardlab.cli*", "rewardlab.__main__"),
 ]
 

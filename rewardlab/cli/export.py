@@ -95,7 +95,7 @@ def robustness(export: Path = ExportArg,
     from rewardlab.errors import UserError
     from rewardlab.export import load_export
     from rewardlab.paths import new_directory, relative_path
-    from rewardlab.randomization import parse_axis, robustness_grid, write_grid
+    from rewardlab.robustness import parse_axis, robustness_grid, write_grid
 
     if len(grid) != 2:
         raise UserError(f"--grid must be given exactly twice (two axes), got {len(grid)}")
@@ -117,7 +117,7 @@ def randomize_feasible(export: Path = ExportArg,
     """Measure each parameter's feasible range: perturb it outward until the policy fails (RAPP)."""
     from rewardlab.export import load_export
     from rewardlab.paths import relative_path
-    from rewardlab.randomization import feasible_ranges, write_json
+    from rewardlab.robustness import feasible_ranges, write_json
 
     result = feasible_ranges(load_export(export), episodes, param or None)
     _show_feasible(result)
@@ -126,7 +126,7 @@ def randomize_feasible(export: Path = ExportArg,
 
 
 def _show_feasible(result: object) -> None:
-    from rewardlab.randomization import FeasibleRanges
+    from rewardlab.robustness import FeasibleRanges
 
     assert isinstance(result, FeasibleRanges)
     console.print(f"works when: {result.criterion}")
@@ -151,7 +151,7 @@ def randomize_propose(export: Path = ExportArg,
     from rewardlab.errors import UserError
     from rewardlab.export import load_export
     from rewardlab.paths import relative_path
-    from rewardlab.randomization import FeasibleRanges, feasible_ranges, propose_ranges
+    from rewardlab.robustness import FeasibleRanges, feasible_ranges, propose_ranges
 
     exported = load_export(export)
     if feasible is not None:
