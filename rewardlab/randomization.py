@@ -20,7 +20,7 @@ It sits just above the simulators (below the state view and the trainers), so th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -31,7 +31,6 @@ from rewardlab.cards import describe_validation_error
 from rewardlab.errors import UserError, one_line
 from rewardlab.paths import relative_path
 
-ParameterName = Literal["friction", "mass", "damping", "actuator_gain", "obs_noise", "action_latency"]
 #: Every randomisable parameter, with its nominal value and what it means (the prompt shows these).
 PARAMETERS: dict[str, dict[str, Any]] = {
     "friction": {"nominal": 1.0, "unit": "x nominal", "doc": "scale of every geom's friction coefficients"},
@@ -203,6 +202,9 @@ class DomainRandomization(gym.Wrapper):
             # the first `latency` steps apply the "do nothing" action: nothing has arrived yet
             if not self._queue:
                 idle = np.zeros_like(np.asarray(action, dtype=float))
+                space = self.env.action_space
+                if isinstance(space, gym.spaces.Box):  # "nothing" inside the bounds
+                    idle = np.clip(idle, space.low, space.high)
                 self._queue = [idle] * latency
             self._queue.append(np.asarray(action))
             action = self._queue.pop(0)
