@@ -178,9 +178,16 @@ def locate_trial(ref: str | Path, out: Path = Path("runs"), env: str | None = No
     trial = trial.removeprefix("trials/")
     db = Path(out) / DB_NAME
     if not db.is_file():
+        if path.parent.is_dir() and path.parent != Path("."):
+            raise UserError(f"no trial directory {ref} (and no run store at {db} to find {ref} as RUN/TRIAL)")
         raise UserError(f"no run store at {db}; pass --out to the folder that `rewardlab run` wrote to")
     with RunStore(db) as store:
         run = store.get_run(run_id)
+        if run is None and path.parent.is_dir() and path.parent != Path("."):  # a mistyped trial directory
+            siblings = [p.name for p in path.parent.iterdir() if p.is_dir()]
+            near = difflib.get_close_matches(path.name, siblings, n=1, cutoff=0.4)
+            hint = f"; did you mean {path.parent / near[0]}?" if near else ""
+            raise UserError(f"no trial directory {ref}{hint}")
         if run is None:
             ids = [r.id for r in store.list_runs()]
             near = difflib.get_close_matches(run_id, ids, n=1, cutoff=0.4)

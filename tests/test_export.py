@@ -172,6 +172,9 @@ def test_bad_references_are_one_line(ppo_run: tuple[Path, str], tmp_path: Path) 
     assert_one_line_error(rewardlab("export", f"{run_id}/{TRIAL}", "--out", str(out), "--format", "tflite"),
                           "unknown export format 'tflite'")
     assert_one_line_error(rewardlab("play", str(tmp_path)), "is not a policy export")
+    typo = out / run_id / "trials" / TRIAL.replace("ppo", "pp0")
+    assert_one_line_error(rewardlab("export", str(typo), "--out", str(out)), "no trial directory",
+                          f"did you mean {out / run_id / 'trials' / TRIAL}")
     # a trial that failed before saving a model
     with RunStore(out / DB_NAME) as store:
         from rewardlab.store import NewTrial

@@ -35,11 +35,10 @@ def export_cmd(trial: str = typer.Argument(..., help="RUN/TRIAL (run id / trial 
                                                  "compares with them)")) -> None:
     """Export a trained policy's deterministic actor (observation normalisation folded in) with its
     metadata and a parity report against the torch policy."""
-    from rewardlab.export import locate_trial
+    from rewardlab.export import export_policy, locate_trial
+    from rewardlab.paths import relative_path
 
     found = locate_trial(trial, out, env)
-    from rewardlab.export import export_policy
-    from rewardlab.paths import relative_path
 
     result = export_policy(found, dest, parity_observations=parity_observations, evaluation_episodes=episodes, fmt=fmt)
     p = result.parity
