@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev,ray,review]"
+	$(PY) -m pip install -q -e ".[dev,ray,review,export]"
 	$(PY) -c "import mujoco, metaworld, stable_baselines3, torch; print('rewardlab env ready: torch', torch.__version__, 'mujoco', mujoco.__version__)"
 	touch $@
 

@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("rewardlab.cards", "rewardlab.aliases"),
     ("rewardlab.household*",),
     ("rewardlab.sims*",),
+    ("rewardlab.randomization",),  # physics perturbations of a card's env, used by the trainers
     ("rewardlab.state",),
     ("rewardlab.sandbox",),
     ("rewardlab.program",),
@@ -38,6 +39,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("rewardlab.e2cl*",),
     ("rewardlab.runs*",),
     ("rewardlab.e2cl.report",),  # reads the run store through runs.report's run lookup
+    ("rewardlab.export",),  # a trained trial (store, training's models) out to ONNX; play without torch
+    ("rewardlab.robustness",),  # an exported policy under perturbed physics; ranges from the providers
     ("rewardlab.review*",),  # the review web page: reads the store, writes through text2reward's refine
     ("rewardlab.cli*", "rewardlab.__main__"),
 ]

@@ -3,8 +3,9 @@
 One module per command group, each a thin layer over the library: :mod:`~rewardlab.cli.envs`
 (``envs list|show``), :mod:`~rewardlab.cli.check`, :mod:`~rewardlab.cli.train`,
 :mod:`~rewardlab.cli.runs` (``run``, ``report``, ``runs list``), :mod:`~rewardlab.cli.generate`
-(``generate``, ``refine``, ``lineage``), :mod:`~rewardlab.cli.memory` and
-:mod:`~rewardlab.cli.review` (``review``: the review web page).
+(``generate``, ``refine``, ``lineage``), :mod:`~rewardlab.cli.memory`, :mod:`~rewardlab.cli.export`
+(``export``, ``play``, ``robustness``, ``randomize feasible|propose``) and :mod:`~rewardlab.cli.review`
+(``review``: the review web page).
 
 Exit codes: 0 success; 1 a rejected program (``check``), failed trials (``run``) or no program passed
 (``generate``); 2 a user error (a bad card, spec, flag, reward program or file: one line on stderr,
@@ -19,7 +20,7 @@ from rewardlab.runtime import limit_threads, one_line_warnings
 
 limit_threads(torch_too=False)  # before numpy/torch load; see rewardlab.runtime
 
-from rewardlab.cli import check, e2cl, envs, generate, memory, review, runs, train  # noqa: E402,F401  (register commands)
+from rewardlab.cli import check, e2cl, envs, export, generate, memory, review, runs, train  # noqa: E402,F401  (register commands)
 from rewardlab.cli.app import app, console, err_console  # noqa: E402
 from rewardlab.errors import UserError  # noqa: E402
 

@@ -34,7 +34,9 @@ def train(env: str = typer.Option(..., "--env", help="card id (or card YAML)"),
           policy: str = typer.Option("mlp", help="mlp (the preset's network) or moe (mixture-of-experts layers)"),
           router: str | None = typer.Option(None, help="with --policy moe: the router (topk, prototyping, expert_choice, "
                                             "norm_sigmoid, softmax, modified_softmax, dense_to_sparse, tsallis, soft_moe)"),
-          experts: int = typer.Option(4, help="with --policy moe: routed experts per layer")) -> None:
+          experts: int = typer.Option(4, help="with --policy moe: routed experts per layer"),
+          randomize: Path | None = typer.Option(None, help="domain randomisation ranges (YAML) for the training envs "
+                                                "(evaluation stays nominal)")) -> None:
     """Train one agent and evaluate it under the env's reward and the program's."""
     from rich.progress import BarColumn, Progress, TimeRemainingColumn
 
@@ -58,6 +60,10 @@ def train(env: str = typer.Option(..., "--env", help="card id (or card YAML)"),
         from rewardlab.moe.sb3 import moe_policy_kwargs
 
         overrides["policy_kwargs"] = moe_policy_kwargs(algo, router or "topk", n_experts=experts)
+    if randomize is not None:
+        from rewardlab.randomization import load_ranges
+
+        overrides["randomization"] = {name: r.as_list() for name, r in load_ranges(randomize).items()}
     config = validate_config(TrainConfig, {"trainer": trainer, "algo": algo, "seed": seed, "budget": {"steps": steps},
                                            "evaluation": {"episodes": eval_episodes, "every": eval_every},
                                            "overrides": overrides},

@@ -144,6 +144,12 @@ class Router(nn.Module):
         raise NotImplementedError
 
 
+def _true_like(index: torch.Tensor) -> torch.Tensor:
+    """``True`` of ``index``'s shape: the value of a boolean ``scatter`` as a tensor (TorchScript's tracer,
+    and so the ONNX export, has no scalar-value ``scatter``)."""
+    return torch.ones_like(index, dtype=torch.bool)
+
+
 def _zero(x: torch.Tensor) -> torch.Tensor:
     return x.new_zeros(())
 
@@ -227,9 +233,9 @@ class TopKSoftmaxRouter(Router):
         h = self.logits(x)
         p = torch.softmax(h, dim=-1)
         top_p, top_i = p.topk(self.k, dim=-1)
-        requested = torch.zeros_like(p, dtype=torch.bool).scatter_(1, top_i, True)
+        requested = torch.zeros_like(p, dtype=torch.bool).scatter(1, top_i, _true_like(top_i))
         # rank of each expert in the token's choice (0 = first choice), for capacity priority
-        rank = torch.zeros_like(p).scatter_(1, top_i, torch.arange(self.k, dtype=p.dtype).expand_as(top_i))
+        rank = torch.zeros_like(p).scatter(1, top_i, torch.arange(self.k, dtype=p.dtype).expand_as(top_i))
         dispatch = requested
         if self.capacity_factor is not None and training_forward(self):
             dispatch = capacity_keep(requested, rank * 2.0 + (1.0 - p.detach()), self.capacity(x.shape[0]))
@@ -273,7 +279,7 @@ class ExpertPrototypingRouter(Router):
         n, group = x.shape[0], self.n_experts // self.k
         p = torch.softmax(h.view(n, self.k, group), dim=-1)  # (N, k, E/k): softmax within each group
         top = p.argmax(-1, keepdim=True)
-        requested = torch.zeros_like(p, dtype=torch.bool).scatter_(2, top, True)
+        requested = torch.zeros_like(p, dtype=torch.bool).scatter(2, top, _true_like(top))
         dispatch = requested
         if self.capacity_factor is not None and training_forward(self):
             capacity = max(1, math.ceil(self.capacity_factor * n / group))
@@ -327,7 +333,7 @@ class ExpertChoiceRouter(Router):
         if training_forward(self):
             k = self.tokens_per_expert(x.shape[0])
             g, idx = s.t().topk(k, dim=-1)  # (E, k): G, I = TopK(Sᵀ, k)
-            dispatch = torch.zeros_like(s, dtype=torch.bool).t().scatter_(1, idx, True).t()
+            dispatch = torch.zeros_like(s, dtype=torch.bool).t().scatter(1, idx, _true_like(idx)).t()
             kth = g[:, -1].detach()
             with torch.no_grad():
                 m = self.threshold_momentum
@@ -374,7 +380,7 @@ class NormalizedSigmoidRouter(Router):
         h = self.logits(x)
         s = torch.sigmoid(h)
         top = (s.detach() + self.balance_bias).topk(self.k, dim=-1).indices
-        dispatch = torch.zeros_like(s, dtype=torch.bool).scatter_(1, top, True)
+        dispatch = torch.zeros_like(s, dtype=torch.bool).scatter(1, top, _true_like(top))
         g = s * dispatch / (s * dispatch).sum(-1, keepdim=True)
         if training_forward(self) and self.bias_gamma:
             with torch.no_grad():
@@ -456,7 +462,8 @@ class DenseToSparseRouter(Router):
             noisy = h - torch.log(-torch.log(torch.rand_like(h).clamp(1e-10, 1.0 - 1e-7)))  # + Gumbel(0, 1)
         g_tilde = torch.softmax(noisy / tau, dim=-1)
         if self.hard_after is not None and int(self.num_updates) >= self.hard_after:
-            dispatch = torch.zeros_like(p, dtype=torch.bool).scatter_(1, g_tilde.argmax(-1, keepdim=True), True)
+            top1 = g_tilde.argmax(-1, keepdim=True)
+            dispatch = torch.zeros_like(p, dtype=torch.bool).scatter(1, top1, _true_like(top1))
         else:
             dispatch = g_tilde > self.theta
         combine = (g_tilde if self.use_gumbel_gates else p) * dispatch
@@ -515,7 +522,7 @@ class TsallisHybridRouter(Router):
         entropy = tsallis_entropy(p, self.q)
         sorted_p, order = p.sort(dim=-1, descending=True)
         keep_sorted = (sorted_p.cumsum(-1) <= self.top_p) | (torch.arange(self.n_experts) < self.keep_top_k)
-        top_p_mask = torch.zeros_like(keep_sorted).scatter_(1, order, keep_sorted)
+        top_p_mask = torch.zeros_like(keep_sorted).scatter(1, order, keep_sorted)
         soft = entropy > self.entropy_threshold
         dispatch = top_p_mask | soft.unsqueeze(-1)
         combine = p * dispatch

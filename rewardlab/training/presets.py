@@ -2,8 +2,9 @@
 simulator adapter's ``presets()`` returns), in rl-zoo3's style: a ``default`` block per algorithm, then
 per-env overrides keyed by the simulator's env id.
 
-Keys other than ``n_envs``, ``normalize`` and ``policy`` are passed to the SB3 algorithm's
-constructor; ``policy_kwargs`` may name activation functions (``tanh``) and registered feature
+Keys other than ``n_envs``, ``normalize``, ``policy`` and ``randomization`` (domain randomisation
+ranges of the training envs, :class:`~rewardlab.randomization.RandomizationRanges`) are passed to the
+SB3 algorithm's constructor; ``policy_kwargs`` may name activation functions (``tanh``) and registered feature
 extractors by string.
 """
 
@@ -19,7 +20,7 @@ from rewardlab.training.policies import resolve_extractor
 #: The SB3 algorithms the ``sb3`` trainer runs: the one list every caller checks against.
 ALGORITHMS = ("ppo", "sac", "td3")
 #: Preset keys that configure the env, not the algorithm.
-ENV_KEYS = ("n_envs", "normalize", "policy")
+ENV_KEYS = ("n_envs", "normalize", "policy", "randomization")
 _ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "leaky_relu", "silu")
 
 

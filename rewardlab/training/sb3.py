@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor, VecNormalize
 
 from rewardlab.cards import EnvCard
@@ -24,6 +25,7 @@ from rewardlab.config import TrainConfig
 from rewardlab.errors import UserError
 from rewardlab.moe.sb3 import moe_callbacks
 from rewardlab.program import RewardProgram
+from rewardlab.randomization import DomainRandomization, RandomizationRanges, parse_ranges
 from rewardlab.runtime import limit_threads
 from rewardlab.shaping.base import Shaper, make_shaper
 from rewardlab.sims.base import get_simulator, make_env
@@ -42,18 +44,23 @@ class SlowRewardWarning(UserWarning):
 
 
 def make_vec_env(card: EnvCard, extractor: StateExtractor, program: RewardProgram | None, n_envs: int, seed: int,
-                 monitor: bool = True, max_cost_fraction: float | None = None, sparse: bool = False) -> VecEnv:
+                 monitor: bool = True, max_cost_fraction: float | None = None, sparse: bool = False,
+                 randomization: RandomizationRanges | None = None) -> VecEnv:
     """``DummyVecEnv`` of ``n_envs`` card envs -> :class:`RewardVecEnv` (-> ``VecMonitor``).
 
     Sub-env ``i`` is seeded ``seed + i``. DummyVecEnv, since SubprocVecEnv is slower on 2 cores.
 
     :param max_cost_fraction: the reward path's time bound, relative to the env step (training envs)
     :param sparse: reward 1 where the card's success rule holds (:data:`rewardlab.sources.SPARSE`)
+    :param randomization: each sub-env's physics drawn from these ranges at every reset (its draws
+        seeded ``seed + i``); the state the reward reads is the randomised one
     """
 
     def factory(i: int) -> Callable[[], Any]:
         def make() -> Any:
             env = make_env(card, seed=seed + i)
+            if randomization is not None:
+                env = DomainRandomization(env, randomization, seed=seed + i)
             return StateCapture(env, extractor) if extractor.has_sim else env
         return make
 
@@ -95,12 +102,16 @@ def build_agent(
         budget still learns something
     :param shaper: added to the reward after the program (before normalisation)
     :param sparse: train on the sparse success reward (no program)
+    :param preset_overrides: may hold ``randomization`` (domain randomisation ranges of the training
+        envs, as in a ranges YAML file); evaluation envs stay nominal
     :return: ``(model, env)``; ``env`` is a ``VecNormalize`` when the preset says ``normalize``
     """
     from stable_baselines3 import PPO, SAC, TD3
     from stable_baselines3.common.noise import NormalActionNoise
 
     params = load_preset(card, algo, preset_overrides)
+    ranges = params.pop("randomization", None)
+    randomization = None if ranges is None else parse_ranges(yaml.safe_dump(ranges), "randomization")
     n_envs = int(params.pop("n_envs", 1))
     normalize = bool(params.pop("normalize", False))
     policy = resolve_policy(params.pop("policy", "MlpPolicy"))
@@ -112,7 +123,7 @@ def build_agent(
         params["learning_starts"] = min(int(params["learning_starts"]), max(steps // 5, 100))
 
     env = make_vec_env(card, extractor, program, n_envs, seed, monitor=False, max_cost_fraction=max_cost_fraction,
-                       sparse=sparse)
+                       sparse=sparse, randomization=randomization)
     if shaper is not None:
         env = shaper.wrap(env, extractor)
     env = VecMonitor(env)
@@ -143,10 +154,12 @@ class SB3Trainer:
     algorithms = ALGORITHMS
 
     def validate(self, card: EnvCard, config: TrainConfig) -> None:
-        """Refuse settings that would not train: an unknown algorithm or preset, a budget below one
-        PPO rollout or the off-policy warm-up, an evaluation interval longer than the budget is fine
+        """Refuse settings that would not train: an unknown algorithm or preset, bad randomisation
+        ranges, a budget below one PPO rollout or the off-policy warm-up, an evaluation interval longer than the budget is fine
         (the final evaluation still runs)."""
         params = load_preset(card, config.algo, config.overrides)
+        if params.get("randomization") is not None:  # bad ranges: one line before anything is made
+            parse_ranges(yaml.safe_dump(params["randomization"]), "randomization")
         least, why = minimum_steps(config.algo, params)
         if config.budget.steps < least:
             raise UserError(f"steps {config.budget.steps} is less than {why} on {card.label}: nothing would be "
