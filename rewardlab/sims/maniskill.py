@@ -214,3 +214,55 @@ def has_cuda() -> bool:
     except ImportError:
         return False
     return bool(torch.cuda.is_available())
+
+
+class ManiSkillBatch:
+    """A card's ManiSkill env as the GPU trainer's batched env (:class:`rewardlab.training.gpu.BatchedEnv`):
+    torch tensors on the simulator's device, the card's states read before envs that ended are reset
+    (so a reward sees the terminal state), and only those envs reset.
+
+    :param card: the task
+    :param extractor: the fields to read (a program's and the success rule's)
+    :param num_envs: parallel envs (more than one needs CUDA)
+    :param device: ``cuda`` for ``physx_cuda``; ``cpu`` for ``physx_cpu`` with one env
+    """
+
+    def __init__(self, card: EnvCard, extractor: Any, num_envs: int, device: Any):
+        import torch
+
+        self.device = torch.device(device)
+        self.env = make_raw_env(card, num_envs=num_envs, device=str(self.device))
+        self.num_envs = num_envs
+        self.reader = TorchStateReader(extractor)
+        self.obs_dim = int(np.prod(self.env.unwrapped.single_observation_space.shape))
+        self.act_dim = int(np.prod(self.env.unwrapped.single_action_space.shape))
+        self.final_obs: Any = None
+
+    def _obs(self, obs: Any) -> Any:
+        return obs.reshape(self.num_envs, -1).float().to(self.device)
+
+    def reset(self, seed: int) -> Any:
+        obs, _ = self.env.reset(seed=seed)
+        return self._obs(obs)
+
+    def step(self, action: Any) -> tuple[Any, Any, Any, Any, Any, Any]:
+        import torch
+
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        obs = self._obs(obs)
+        states = self.reader.read(self.env, obs)
+        self.final_obs = obs
+        shape = (self.num_envs,)
+        terminated = torch.as_tensor(terminated, device=self.device).reshape(shape).bool()
+        truncated = torch.as_tensor(truncated, device=self.device).reshape(shape).bool()
+        success = torch.as_tensor(info.get("success", torch.zeros(shape, dtype=torch.bool)), device=self.device).reshape(shape).bool()
+        reward = torch.as_tensor(reward, device=self.device).reshape(shape).float()
+        done = terminated | truncated
+        if bool(done.any()):
+            idx = torch.nonzero(done).reshape(-1)
+            obs, _ = self.env.reset(options={"env_idx": idx})
+            obs = self._obs(obs)
+        return obs, states, reward, terminated, truncated, success
+
+    def close(self) -> None:
+        self.env.close()
