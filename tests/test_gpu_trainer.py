@@ -136,3 +136,56 @@ def test_program_reward_is_a_tensor_on_the_states_device() -> None:
     reward = DeviceReward(card, extractor, program, sparse=False, device="cpu")
     total, parts = reward(torch.zeros((5, extractor.dim)), torch.zeros((5, 1)), torch.zeros(5), torch.zeros(5, dtype=torch.bool))
     assert isinstance(total, torch.Tensor) and total.shape == (5,) and total.dtype == torch.float32
+
+
+def test_benchmark_measures_the_ratio_and_never_invents_gpu_figures(tmp_path: Path) -> None:
+    pytest.importorskip("mani_skill")
+    from benchmarks import maniskill as bench
+
+    out = tmp_path / "bench.json"
+    result = bench.main(["--pairs", "2", "--steps", "3", "--out", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    ratio = result["program_over_env"]
+    assert ratio["pairs"] == 2 and len(ratio["ratios"]) == 2 and ratio["median"] > 0
+    assert ratio["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        assert result["gpu_steps_per_s"] == {"1024": bench.NO_GPU, "4096": bench.NO_GPU, "16384": bench.NO_GPU}
+        assert result["machine"]["cuda"] is False
+
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run benchmarks/gpu_maniskill.sh on one)")
+
+
+@CUDA
+def test_physx_cuda_rollout_keeps_states_and_rewards_on_the_gpu() -> None:
+    pytest.importorskip("mani_skill")
+    from rewardlab.sims.maniskill import ManiSkillBatch
+
+    card = load_card("maniskill/PickCube-v1")
+    program = load_program(card.reference_reward_path())
+    extractor = StateExtractor.for_program(card, program.source)
+    env = ManiSkillBatch(card, extractor, num_envs=1024, device="cuda")
+    env.reset(seed=0)
+    reward = DeviceReward(card, extractor, program, sparse=False, device="cuda")
+    numpy_reward = program.bind(card)
+    for _ in range(5):
+        action = torch.rand((1024, env.act_dim), device="cuda") * 2 - 1
+        obs, states, env_reward, terminated, truncated, success = env.step(action)
+        assert states.is_cuda and obs.is_cuda and states.shape == (1024, extractor.dim)
+        total, _ = reward(states, action, env_reward, success)
+        assert total.is_cuda and total.shape == (1024,)
+        flat = states.double().cpu().numpy()
+        expected, _ = numpy_reward(extractor.view(flat), action.double().cpu().numpy())
+        np.testing.assert_allclose(total.cpu().numpy(), expected, rtol=1e-5, atol=1e-5)
+    env.close()
+
+
+@CUDA
+def test_gpu_trainer_trains_on_physx_cuda(tmp_path: Path) -> None:
+    pytest.importorskip("mani_skill")
+    card = load_card("maniskill/PickCube-v1")
+    reward = resolve_source(parse_source("reference"), card)
+    config = TrainConfig(trainer="gpu", algo="ppo", seed=0, budget=Budget(steps=512 * 50 * 4),
+                         evaluation=Evaluation(episodes=16), overrides={"num_envs": 512})
+    result = GPUTrainer(device="cuda").train(card, reward, config, tmp_path)
+    assert result.steps >= 512 * 50 * 4 and len(result.eval.env_return) == 16

@@ -52,7 +52,8 @@ def physics_only_workaround() -> bool:
 
     Tries to create a real ``sapien.render.RenderMaterial``; when that fails for want of a render
     device, replaces the class (in ``sapien.render``, ``sapien.pysapien.render`` and every loaded
-    sapien or mani_skill module that imported it by name) by an inert stand-in, once per process. With a render device nothing is changed.
+    sapien or mani_skill module that imported it by name) by an inert stand-in, once per process.
+    With a render device nothing is changed.
 
     :return: True when the workaround is in place (no render device), False otherwise
     :raises UserError: ManiSkill3 (``mani-skill``) is not installed
@@ -96,7 +97,7 @@ def _replace_material() -> None:
     sapien.pysapien.render.RenderMaterial = _InertRenderMaterial
     for name, module in list(sys.modules.items()):
         if name.partition(".")[0] in ("sapien", "mani_skill") and getattr(module, "RenderMaterial", None) is real:
-            module.RenderMaterial = _InertRenderMaterial
+            module.RenderMaterial = _InertRenderMaterial  # type: ignore[attr-defined]
 
 
 def _register_envs() -> None:
@@ -255,7 +256,8 @@ class ManiSkillBatch:
         shape = (self.num_envs,)
         terminated = torch.as_tensor(terminated, device=self.device).reshape(shape).bool()
         truncated = torch.as_tensor(truncated, device=self.device).reshape(shape).bool()
-        success = torch.as_tensor(info.get("success", torch.zeros(shape, dtype=torch.bool)), device=self.device).reshape(shape).bool()
+        success = info.get("success", torch.zeros(shape, dtype=torch.bool))
+        success = torch.as_tensor(success, device=self.device).reshape(shape).bool()
         reward = torch.as_tensor(reward, device=self.device).reshape(shape).float()
         done = terminated | truncated
         if bool(done.any()):

@@ -33,7 +33,7 @@ def task_constants(env_id: str) -> dict[str, float]:
     """The constants each card's tips quote, read from a freshly reset env (seed 0)."""
     card = load_card(f"maniskill/{env_id}")
     env = make_env(card, seed=0)
-    u = env.unwrapped
+    u: Any = env.unwrapped
     out: dict[str, float] = {"robot_base_x": _num(u.agent.robot.pose.p[:, 0]),
                              "finger_joint_max": _num(u.agent.robot.get_qlimits()[:, -1, 1]),
                              "max_episode_steps": float(card.episode_steps)}

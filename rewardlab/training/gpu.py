@@ -358,8 +358,8 @@ class GPUTrainer:
                 if progress is not None:
                     progress(min(done_steps, steps), steps)
                 if done_steps >= next_eval and done_steps < steps:
-                    curve.append(_curve_point(done_steps, self.evaluate(agent, eval_env, reward_fn,
-                                                                        config.evaluation.episodes, eval_seed(config.seed), card)))
+                    point = self.evaluate(agent, eval_env, reward_fn, config.evaluation.episodes, eval_seed(config.seed), card)
+                    curve.append(_curve_point(done_steps, point))
                     next_eval += every
             final = self.evaluate(agent, eval_env, reward_fn, config.evaluation.episodes, eval_seed(config.seed), card)
             curve.append(_curve_point(done_steps, final))
