@@ -56,6 +56,10 @@ def task_constants(env_id: str) -> dict[str, float]:
 class Rollouts:
     """Reference-reward returns of the scripted expert and of uniformly random actions.
 
+    ManiSkill ends an episode at success; a return counts the success step's reward for each step left
+    to the episode length (the goal state as absorbing), so ending early by succeeding is not scored as
+    losing the rest of the episode.
+
     :param expert_returns: one return per seed (sum of the reference reward over the episode)
     :param random_returns: likewise for random actions
     :param expert_success: the env's success at any step, per seed
@@ -76,7 +80,7 @@ def _episode(card: EnvCard, policy: str, seed: int, program: Any, extractor: Sta
     obs, _ = env.reset(seed=seed)
     total = env_total = 0.0
     success = False
-    for _ in range(card.episode_steps):
+    for t in range(card.episode_steps):
         if policy == "expert":
             action = EXPERTS[card.env_id](u)
         else:
@@ -87,6 +91,9 @@ def _episode(card: EnvCard, policy: str, seed: int, program: Any, extractor: Sta
         total += float(np.asarray(reward)[0])
         env_total += float(env_reward)
         success = success or bool(info["success"])
+        if terminated:  # ended by success: the goal state is absorbing, its reward paid to the horizon
+            total += float(np.asarray(reward)[0]) * (card.episode_steps - t - 1)
+            env_total += float(env_reward) * (card.episode_steps - t - 1)
         if terminated or truncated:
             break
     env.close()
