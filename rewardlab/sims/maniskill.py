@@ -17,7 +17,9 @@ Cards name fields as Text2Reward's ManiSkill prompts did (``robot.ee_position``,
 
 from __future__ import annotations
 
+import logging
 import threading
+import warnings
 from typing import Any
 
 import gymnasium as gym
@@ -62,6 +64,10 @@ def physics_only_workaround() -> bool:
     with _patch_lock:
         if _patched is not None:
             return _patched
+        # SAPIEN falls back to its bundled libvulkan (said at import); ManiSkill's tasks log a warning per
+        # actor built without an initial pose. Neither is the user's to act on.
+        warnings.filterwarnings("ignore", message="Failed to find system libvulkan")
+        logging.getLogger("mani_skill").setLevel(logging.ERROR)
         try:
             import sapien
             import sapien.wrapper.urdf_loader  # noqa: F401 - imports RenderMaterial by name
