@@ -91,7 +91,7 @@ def test_numbers_in_the_card_are_the_env_constants(task: str) -> None:
 def test_reference_ranks_the_scripted_expert_above_random(task: str) -> None:
     got = rollouts(task, seeds=2)
     assert min(got.expert_returns) > max(got.random_returns), got
-    if task != "LiftPegUpright-v1":  # its expert lifts and turns the peg but rarely stands it up (facts.json)
+    if task != "LiftPegUpright-v1":  # its script is partial: it lifts the peg but does not stand it up
         assert any(got.expert_success), got
 
 

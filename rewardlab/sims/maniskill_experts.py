@@ -7,7 +7,8 @@ state machines in the cards' own action space (``pd_ee_delta_pose``: ``[dx, dy, 
 dyaw, gripper]`` in [-1, 1], 1 = 0.1 m or 0.1 rad of target motion, gripper +1 open / -1 closed):
 reach above the object, descend, close, carry, release. They read the true state from the unwrapped
 env (one env, CPU physics), so they serve the reward-ranking tests and the facts script, not training.
-Each task's success rate over seeds is measured by ``python -m rewardlab.sims.maniskill_facts``.
+Each task's success rate over seeds is measured by ``python -m rewardlab.sims.maniskill_facts``
+(``envs/maniskill/facts.json``); the LiftPegUpright script is partial (it never succeeds).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import numpy as np
 #: metres of end-effector motion per unit of the position action (ManiSkill's Panda pd_ee_delta_pose)
 POS_SCALE = 0.1
 OPEN, CLOSED = 1.0, -1.0
+#: a loose grip the peg can turn in (ManiSkill's solution closes to -0.6)
+LOOSE = -0.6
 
 
 def _p(actor: Any) -> np.ndarray:
@@ -109,24 +112,19 @@ def _peg_axis(q: np.ndarray) -> np.ndarray:
 
 
 def lift_peg_upright(env: Any) -> np.ndarray:
-    """Grasp the lying peg at its middle, lift it, pitch the hand until the peg stands vertical,
-    lower it onto the table and let go."""
+    """A partial solution: grasp the lying peg loosely 0.1 m from its centre (as ManiSkill's
+    motion-planning solution does) and lift it, so that it swings in the fingers to about 55 degrees
+    from the table, then hold it there. Standing it on the table needs the hand turned about the peg's
+    grip, which this script does not manage (pitching the hand stalls near 45 degrees)."""
     tcp, peg = _p(env.agent.tcp), _p(env.peg)
-    half = float(env.peg_half_length)
-    upright = abs(_peg_axis(env.peg.pose.q[0].cpu().numpy())[2])
-    grasped = bool(env.agent.is_grasping(env.peg)[0])
-    if not grasped:
-        if upright > 0.97:  # stood up and released: back off sideways and upwards
-            return _move(tcp, tcp + np.array([0.0, 0.0, 0.05]), OPEN)
-        return _pick_and_carry(env, env.peg, peg)
-    if upright < 0.995:  # lift clear of the table, then pitch about the world y axis
-        action = _move(tcp, np.array([tcp[0], tcp[1], max(tcp[2], half + 0.06)]), CLOSED)
-        if tcp[2] > half + 0.03:
-            action[4] = 1.0
-        return action
-    if peg[2] - half > 0.004:
-        return _move(tcp, tcp - np.array([0.0, 0.0, peg[2] - half]), CLOSED)
-    return _move(tcp, tcp, OPEN)
+    if bool(env.agent.is_grasping(env.peg)[0]):
+        return _move(tcp, np.array([tcp[0], tcp[1], 0.3]), LOOSE)
+    grip = peg + np.array([0.10, 0.0, 0.0])
+    if np.linalg.norm(tcp[:2] - grip[:2]) > 0.01:
+        return _move(tcp, np.array([grip[0], grip[1], grip[2] + 0.05]), OPEN)
+    if tcp[2] - grip[2] > 0.008:
+        return _move(tcp, grip, OPEN)
+    return _move(tcp, grip, CLOSED)
 
 
 #: Task env id -> scripted expert ``(unwrapped env) -> action (7,)``.
