@@ -144,9 +144,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for name in ("pairs", "steps", "gpu_steps"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    try:
-        import mani_skill  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("mani_skill") is None:
         result: dict[str, Any] = {"program_over_env": "not measured: mani-skill not installed",
                                   "gpu_steps_per_s": "not measured: mani-skill not installed"}
     else:
