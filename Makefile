@@ -10,13 +10,14 @@ export MUJOCO_GL := egl
 setup: $(VENV)/.installed
 
 # torch==2.13.0 first: an unpinned torch (or a package asking for a newer one) pulls a multi-GB CUDA
-# build. gymnasium[mujoco] and metaworld resolve in one pip call (metaworld pins mujoco==3.3.0).
+# build. gymnasium[mujoco] and metaworld resolve in one pip call (metaworld pins mujoco==3.3.0). torch is
+# named again beside the extras so that mani-skill (the maniskill extra, ~200 MB with its assets) keeps it.
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev,ray,review,export]"
-	$(PY) -c "import mujoco, metaworld, stable_baselines3, torch; print('rewardlab env ready: torch', torch.__version__, 'mujoco', mujoco.__version__)"
+	$(PY) -m pip install -q -e ".[dev,ray,review,export,maniskill]" torch==2.13.0
+	$(PY) -c "import mujoco, metaworld, stable_baselines3, torch, mani_skill; print('rewardlab env ready: torch', torch.__version__, 'mujoco', mujoco.__version__, 'mani_skill', mani_skill.__version__)"
 	touch $@
 
 run: setup
@@ -44,6 +45,7 @@ test-all: setup
 bench: setup
 	$(PY) -m benchmarks.run --out benchmarks/results.json
 	$(PY) -m benchmarks.moe --out benchmarks/results_moe.json
+	$(PY) -m benchmarks.maniskill --out benchmarks/results_maniskill.json
 
 # does the pre-training preference check predict trained success, at what cost? 27 candidates on 3 MetaWorld
 # tasks, SAC 6k steps each (about 2 h on 2 free cores; see benchmarks/preference_spearman.py)

@@ -58,7 +58,7 @@ def test_same_family_comes_first_by_default() -> None:
     card = load_card("mujoco/HalfCheetah-v5")
     examples = retrieve_examples(card, k=8)
     families = [ex.family for ex in examples]
-    assert families[:5] == ["mujoco"] * 5 and set(families[5:]) == {"metaworld"}
+    assert families[:5] == ["mujoco"] * 5 and "mujoco" not in families[5:]  # then other families (metaworld, maniskill)
     only = retrieve_examples(card, k=20, family="only")
     assert {ex.family for ex in only} == {"mujoco"} and len(only) == 5
 

@@ -31,6 +31,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("rewardlab.trial",),
     ("rewardlab.sources",),
     ("rewardlab.wrappers", "rewardlab.rollouts", "rewardlab.checks"),
+    ("rewardlab.sims.maniskill_facts",),  # a measuring script: scores rollouts with reference programs
     ("rewardlab.shaping*",),
     ("rewardlab.moe*",),
     ("rewardlab.training*",),

@@ -21,7 +21,8 @@ SIMULATORS: Registry[Any] = Registry(
     "simulator",
     {"mujoco": "rewardlab.sims.mujoco:MujocoSimulator", "metaworld": "rewardlab.sims.metaworld:MetaWorldSimulator",
      "gridworld": "rewardlab.sims.gridworld:GridworldSimulator",
-     "household": "rewardlab.sims.household:HouseholdSimulator"},
+     "household": "rewardlab.sims.household:HouseholdSimulator",
+     "maniskill": "rewardlab.sims.maniskill:ManiSkillSimulator"},
     group="rewardlab.simulators", instantiate=True,
 )
 

@@ -51,7 +51,8 @@ class Trainer(Protocol):
 #: Registered trainers; entries are trainer classes, instantiated once on first use.
 TRAINERS: Registry[Trainer] = Registry("trainer", {"sb3": "rewardlab.training.sb3:SB3Trainer",
                                                   "tabular": "rewardlab.training.tabular:TabularTrainer",
-                                                  "e2cl": "rewardlab.e2cl.trainer:E2CLTrainer"},
+                                                  "e2cl": "rewardlab.e2cl.trainer:E2CLTrainer",
+                                                  "gpu": "rewardlab.training.gpu:GPUTrainer"},
                                        group="rewardlab.trainers", instantiate=True)
 
 
