@@ -17,7 +17,7 @@ import numpy as np
 from rewardlab.cards import EnvCard
 from rewardlab.paths import cache_dir, safe_name
 from rewardlab.sims.base import Policy, get_simulator, make_env
-from rewardlab.state import StateExtractor
+from rewardlab.state import StateExtractor, obs_columns
 
 
 @dataclass
@@ -82,9 +82,10 @@ def random_rollout(env: Any, extractor: StateExtractor, n: int, seed: int) -> Sa
         action = env.action_space.sample()
         obs, _, terminated, truncated, _ = env.step(action)
         sim = extractor.sim_vector(env)[None] if extractor.has_sim else None
-        states.append(extractor.batch(np.asarray(obs)[None], sim)[0])
+        columns = obs_columns(obs)
+        states.append(extractor.batch(columns[None], sim)[0])
         actions.append(np.asarray(action, dtype=np.float64))
-        observations.append(np.asarray(obs, dtype=np.float64))
+        observations.append(columns)
         if terminated or truncated:
             env.reset()
     return SampledStates(np.stack(states), np.stack(actions), np.stack(observations))
@@ -169,9 +170,9 @@ def _rollout(card: EnvCard, extractor: StateExtractor, label: str, act: Policy, 
             action = np.asarray(act(obs, t), dtype=np.float64)
         obs, r, terminated, truncated, info = env.step(action.astype(env.action_space.dtype or np.float32))
         sim = extractor.sim_vector(env)[None] if extractor.has_sim else None
-        states.append(extractor.batch(np.asarray(obs)[None], sim)[0])
+        states.append(extractor.batch(obs_columns(obs)[None], sim)[0])
         actions.append(action)
-        observations.append(np.asarray(obs, dtype=np.float64))
+        observations.append(obs_columns(obs))
         env_return += float(r)
         if rule is not None and rule.kind == "info" and info.get(rule.key) and first_hit is None:
             first_hit = t + 1

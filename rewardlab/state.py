@@ -129,6 +129,15 @@ class StateExtractor:
         return self.view_class(flat, obs)
 
 
+def obs_columns(obs: Any) -> np.ndarray:
+    """One env's observation as float columns ``(O,)``. A structured observation (a Dict or Tuple
+    space, text: the household env) has no array columns: ``(0,)``; its cards read every field through
+    accessors, and ``obs[...]`` sources are refused for it when the card is checked."""
+    if isinstance(obs, dict | tuple | str):
+        return np.zeros(0)
+    return np.asarray(obs, dtype=np.float64)
+
+
 def fields_used_by(card: EnvCard, source: str) -> list[str]:
     """The card fields a program can read: those whose name appears as an attribute in its source.
 

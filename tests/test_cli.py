@@ -148,3 +148,22 @@ def test_a_card_given_by_path_is_named_by_its_path(tmp_path: Path) -> None:
     bad.write_text(card.read_text().replace("env_id: InvertedPendulum-v5", "env_id: NoSuchEnv-v5"))
     proc = rewardlab("train", "--env", str(bad), "--reward", "env", "--steps", "1024", "--out", str(tmp_path / "o"))
     assert_one_line_error(proc, str(bad), "env_id 'NoSuchEnv-v5' is not a mujoco env")
+
+
+def test_an_internal_error_is_told_apart_from_a_verdict_and_a_user_error(monkeypatch: pytest.MonkeyPatch,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    # found by a user: a crash exited 1, like a rejected program, so a script could not tell them apart
+    import rewardlab.cards
+    from rewardlab.cli import INTERNAL_ERROR, main
+
+    def broken() -> list:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(rewardlab.cards, "list_cards", broken)
+    monkeypatch.setattr(sys, "argv", ["rewardlab", "envs", "list"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == INTERNAL_ERROR == 70
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "RuntimeError: a bug" in err
+    assert err.strip().splitlines()[-1].startswith("internal error: RuntimeError (a bug in rewardlab")

@@ -281,3 +281,18 @@ def test_cards_document_every_action_index_as_the_env_decodes_it(card_id: str) -
     assert isinstance(action, Action)
     assert (action.verb, action.args) == ("put_on", ("apple", "table"))
     assert f"3 {VERBS[3].template.format('A', 'B')}" in card.action.doc and f"21 {ENTITIES[20]}" in card.action.doc
+
+
+def test_check_samples_states_of_the_structured_observation() -> None:
+    # found by a user: `rewardlab check` and `generate` crashed with a traceback on the Dict observation
+    from rewardlab.cards import load_card
+    from rewardlab.checks import check_program
+    from rewardlab.program import RewardProgram
+    from rewardlab.rollouts import sample_states
+
+    card = load_card("household/train")
+    sampled = sample_states(card, n=16, use_cache=False)
+    assert sampled.states.shape[0] == 16 and sampled.obs.shape == (16, 0)  # a Dict has no array columns
+    report = check_program(RewardProgram("def compute_dense_reward(self, action):\n    return self.goal.progress\n"),
+                           card)
+    assert report.ok, report

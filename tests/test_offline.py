@@ -11,7 +11,7 @@ from rewardlab.checks import check_program
 from rewardlab.llm.base import LLMError, LLMRequest
 from rewardlab.program import load_program
 from rewardlab.text2reward.extract import extract_program
-from rewardlab.text2reward.offline import HEADER, OfflineProvider, adapt_reference
+from rewardlab.text2reward.offline import HEADER, OfflineProvider, adapt_reference, generic_template
 from rewardlab.text2reward.retrieval import rank_examples, reference_pool
 
 CARDS = [c for c in list_cards() if c.simulator in ("metaworld", "mujoco")]
@@ -104,6 +104,18 @@ def test_a_reference_reading_a_missing_field_is_skipped() -> None:
 def test_no_fitting_reference_gives_a_labelled_generic_template(provider: OfflineProvider, card_id: str) -> None:
     source = extract_program(provider.complete(request(card_id)).texts[0])
     assert source.startswith(f"# offline baseline (no LLM): no hand-written reference reward fits {card_id}")
+
+
+@pytest.mark.parametrize(("card_id", "term", "absent"), [
+    ("mujoco/InvertedPendulum-v5", '"alive"', "step cost"),  # survived: living longer is the task
+    ("household/train", '"step"', "np.square(action)"),  # an event that ends the episode; integer actions
+])
+def test_the_generic_template_fits_the_success_rule_and_action_space(card_id: str, term: str, absent: str) -> None:
+    # found by a user: the household got an alive bonus (pays for never finishing) and squared verb indices
+
+    source = generic_template(load_card(card_id)).source
+    assert term in source and absent not in source.lower()
+    assert check_program(source, load_card(card_id)).ok
 
 
 def test_missing_card_id_is_an_llm_error(provider: OfflineProvider) -> None:

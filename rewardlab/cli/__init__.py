@@ -9,7 +9,7 @@ One module per command group, each a thin layer over the library: :mod:`~rewardl
 
 Exit codes: 0 success; 1 a rejected program (``check``), failed trials (``run``) or no program passed
 (``generate``); 2 a user error (a bad card, spec, flag, reward program or file: one line on stderr,
-never a traceback); 130 interrupted.
+never a traceback); 70 an internal error (a bug: its traceback, then one line); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ from rewardlab.cli.app import app, console, err_console  # noqa: E402
 from rewardlab.errors import UserError  # noqa: E402
 
 __all__ = ["app", "console", "err_console", "main"]
+
+#: Exit code of an internal error (BSD's EX_SOFTWARE), distinct from 1 (a verdict: rejected, failed) and 2.
+INTERNAL_ERROR = 70
 
 
 def _optional_resume_value(argv: list[str]) -> list[str]:
@@ -56,3 +59,10 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted", markup=False)
         sys.exit(130)
+    except Exception as e:  # a bug, not the user's input: the traceback is for the report
+        import traceback
+
+        traceback.print_exc()
+        err_console.print(f"internal error: {type(e).__name__} (a bug in rewardlab, not in your input; please "
+                          f"report it with the traceback above)", markup=False, highlight=False)
+        sys.exit(INTERNAL_ERROR)

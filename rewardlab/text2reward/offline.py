@@ -268,13 +268,20 @@ def generic_template(target: EnvCard) -> Adaptation:
     """A reward built from the card alone, for a task no reference reward fits.
 
     A threshold success (``FIELD < v``) is paid as progress on that field plus a success bonus; a
-    ``survived`` task as a bonus per step alive; anything else as a bonus per step alive. All add a
-    small action penalty.
+    ``survived`` task as a bonus per step alive; an event (``info.KEY``, which usually ends the episode
+    when it happens) as a cost per step, so that reaching it sooner is better (a bonus per step alive
+    would pay for never finishing). Continuous (Box) actions add a small action penalty; integer
+    actions (indices) do not: their square means nothing.
     """
     rule = target.success_rule
-    body = ["def compute_dense_reward(self, action):",
-            "    # Small action penalty: smooth motions without making standing still the best policy.",
-            "    ctrl = -0.01 * np.sum(np.square(action), axis=-1)"]
+    box = target.action.type == "box"
+    body = ["def compute_dense_reward(self, action):"]
+    if box:
+        body += ["    # Small action penalty: smooth motions without making standing still the best policy.",
+                 "    ctrl = -0.01 * np.sum(np.square(action), axis=-1)"]
+    else:
+        body += ["    # Integer actions (indices): no action penalty; one zero per env sets the batch shape.",
+                 "    ctrl = 0.0 * np.sum(action, axis=-1) if action.ndim > 1 else 0.0 * action"]
     if rule is not None and rule.kind == "threshold":
         sign = "-" if rule.op == "<" else ""
         spec = target.fields()[rule.key]
@@ -288,12 +295,19 @@ def generic_template(target: EnvCard) -> Adaptation:
             "    total = progress + success + ctrl",
             '    return total, {"progress": progress, "success": success, "ctrl": ctrl}',
         ]
+    elif rule is not None and rule.kind == "info":
+        body += [
+            f"    # Step cost: -1 per step until info['{rule.key}'] ends the episode, so finishing sooner is better.",
+            "    step = np.ones_like(ctrl) * -1.0",
+            "    total = step + ctrl",
+            '    return total, {"step": step, "ctrl": ctrl}' if box else '    return total, {"step": step}',
+        ]
     else:
         body += [
             "    # Alive bonus: 1 per step; the episode ends when the task fails, so living longer is better.",
             "    alive = np.ones_like(ctrl)",
             "    total = alive + ctrl",
-            '    return total, {"alive": alive, "ctrl": ctrl}',
+            '    return total, {"alive": alive, "ctrl": ctrl}' if box else '    return total, {"alive": alive}',
         ]
     source = "\n".join([
         GENERIC_HEADER.format(target=target.id),
