@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from rewardlab.cards import load_card
 from rewardlab.errors import RewardProgramError, UserError
 from rewardlab.training import load_preset, train
 
@@ -309,3 +312,22 @@ def test_the_final_evaluation_sees_the_last_update(tmp_path: Path, toy_card_path
     again = [evaluate(trained, venv, 2) for _ in range(3)][-1]
     assert again.env_return == result.eval.env_return
     assert result.curve[-1].return_env == pytest.approx(sum(result.eval.env_return) / 2)
+
+
+@pytest.mark.parametrize(("card_id", "algo", "steps", "said"), [
+    ("metaworld/reach-v3", "sac", 500, "SAC's warm-up (learning_starts) cut from the preset's 5,000 to 100 steps"),
+    ("mujoco/InvertedPendulum-v5", "ppo", 3000, "the 3,000-step budget runs 3,072 steps"),
+])
+def test_a_budget_the_learner_changes_is_said(card_id: str, algo: str, steps: int, said: str) -> None:
+    # found by a user: SAC's warm-up was cut and PPO ran 4,800 of a 4,096-step budget, silently
+    from rewardlab.state import StateExtractor
+    from rewardlab.training.sb3 import BudgetWarning, build_agent
+
+    card = load_card(card_id)
+    with pytest.warns(BudgetWarning, match=re.escape(said)):
+        _, env = build_agent(card, StateExtractor(card, []), None, algo, 0, steps)
+    env.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", BudgetWarning)  # a budget of whole rollouts and a full warm-up: nothing said
+        _, env = build_agent(card, StateExtractor(card, []), None, algo, 0, 3072 if algo == "ppo" else 25_000)
+    env.close()

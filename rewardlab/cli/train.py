@@ -47,7 +47,7 @@ def train(env: str = typer.Option(..., "--env", help="card id (or card YAML)"),
     from rewardlab.sims import verify_card
     from rewardlab.sources import parse_source, resolve_source
     from rewardlab.training import validate
-    from rewardlab.training.sb3 import SlowRewardWarning
+    from rewardlab.training.sb3 import BudgetWarning, SlowRewardWarning
 
     if policy not in ("mlp", "moe"):
         raise UserError(f"--policy must be mlp or moe (got {policy!r})")
@@ -90,13 +90,15 @@ def train(env: str = typer.Option(..., "--env", help="card id (or card YAML)"),
                       TimeRemainingColumn(), console=console) as bar, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", SlowRewardWarning)
             warnings.simplefilter("always", CompatModeWarning)
+            warnings.simplefilter("always", BudgetWarning)
             task = bar.add_task(f"{algo} on {card.id}", total=steps)
             result = chosen.train(card, resolved, config, run_dir,
                                   progress=lambda done, total: bar.update(task, completed=min(done, total)))
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)  # a failed training leaves no half-written run behind
         raise
-    shown = {str(w.message) for w in caught if issubclass(w.category, (SlowRewardWarning, CompatModeWarning))}
+    shown = {str(w.message) for w in caught
+             if issubclass(w.category, (SlowRewardWarning, CompatModeWarning, BudgetWarning))}
     for message in sorted(shown):  # each once, as one line
         console.print(f"[yellow]warning:[/] {message}", highlight=False)
     ev = result.eval

@@ -82,6 +82,10 @@ def _eval_env(card: EnvCard, extractor: StateExtractor, program: RewardProgram |
     return venv
 
 
+class BudgetWarning(UserWarning):
+    """The learner runs a budget or warm-up other than the one asked for (said once, in one line)."""
+
+
 def build_agent(
     card: EnvCard,
     extractor: StateExtractor,
@@ -120,7 +124,18 @@ def build_agent(
         sigma = float(params["action_noise"].get("sigma", 0.1))
         params["action_noise"] = NormalActionNoise(np.zeros(card.action.shape), sigma * np.ones(card.action.shape))
     if "learning_starts" in params:
-        params["learning_starts"] = min(int(params["learning_starts"]), max(steps // 5, 100))
+        preset_starts = int(params["learning_starts"])
+        params["learning_starts"] = min(preset_starts, max(steps // 5, 100))
+        if params["learning_starts"] < preset_starts:
+            warnings.warn(f"{algo.upper()}'s warm-up (learning_starts) cut from the preset's {preset_starts:,} to "
+                          f"{params['learning_starts']:,} steps, a fifth of the {steps:,}-step budget",
+                          BudgetWarning, stacklevel=2)
+    if algo == "ppo":
+        rollout = int(params.get("n_steps", 2048)) * n_envs
+        if steps % rollout:
+            warnings.warn(f"PPO trains in whole rollouts of {rollout:,} steps (n_steps x {n_envs} envs): the "
+                          f"{steps:,}-step budget runs {-(-steps // rollout) * rollout:,} steps", BudgetWarning,
+                          stacklevel=2)
 
     env = make_vec_env(card, extractor, program, n_envs, seed, monitor=False, max_cost_fraction=max_cost_fraction,
                        sparse=sparse, randomization=randomization)
