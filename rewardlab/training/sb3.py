@@ -203,6 +203,8 @@ class SB3Trainer:
         sparse = is_sparse(reward)
         model, env = build_agent(card, extractor, program, algo, seed, steps, config.overrides, run_dir / "tb", shaper,
                                  sparse=sparse)
+        if shaper is not None:  # what a shaper designed (EXPRD's program), next to the model
+            shaper.write_artifacts(run_dir)
         normalize = isinstance(env, VecNormalize)
         eval_env = _eval_env(card, extractor, program, config.evaluation.episodes, seed, env, sparse)
         curve = LearningCurve(eval_env, config.evaluation.episodes, config.evaluation.every or max(steps // 10, 1),
