@@ -160,3 +160,38 @@ def test_sac_trains_on_the_designed_reward_through_a_spec_and_the_run_stores_it(
     trial = next((tmp_path / "runs").glob("designed-reach-*/trials/*"))
     assert stored == [(trial / "designed_reward.py").read_text()]
     assert "EXPRD" in stored[0] and (trial / "model.zip").is_file()
+
+
+def test_expadard_redesigns_from_the_learners_action_classes_while_it_trains() -> None:
+    from rewardlab.shaping.expadard import AdaptiveAbstractRewardVecEnv, CardAdaptiveRewardDesign
+    from rewardlab.training.sb3 import make_vec_env
+
+    shaper = make_shaper("expadard", {"update_every": 1, "abstraction": ABSTRACTION}, REACH, 0.99,
+                         get_simulator("metaworld").capabilities(REACH))
+    assert isinstance(shaper, CardAdaptiveRewardDesign)
+    extractor = StateExtractor(REACH, shaper.fields_used())
+    venv = shaper.wrap(make_vec_env(REACH, extractor, None, 1, seed=0, monitor=False), extractor)
+    assert isinstance(venv, AdaptiveAbstractRewardVecEnv)
+    abstraction = shaper.abstraction
+    rng = np.random.default_rng(0)
+    venv.reset()
+    try:
+        for _ in range(REACH.episode_steps):
+            design = venv.R
+            actions = rng.uniform(-1, 1, size=(1, 4))
+            obs, rewards, dones, _ = venv.step(actions)
+            view = _view(obs[:, 0:3], obs[:, 36:39]) if not dones[0] else None
+            if view is not None:
+                expected = design[abstraction.cells(view), abstraction.action_classes(view, actions)]
+                np.testing.assert_allclose(rewards, expected, rtol=1e-6)
+    finally:
+        venv.close()
+    assert dones[0] and [e for e, _ in venv.history] == [0, 1]
+    assert all(venv.lp.teacher.satisfies_invariance(R) for _, R in venv.history)
+
+
+def test_expadard_with_an_abstraction_refuses_unknown_settings() -> None:
+    with pytest.raises(UserError, match="^shaper 'expadard' takes r_max, teacher_epsilon, update_every, not budget$"):
+        check_shaper_for(REACH, "expadard", {"budget": 3, "abstraction": ABSTRACTION})
+    with pytest.raises(UserError, match="^shaper 'expadard': abstraction must be a mapping"):
+        check_shaper_for(REACH, "expadard", {"abstraction": True})

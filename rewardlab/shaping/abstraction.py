@@ -84,37 +84,39 @@ class CardAbstraction(BaseModel):
         return self
 
     @classmethod
-    def parse(cls, data: Any, card: EnvCard) -> CardAbstraction:
+    def parse(cls, data: Any, card: EnvCard, shaper: str = "exprd") -> CardAbstraction:
         """The abstraction from a reward source's ``abstraction`` mapping, checked against the card.
 
+        :param shaper: the shaper's name, for messages
         :raises UserError: one line: not a mapping, a missing or unknown key, bad edges, a field the card
             lacks, fields of different shapes, or an action shorter than the fields
         """
         if not isinstance(data, dict):
-            raise UserError(f"shaper 'exprd': abstraction must be true (the task's own) or a mapping with target, "
-                            f"source and edges, got {data!r}")
+            own = "true (the task's own) or " if shaper == "exprd" else ""
+            raise UserError(f"shaper {shaper!r}: abstraction must be {own}a mapping with target, source and edges, "
+                            f"got {data!r}")
         try:
             abstraction = cls.model_validate(data)
         except ValidationError as e:
             err = e.errors()[0]
             where = "".join(f" {p}" for p in err["loc"])
-            raise UserError(f"shaper 'exprd': abstraction{where}: {err['msg']}".replace(": Value error, ", ": ")
+            raise UserError(f"shaper {shaper!r}: abstraction{where}: {err['msg']}".replace(": Value error, ", ": ")
                             ) from None
         fields = card.fields()
         for name in (abstraction.target, abstraction.source):
             if name not in fields:
-                raise UserError(f"shaper 'exprd': abstraction field {name!r} is not in {card.id}; it has "
+                raise UserError(f"shaper {shaper!r}: abstraction field {name!r} is not in {card.id}; it has "
                                 f"{', '.join(sorted(fields))}")
         k_t, k_s = fields[abstraction.target].size, fields[abstraction.source].size
         if k_t != k_s or fields[abstraction.target].shape != fields[abstraction.source].shape:
-            raise UserError(f"shaper 'exprd': abstraction fields {abstraction.target} and {abstraction.source} have "
+            raise UserError(f"shaper {shaper!r}: abstraction fields {abstraction.target} and {abstraction.source} have "
                             f"different shapes ({fields[abstraction.target].shape} and "
                             f"{fields[abstraction.source].shape})")
         if abstraction.offset and len(abstraction.offset) != k_s:
-            raise UserError(f"shaper 'exprd': abstraction offset has {len(abstraction.offset)} entries, "
+            raise UserError(f"shaper {shaper!r}: abstraction offset has {len(abstraction.offset)} entries, "
                             f"{abstraction.source} has {k_s}")
         if card.action.type != "box" or not card.action.shape or card.action.shape[0] < k_s:
-            raise UserError(f"shaper 'exprd': an abstraction over card fields classes the first {k_s} entries of a "
+            raise UserError(f"shaper {shaper!r}: an abstraction over card fields classes the first {k_s} entries of a "
                             f"continuous action; {card.id} has {card.action.type} actions of shape {card.action.shape}")
         return abstraction
 
