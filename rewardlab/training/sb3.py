@@ -97,7 +97,7 @@ def build_agent(
     :param sparse: train on the sparse success reward (no program)
     :return: ``(model, env)``; ``env`` is a ``VecNormalize`` when the preset says ``normalize``
     """
-    from stable_baselines3 import PPO, SAC, TD3
+    from stable_baselines3 import DQN, PPO, SAC, TD3
     from stable_baselines3.common.noise import NormalActionNoise
 
     params = load_preset(card, algo, preset_overrides)
@@ -118,7 +118,7 @@ def build_agent(
     env = VecMonitor(env)
     if normalize:
         env = VecNormalize(env, norm_obs=True, norm_reward=True, gamma=params.get("gamma", 0.99))
-    algo_cls = {"ppo": PPO, "sac": SAC, "td3": TD3}[algo]
+    algo_cls = {"ppo": PPO, "sac": SAC, "td3": TD3, "dqn": DQN}[algo]
     try:
         model = algo_cls(policy, env, seed=seed, device="cpu", verbose=0,
                          tensorboard_log=str(tensorboard_log) if tensorboard_log else None, **params)
@@ -137,7 +137,7 @@ def _reward_vec_env(env: VecEnv) -> RewardVecEnv | None:
 
 
 class SB3Trainer:
-    """stable-baselines3's PPO, SAC and TD3 with rewardlab's presets (registered as ``sb3``)."""
+    """stable-baselines3's PPO, SAC, TD3 and DQN with rewardlab's presets (registered as ``sb3``)."""
 
     name = "sb3"
     algorithms = ALGORITHMS
@@ -145,7 +145,12 @@ class SB3Trainer:
     def validate(self, card: EnvCard, config: TrainConfig) -> None:
         """Refuse settings that would not train: an unknown algorithm or preset, a budget below one
         PPO rollout or the off-policy warm-up, an evaluation interval longer than the budget is fine
-        (the final evaluation still runs)."""
+        (the final evaluation still runs), an algorithm for the other kind of action space."""
+        discrete = card.action.type == "discrete"
+        if config.algo == "dqn" and not discrete:
+            raise UserError(f"dqn needs discrete actions; {card.label} has {card.action.type} actions (use sac or td3)")
+        if config.algo in ("sac", "td3") and discrete:
+            raise UserError(f"{config.algo} needs continuous actions; {card.label} has discrete actions (use dqn or ppo)")
         params = load_preset(card, config.algo, config.overrides)
         least, why = minimum_steps(config.algo, params)
         if config.budget.steps < least:
