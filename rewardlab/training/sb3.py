@@ -223,6 +223,8 @@ class SB3Trainer:
             model.learn(total_timesteps=steps, callback=CallbackList([curve, checkpoints, *extra]), tb_log_name=algo)
             model_path = run_dir / "model.zip"
             model.save(model_path)
+            if shaper is not None:  # again: a shaper that redesigns while the learner trains (ExpAdaRD) has more
+                shaper.write_artifacts(run_dir)
             if isinstance(env, VecNormalize):
                 env.save(str(run_dir / "vecnormalize.pkl"))
             final = curve.final(model)
