@@ -21,14 +21,15 @@ def test_dqn_trains_on_room_through_a_spec(tmp_path: Path) -> None:
 
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump({
-        "name": "dqn-room", "tasks": ["gridworld/room"], "rewards": ["env", {"name": "exprd-b3", "shaper": {
-            "name": "exprd", "budget": 3}}], "algorithms": ["dqn"], "seeds": [0], "budget": {"steps": 3000},
+        "name": "dqn-room", "tasks": ["gridworld/room"],
+        "rewards": [{"name": "exprd-b3", "shaper": {"name": "exprd", "budget": 3}}],
+        "algorithms": ["dqn"], "seeds": [0], "budget": {"steps": 1500},
         "evaluation": {"episodes": 10}, "workers": 1}))
     summary = run_experiment(spec, out=tmp_path / "runs", workers=1)
-    assert summary.counts.get("done") == 2
+    assert summary.counts.get("done") == 1
     for trial in (tmp_path / "runs").glob("dqn-room-*/trials/*"):
         result = json.loads((trial / "result.json").read_text())
-        assert result["algo"] == "dqn" and result["steps"] == 3000
+        assert result["algo"] == "dqn" and result["steps"] == 1500
         assert len(result["eval"]["env_return"]) == 10 and len(result["eval"]["success"]) == 10
 
 

@@ -133,6 +133,12 @@ def test_card_abstraction_refuses_a_mis_specified_abstraction_with_one_line(abst
     assert message in str(e.value) and "\n" not in str(e.value)
 
 
+def test_exprd_with_the_tasks_own_abstraction_points_a_continuous_task_to_card_fields() -> None:
+    with pytest.raises(UserError, match=r"needs an abstraction; metaworld/reach-v3 provides an expert policy \(declare one "
+                                        r"over its card fields: abstraction: \{target"):
+        check_shaper_for(REACH, "exprd", {"budget": 3, "abstraction": True})
+
+
 def test_card_abstraction_refuses_a_task_without_an_expert_or_with_one_field_twice() -> None:
     with pytest.raises(UserError, match="^shaper 'exprd' needs an expert policy; mujoco/Reacher-v5 provides"):
         check_shaper_for(load_card("mujoco/Reacher-v5"), "exprd", {"budget": 3, "abstraction": ABSTRACTION})
