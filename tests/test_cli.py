@@ -56,7 +56,7 @@ def test_check_rejection_names_rule_and_line(tmp_path: Path) -> None:
         (("check", "missing.py", "--env", "mujoco/Hopper-v5"), ("not found", "missing.py")),
         (("train", "--env", "mujoco/Nope-v5", "--steps", "10"), ("unknown env id",)),
         (("train", "--env", "mujoco/Hopper-v5", "--reward", "nofile.py", "--steps", "10"), ("not found", "nofile.py")),
-        (("train", "--env", "mujoco/Hopper-v5", "--algo", "dqn", "--steps", "10"), ("unknown algorithm", "dqn")),
+        (("train", "--env", "mujoco/Hopper-v5", "--algo", "a2c", "--steps", "10"), ("unknown algorithm", "a2c")),
         (("run", "missing-spec.yaml"), ("missing-spec.yaml",)),
     ],
 )

@@ -167,13 +167,13 @@ def test_resume_without_a_previous_run_is_a_user_error(tmp_path: Path) -> None:
 
 
 def test_invalid_spec_is_reported_by_the_cli_on_one_line(tmp_path: Path) -> None:
-    spec = _write_spec(tmp_path, algorithms=["dqn"])
+    spec = _write_spec(tmp_path, algorithms=["a2c"])
     done = subprocess.run(_cli("run", str(spec), "--out", str(tmp_path / "runs")), cwd=tmp_path, env=_env(),
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
     message = " ".join(done.stderr.split())  # (the CLI's console may wrap one long line for the terminal)
-    assert "field 'algorithms': unknown algorithm 'dqn' for trainer 'sb3'" in message, done.stderr
+    assert "field 'algorithms': unknown algorithm 'a2c' for trainer 'sb3'" in message, done.stderr
 
 
 def test_curve_metrics_keep_every_number_of_every_point() -> None:

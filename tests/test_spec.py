@@ -87,7 +87,7 @@ def test_program_paths_resolve_against_the_spec_folder(tmp_path: Path) -> None:
         ({"seeds": [0, "one"]}, "'seeds.1'", "valid integer"),
         ({"tasks": ["mujoco/InvertedPendulum-v4"]}, "'tasks.0'", "unknown env id"),
         ({"tasks": TASK}, "'tasks'", "valid list"),
-        ({"algorithms": ["ppo", "dqn"]}, "'algorithms'", "unknown algorithm 'dqn' for trainer 'sb3'"),
+        ({"algorithms": ["ppo", "a2c"]}, "'algorithms'", "unknown algorithm 'a2c' for trainer 'sb3'"),
         ({"trainer": "tabulr"}, "'trainer'", "unknown trainer 'tabulr'; did you mean 'tabular'"),
         ({"seeds": [0, 2**32]}, "'seeds.1'", "less than or equal to 4294967295"),
         ({"seeds": [-1]}, "'seeds.0'", "greater than or equal to 0"),

@@ -81,6 +81,8 @@ def test_presets_come_from_the_agents_folder(toy_card_path: Path) -> None:
     assert load_preset(card, "ppo", {"n_steps": 64})["n_steps"] == 64
     assert load_preset(load_card("metaworld/reach-v3"), "sac")["policy_kwargs"]["net_arch"] == [256, 256, 256]
     with pytest.raises(UserError, match="unknown algorithm"):
+        load_preset(card, "a2c")
+    with pytest.raises(UserError, match="the mujoco presets have no dqn preset"):
         load_preset(card, "dqn")
 
 

@@ -5,6 +5,8 @@ thesis' EXPRD, ExpAdaRD and ExploRS as they are added).
 - :mod:`~rewardlab.shaping.base`: the :class:`Shaper` interface (what a shaper needs from the task,
   the reward wrapper it adds, the training callbacks it needs);
 - :mod:`~rewardlab.shaping.pbrs`: potential-based reward shaping (Ng, Harada & Russell, 1999).
+- :mod:`~rewardlab.shaping.abstraction`: an abstraction over card fields, its abstract MDP sampled from the
+  simulator with the scripted expert, and the designed reward as a program (EXPRD/ExpAdaRD on continuous tasks).
 
 Names are imported on first use: :mod:`rewardlab.sources` imports the registry, the shapers import
 the wrappers.

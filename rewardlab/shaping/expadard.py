@@ -24,17 +24,22 @@ vectorised); the learner pool is a fixed, seeded stand-in for the paper's 5 stor
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy import sparse
 from scipy.optimize import linprog
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 from rewardlab.cards import EnvCard
 from rewardlab.errors import UserError
-from rewardlab.shaping.base import TableShaper, TabularOnlyShaper
+from rewardlab.shaping.abstraction import ACTIONS, CardAbstraction, SampledModel, abstraction_program_source, estimate_card_mdp
+from rewardlab.shaping.base import Shaper, TableShaper, TabularOnlyShaper
 from rewardlab.shaping.teachers import Teacher
 from rewardlab.sims.tabular import TabularMDP
+from rewardlab.state import StateExtractor
+from rewardlab.wrappers import step_states
 
 #: ExpAdaRD's settings (research note §3).
 DEFAULTS: dict[str, Any] = {"update_every": 5, "r_max": 10.0, "teacher_epsilon": 0.4}
@@ -166,6 +171,10 @@ class AdaptiveRewardDesign(TabularOnlyShaper):
     mode = "replace"
     requires = frozenset({"tabular_model"})
 
+    @classmethod
+    def for_params(cls, params: dict[str, Any]) -> type[Shaper]:
+        return CardAdaptiveRewardDesign if "abstraction" in params else cls
+
     def __init__(self, card: EnvCard, params: dict[str, Any], gamma: float):
         super().__init__(card, params, gamma)
         self.settings = _settings(self.name, params)
@@ -191,3 +200,116 @@ class InvarianceBaseline(TableShaper):
         lp = AdaptiveDesignLP(Teacher.solve(mdp), state_features(self.card.env_id, mdp),
                               float(self.settings["r_max"]), float(self.settings["teacher_epsilon"]))
         return lp.solve(None)
+
+
+class CardAdaptiveRewardDesign(Shaper):
+    """ExpAdaRD on a continuous task through an abstraction over its card fields
+    (``{name: expadard, abstraction: {...}}``, :mod:`rewardlab.shaping.abstraction`), for an SB3 learner.
+
+    The abstract MDP and the teacher are EXPRD's (estimated by sampling with the scripted expert). The
+    learner's π_L on it is the class frequencies of the actions the learner took in each cell over the
+    last ``update_every`` episodes (a cell it did not visit: uniform), its occupancy μ_L the abstract model's
+    under that π_L; every ``update_every`` finished episodes the reward table ``R (Z, 3)`` is redesigned by
+    ExpAdaRD's LP (one indicator feature per cell: no structural constraint). The first design uses a
+    uniform π_L. Deviations: π_L comes from the behaviour actions (SAC's stochastic policy), not the
+    learner's greedy policy, and the reward is looked up on the state after the step, as for EXPRD.
+
+    :param params: ``abstraction`` (see :class:`~rewardlab.shaping.abstraction.CardAbstraction`), and
+        ``update_every``, ``r_max``, ``teacher_epsilon`` (see :data:`DEFAULTS`)
+    """
+
+    name = "expadard"
+    mode = "replace"
+    requires = frozenset({"expert_policy"})
+
+    def __init__(self, card: EnvCard, params: dict[str, Any], gamma: float):
+        super().__init__(card, params, gamma)
+        self.settings = _settings(self.name, {k: v for k, v in params.items() if k != "abstraction"})
+        self.abstraction = CardAbstraction.parse(params["abstraction"], card, shaper=self.name)
+        self.sampled: SampledModel | None = None
+        self.env: AdaptiveAbstractRewardVecEnv | None = None
+
+    def fields_used(self) -> set[str]:
+        return self.abstraction.fields
+
+    def wrap(self, venv: VecEnv, extractor: StateExtractor) -> VecEnv:
+        self.sampled = estimate_card_mdp(self.card, self.abstraction, self.gamma)
+        Z = self.sampled.mdp.n_states
+        lp = AdaptiveDesignLP(Teacher.solve(self.sampled.mdp), np.eye(Z), float(self.settings["r_max"]),
+                              float(self.settings["teacher_epsilon"]))
+        self.env = AdaptiveAbstractRewardVecEnv(venv, extractor, self.abstraction, lp, int(self.settings["update_every"]))
+        return self.env
+
+    def write_artifacts(self, run_dir: Path) -> list[Path]:
+        """The designs so far: ``designed_reward.md`` (each redesign's table) and ``designed_reward.py`` (the
+        last design as a program: what the learner is rewarded with from the last redesign on, not all along)."""
+        if self.env is None or self.sampled is None:
+            return []
+        mdp, history = self.sampled.mdp, self.env.history
+        R = history[-1][1]
+        title = (f"ExpAdaRD (Devidze et al., AAMAS'24) on {self.card.id} over an abstraction of its card fields: the "
+                 f"last of {len(history)} designs (the learner's reward changes while it trains)")
+        program = run_dir / "designed_reward.py"
+        program.write_text(abstraction_program_source(self.abstraction, R, list(range(mdp.n_states)), title))
+        lines = [f"# {title}", "", f"Abstraction: {self.abstraction.model_dump_json()}", ""]
+        for episodes, table in history[-5:]:
+            lines += [f"Design after {episodes} episodes:", "",
+                      "| cell | " + " | ".join(ACTIONS) + " |", "|---" * (len(ACTIONS) + 1) + "|",
+                      *(f"| {mdp.name_of(z)} | " + " | ".join(f"{table[z, a]:+.2f}" for a in range(len(ACTIONS))) + " |"
+                        for z in range(mdp.n_states)), ""]
+        summary = run_dir / "designed_reward.md"
+        summary.write_text("\n".join(lines))
+        return [program, summary]
+
+
+class AdaptiveAbstractRewardVecEnv(VecEnvWrapper):
+    """The learner's reward is ``R[φ(s'), class(a)]`` of the current design; counts the learner's action classes
+    per cell and redesigns every ``update_every`` finished episodes (:class:`CardAdaptiveRewardDesign`).
+
+    :param venv: the training env
+    :param extractor: extracts the abstraction's fields
+    :param abstraction: φ and the action classes
+    :param lp: ExpAdaRD's LP on the abstract MDP
+    :param update_every: N_r, episodes between designs
+    """
+
+    def __init__(self, venv: VecEnv, extractor: StateExtractor, abstraction: CardAbstraction, lp: AdaptiveDesignLP,
+                 update_every: int):
+        super().__init__(venv)
+        self.extractor, self.abstraction, self.lp, self.update_every = extractor, abstraction, lp, update_every
+        self.counts = np.zeros((lp.S, lp.A))
+        self.episodes = 0
+        self.R = lp.solve(lp.informativeness_weights(np.full((lp.S, lp.A), 1.0 / lp.A)))
+        self.history: list[tuple[int, np.ndarray]] = [(0, self.R)]
+        self._actions = np.zeros((self.num_envs, *(self.action_space.shape or ())))
+
+    def learner_policy(self) -> np.ndarray:
+        """π_L ``(Z, 3)`` from the counted classes; uniform in cells with no count."""
+        n = self.counts.sum(1, keepdims=True)
+        return np.where(n > 0, self.counts / np.maximum(n, 1), 1.0 / self.lp.A)
+
+    def reset(self) -> Any:
+        return self.venv.reset()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = np.asarray(actions, dtype=np.float64).reshape(self._actions.shape)
+        self.venv.step_async(actions)
+
+    def step_wait(self) -> Any:
+        obs, reward, dones, infos = self.venv.step_wait()
+        flat, state_obs = step_states(self.extractor, obs, dones, infos)
+        view = self.extractor.view(flat, state_obs)
+        cells, kinds = self.abstraction.cells(view), self.abstraction.action_classes(view, self._actions)
+        np.add.at(self.counts, (cells, kinds), 1.0)
+        designed = self.R[cells, kinds]
+        for i, info in enumerate(infos):
+            info["unshaped_reward"] = float(reward[i])
+        finished = int(np.count_nonzero(dones))
+        if finished:
+            before = self.episodes
+            self.episodes += finished
+            if self.episodes // self.update_every > before // self.update_every:
+                self.R = self.lp.solve(self.lp.informativeness_weights(self.learner_policy()))
+                self.history.append((self.episodes, self.R))
+                self.counts[:] = 0.0
+        return obs, designed.astype(np.float32), dones, infos

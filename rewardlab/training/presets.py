@@ -18,7 +18,7 @@ from rewardlab.sims.base import get_simulator
 from rewardlab.training.policies import resolve_extractor
 
 #: The SB3 algorithms the ``sb3`` trainer runs: the one list every caller checks against.
-ALGORITHMS = ("ppo", "sac", "td3")
+ALGORITHMS = ("ppo", "sac", "td3", "dqn")
 #: Preset keys that configure the env, not the algorithm.
 ENV_KEYS = ("n_envs", "normalize", "policy", "randomization")
 _ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "leaky_relu", "silu")
@@ -64,7 +64,7 @@ def policy_kwargs(raw: dict[str, Any] | None) -> dict[str, Any]:
 
 def minimum_steps(algo: str, params: dict[str, Any]) -> tuple[int, str]:
     """The smallest budget that trains at all, and why: PPO updates once per rollout of
-    ``n_steps × n_envs`` transitions; SAC and TD3 start learning after ``learning_starts`` (which
+    ``n_steps × n_envs`` transitions; SAC, TD3 and DQN start learning after ``learning_starts`` (which
     :func:`rewardlab.training.sb3.build_agent` caps to a fifth of the budget, at least 100)."""
     n_envs = int(params.get("n_envs", 1))
     if algo == "ppo":

@@ -110,7 +110,7 @@ def build_agent(
         envs, as in a ranges YAML file); evaluation envs stay nominal
     :return: ``(model, env)``; ``env`` is a ``VecNormalize`` when the preset says ``normalize``
     """
-    from stable_baselines3 import PPO, SAC, TD3
+    from stable_baselines3 import DQN, PPO, SAC, TD3
     from stable_baselines3.common.noise import NormalActionNoise
 
     params = load_preset(card, algo, preset_overrides)
@@ -144,7 +144,7 @@ def build_agent(
     env = VecMonitor(env)
     if normalize:
         env = VecNormalize(env, norm_obs=True, norm_reward=True, gamma=params.get("gamma", 0.99))
-    algo_cls = {"ppo": PPO, "sac": SAC, "td3": TD3}[algo]
+    algo_cls = {"ppo": PPO, "sac": SAC, "td3": TD3, "dqn": DQN}[algo]
     try:
         model = algo_cls(policy, env, seed=seed, device="cpu", verbose=0,
                          tensorboard_log=str(tensorboard_log) if tensorboard_log else None, **params)
@@ -163,15 +163,21 @@ def _reward_vec_env(env: VecEnv) -> RewardVecEnv | None:
 
 
 class SB3Trainer:
-    """stable-baselines3's PPO, SAC and TD3 with rewardlab's presets (registered as ``sb3``)."""
+    """stable-baselines3's PPO, SAC, TD3 and DQN with rewardlab's presets (registered as ``sb3``)."""
 
     name = "sb3"
     algorithms = ALGORITHMS
 
     def validate(self, card: EnvCard, config: TrainConfig) -> None:
         """Refuse settings that would not train: an unknown algorithm or preset, bad randomisation
-        ranges, a budget below one PPO rollout or the off-policy warm-up, an evaluation interval longer than the budget is fine
-        (the final evaluation still runs)."""
+        ranges, a budget below one PPO rollout or the off-policy warm-up, an algorithm for the other kind
+        of action space. An evaluation interval longer than the budget is fine (the final evaluation
+        still runs)."""
+        discrete = card.action.type == "discrete"
+        if config.algo == "dqn" and not discrete:
+            raise UserError(f"dqn needs discrete actions; {card.label} has {card.action.type} actions (use sac or td3)")
+        if config.algo in ("sac", "td3") and discrete:
+            raise UserError(f"{config.algo} needs continuous actions; {card.label} has discrete actions (use dqn or ppo)")
         params = load_preset(card, config.algo, config.overrides)
         if params.get("randomization") is not None:  # bad ranges: one line before anything is made
             parse_ranges(yaml.safe_dump(params["randomization"]), "randomization")
@@ -231,6 +237,8 @@ class SB3Trainer:
         sparse = is_sparse(reward)
         model, env = build_agent(card, extractor, program, algo, seed, steps, config.overrides, run_dir / "tb", shaper,
                                  sparse=sparse)
+        if shaper is not None:  # what a shaper designed (EXPRD's program), next to the model
+            shaper.write_artifacts(run_dir)
         normalize = isinstance(env, VecNormalize)
         eval_env = _eval_env(card, extractor, program, config.evaluation.episodes, seed, env, sparse)
         curve = LearningCurve(eval_env, config.evaluation.episodes, config.evaluation.every or max(steps // 10, 1),
@@ -244,6 +252,8 @@ class SB3Trainer:
             model.learn(total_timesteps=steps, callback=CallbackList([curve, checkpoints, *extra]), tb_log_name=algo)
             model_path = run_dir / "model.zip"
             model.save(model_path)
+            if shaper is not None:  # again: a shaper that redesigns while the learner trains (ExpAdaRD) has more
+                shaper.write_artifacts(run_dir)
             if isinstance(env, VecNormalize):
                 env.save(str(run_dir / "vecnormalize.pkl"))
             final = curve.final(model)
