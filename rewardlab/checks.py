@@ -99,6 +99,14 @@ class PreferenceReport:
         program that cannot tell the trajectories apart); ``rho`` alone without an expert."""
         return preference_score(self.rho, self.rho_graded)
 
+    def summary(self) -> str:
+        """One line: ``0.86 (rho 0.86, graded 0.90)``; a NaN said in words (no expert to grade, or a
+        constant return)."""
+        rho = f"{self.rho:.2f}" if not math.isnan(self.rho) else "n/a: the return is constant"
+        graded = (f"graded {self.rho_graded:.2f}" if not math.isnan(self.rho_graded)
+                  else "no graded expert trajectories on this task")
+        return f"{self.score:.2f} (rho {rho}, {graded})"
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -97,3 +97,5 @@ def test_tasks_without_experts_rank_by_env_return() -> None:
     report = trajectory_preference_check(reference_program(card), card, collect_trajectories(card, horizon=50))
     assert report.basis == "env return" and report.accuracy == 1.0 and report.rho > 0.9
     assert math.isnan(report.rho_graded) and report.score == report.rho
+    # found by a user: "graded nan" was printed, unexplained
+    assert report.summary() == f"{report.score:.2f} (rho {report.rho:.2f}, no graded expert trajectories on this task)"

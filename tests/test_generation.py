@@ -77,6 +77,19 @@ def test_a_best_program_that_prefers_random_to_the_expert_is_warned_about(tmp_pa
     assert good.best_preference is not None and good.best_preference > 0 and good.warnings == []
 
 
+def test_identical_candidates_train_one_probe(tmp_path: Path) -> None:
+    # found by a user: the offline baseline's two samples were the same program, and both were trained
+    cfg = GenerationConfig(provider="offline", samples=2, rounds=1, probe_steps=1024, final_steps=0,
+                           eval_episodes=1, use_memory=False)
+    result = generate("mujoco/InvertedPendulum-v5", cfg, out=tmp_path)
+    with RunStore(tmp_path / DB_NAME) as store:
+        cands = store.candidates(run_id=result.run_id)
+    assert len(cands) == 2 and cands[0].program_id == cands[1].program_id
+    assert [c.status for c in cands] == ["trained", "trained"] and cands[0].probe == cands[1].probe
+    assert cands[0].score == cands[1].score and result.probe_steps == 1024  # trained once
+    assert sorted(p.name for p in result.run_dir.iterdir() if p.is_dir()) == ["r0-s0"]
+
+
 def test_replay_reproduces_a_generation_without_network(tmp_path: Path, llm_server) -> None:
     llm_server.script(("code", [GOOD_CODE, EVIL]), ("code", GOOD_CODE.replace("5.0", "3.0")))
     live = generate(*_cfg(llm_server), out=tmp_path)

@@ -265,7 +265,7 @@ class Generator:
                 row = self._candidate_row(pid, round, sample, attempt, "checked", checks=checks)
                 per_env = ", runs per env (compat mode: a Python loop, slow)" if report.mode == "scalar" else ""
                 self._say(f"  r{round} s{sample}: checked (attempt {attempt}{per_env}), preference check "
-                          f"{prefs.score:.2f} (rho {prefs.rho:.2f}, graded {prefs.rho_graded:.2f})"
+                          f"{prefs.summary()}"
                           f"{'; ' + '; '.join(prefs.warnings) if prefs.warnings else ''}")
                 return Candidate(row, pid, source, round, sample, preference=prefs.to_dict())
             message = str(error)
@@ -318,7 +318,12 @@ class Generator:
         from rewardlab.training.tasks import TrialTask, run_trial_task
 
         todo: list[tuple[Candidate, TrialTask]] = []
+        twins: list[tuple[Candidate, Candidate]] = []  # (a candidate, the earlier one with the same program)
         for cand in cands:
+            twin = next((c for c, _ in todo if c.program_id == cand.program_id), None)
+            if twin is not None:  # the same program trains the same way (same seed): once is enough
+                twins.append((cand, twin))
+                continue
             done = next((c for c in self._done.values() if c.id == cand.row and c.probe and c.status == "trained"), None)
             if done is not None:
                 cand.probe, cand.score = TrialResult.model_validate(done.probe), done.score
@@ -334,7 +339,8 @@ class Generator:
             todo.append((cand, TrialTask(cand.row, trial_dir.name, card, source, config, str(trial_dir))))
         if not todo:
             return
-        where = f"{min(len(todo), self.backend.capacity)} worker processes" if self.backend else "this process"
+        workers = min(len(todo), self.backend.capacity) if self.backend else 0
+        where = f"{workers} worker process{'es' * (workers != 1)}" if self.backend else "this process"
         self._say(f"  training {len(todo)} probe{'s' * (len(todo) != 1)} of {steps} {self.algo} steps in {where} ...")
         outcomes: dict[int, Any] = {}
         if self.backend is None:
@@ -358,6 +364,15 @@ class Generator:
             self.probe_steps += outcome.result.steps
             self.probe_wall_s += outcome.result.wall_s
             self.store.update_candidate(cand.row, status="trained", probe=_probe_summary(cand.probe), score=cand.score)
+        for cand, twin in twins:
+            self._say(f"  r{cand.round} s{cand.sample}: the same program as s{twin.sample}; its probe is reused")
+            cand.probe, cand.score = twin.probe, twin.score
+            if twin.probe is None:
+                self.store.update_candidate(cand.row, status="failed", error=f"the same program as s{twin.sample}, "
+                                            "whose probe failed")
+            else:
+                self.store.update_candidate(cand.row, status="trained", probe=_probe_summary(twin.probe),
+                                            score=cand.score)
 
     @staticmethod
     def _score(result: TrialResult) -> float:
