@@ -372,7 +372,10 @@ def test_an_experiment_run_shows_seeds_with_intervals_curves_and_videos(tmp_path
     with RunStore(out / DB_NAME) as store:
         trials = store.trials(summary.run_id)
     assert len(trials) == 2 and all(t.status == "done" and t.program_id for t in trials)
+    index = client.get("/").text  # `rewardlab run SPEC` runs are listed, as experiments
+    assert f'href="/runs/{summary.run_id}"' in index and "experiment review-tiny" in index
     page = client.get(f"/runs/{summary.run_id}").text
+    assert "Experiment run" in page and spec["description"] in page
     assert "(IQM, n=2)" in page and "reference" in page  # over seeds, with an interval
     videos = re.findall(r'src="(/runs/[^"]+\.webm)"', page)
     curves = re.findall(r'src="(/runs/[^"]+\.svg)"', page)

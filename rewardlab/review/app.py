@@ -116,7 +116,11 @@ def create_app(out: Path, settings: ReviewSettings | None = None) -> FastAPI:
         if db.is_file():
             with store() as s:
                 runs = [(run, data.run_meta(run)) for run in s.list_runs()]
-        return page(request, "index.html", runs=runs, train_runs=data.train_runs(out), jobs=jobs.all())
+        # one list, newest first: stored runs and `rewardlab train` runs (read from their directories)
+        rows: list[tuple[str, Any, Any]] = [(run.created, run, meta) for run, meta in runs]
+        rows += [(train.created, train, None) for train in data.train_runs(out)]
+        rows.sort(key=lambda row: row[0], reverse=True)
+        return page(request, "index.html", rows=rows, jobs=jobs.all())
 
     @app.get("/runs/{run_id}", response_class=HTMLResponse)
     def run_page(request: Request, run_id: str) -> HTMLResponse:

@@ -216,10 +216,16 @@ def _render(trial_dir: Path, card_id: str, algo: str, out: Path, seed: int, fram
 
 
 def _fit(frame: object, size: int) -> object:
-    """``frame`` (H, W, 3) uint8 cut or padded to ``size`` x ``size`` (envs without a size setting)."""
+    """``frame`` (H, W, 3) or (1, H, W, 3), uint8, an array or a tensor, cut or padded to ``size`` x ``size``
+    (envs without a size setting)."""
     import numpy as np
 
-    image = np.asarray(frame, dtype=np.uint8)[:size, :size, :3]
+    if hasattr(frame, "cpu"):  # ManiSkill renders torch tensors (on the GPU where it can render at all)
+        frame = frame.cpu().numpy()
+    image = np.asarray(frame, dtype=np.uint8)
+    if image.ndim == 4:  # a batch of one env's frames: (1, H, W, 3)
+        image = image[0]
+    image = image[:size, :size, :3]
     if image.shape[:2] != (size, size):
         padded = np.zeros((size, size, 3), dtype=np.uint8)
         padded[: image.shape[0], : image.shape[1]] = image
