@@ -537,3 +537,19 @@ def test_a_failed_render_is_remembered_not_retried(trained: Path, tmp_path: Path
     assert not (broken / "rollout.webm").exists()
     page = client.get(f"/train/{broken.name}").text
     assert "No video: rendering" in page and "<video" not in page
+
+
+def test_a_train_run_of_a_stored_program_shows_on_its_page(trained: Path, tmp_path: Path) -> None:
+    """``rewardlab train --reward FILE`` of a program the store knows: the program page lists the run's
+    training, and the run's page links the program."""
+    from fastapi.testclient import TestClient
+
+    from rewardlab.review.app import create_app
+
+    shutil.copytree(trained, tmp_path / "train" / trained.name)
+    with RunStore(tmp_path / DB_NAME) as store:
+        pid = store.add_program((trained / "reward.py").read_text(), "reference", "mujoco/InvertedPendulum-v5")
+    client = TestClient(create_app(tmp_path))
+    assert f'id="program-link" href="/programs/{pid}"' in client.get(f"/train/{trained.name}").text
+    program = client.get(f"/programs/{pid}").text
+    assert f"rewardlab train run {trained.name}" in program and f'src="/train/{trained.name}/curves.svg"' in program

@@ -20,6 +20,7 @@ reason instead of retrying the renderer on every request.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import subprocess
 import sys
@@ -63,6 +64,14 @@ def has_gpu_device() -> bool:
     return Path("/dev/dri").exists() or any(Path("/dev").glob("nvidia[0-9]*"))
 
 
+@functools.lru_cache(maxsize=1)
+def osmesa_installed() -> bool:
+    """Whether the OSMesa library is installed (asked once: ``find_library`` runs ``ldconfig``)."""
+    import ctypes.util
+
+    return ctypes.util.find_library("OSMesa") is not None
+
+
 def render_problem(simulator: str) -> str | None:
     """Why policies on ``simulator``'s envs cannot be rendered on this machine, in one line (``None``:
     they can, as far as can be told without trying).
@@ -71,15 +80,13 @@ def render_problem(simulator: str) -> str | None:
     run physics-only (:func:`rewardlab.sims.maniskill.physics_only_workaround`), so there is nothing to
     film. MuJoCo-based envs render with OSMesa there, which needs Debian's ``libosmesa6``.
     """
-    import ctypes.util
-
     if simulator == "maniskill":
         if not has_gpu_device():
             return ("ManiSkill renders through SAPIEN, which needs a Vulkan render device (a GPU); this machine has "
                     "none, so ManiSkill policies train and evaluate physics-only here and have no video")
         return None
     if simulator in MUJOCO_SIMULATORS:
-        if gl_backend() == "osmesa" and not ctypes.util.find_library("OSMesa"):
+        if gl_backend() == "osmesa" and not osmesa_installed():
             return ("MuJoCo renders here with MUJOCO_GL=osmesa (no GPU device), and OSMesa is not installed "
                     "(apt-get install libosmesa6)")
         return None
