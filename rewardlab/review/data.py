@@ -1,7 +1,9 @@
 """What the review pages show, read through the run store's typed records (never SQL here).
 
 A *training* is one trained policy of a program: a generation candidate's probe (its result summary is
-stored with the candidate; the model lies in the generation run's directory) or an experiment trial.
+stored with the candidate; the model lies in the generation run's directory), an experiment trial, or a
+``rewardlab train`` run, which is not in the store: it is read from its directory ``<out>/train/<name>``
+(:func:`train_runs`).
 Paths served to the browser are always checked to lie inside the run's own directory
 (:func:`inside_run`).
 """
