@@ -201,6 +201,7 @@ def test_feedback_with_no_endpoint_is_kept_and_said(tmp_path: Path, monkeypatch:
     client = TestClient(create_app(tmp_path, ReviewSettings(provider="openai")))
     page = client.get(f"/programs/{pid}").text
     assert "no endpoint configured" in page and "no model given" in page
+    assert "restart `rewardlab review` with" in page and "$" not in page.split('id="provider-note"')[1][:300]
     assert "No trained policy for this program yet" in page  # probes were off: said, not a failure
     elsewhere = client.post(f"/programs/{pid}/feedback", data={"text": "from another site"},
                             headers={"Origin": "http://evil.example"})
@@ -214,7 +215,9 @@ def test_feedback_with_no_endpoint_is_kept_and_said(tmp_path: Path, monkeypatch:
             break
         time.sleep(0.1)
     assert job.status == "failed" and "no model given" in job.message and "the feedback is kept in run" in job.message
-    assert "no model given" in client.get("/jobs/1").text
+    job_page = client.get("/jobs/1").text
+    assert "no model given" in job_page and "restart `rewardlab review` with" in job_page
+    assert "pass --model" not in job_page and "$REWARDLAB_MODEL" not in job_page and "$OPENAI_BASE_URL" not in job_page
     with RunStore(tmp_path / DB_NAME) as store:
         [kept] = feedback_history(store, pid)
     assert kept.status == "failed" and kept.feedback == "balance nearer the centre" and kept.tags == ["wrong stage"]
@@ -369,7 +372,10 @@ def test_an_experiment_run_shows_seeds_with_intervals_curves_and_videos(tmp_path
     with RunStore(out / DB_NAME) as store:
         trials = store.trials(summary.run_id)
     assert len(trials) == 2 and all(t.status == "done" and t.program_id for t in trials)
+    index = client.get("/").text  # `rewardlab run SPEC` runs are listed, as experiments
+    assert f'href="/runs/{summary.run_id}"' in index and "experiment review-tiny" in index
     page = client.get(f"/runs/{summary.run_id}").text
+    assert "Experiment run" in page and spec["description"] in page
     assert "(IQM, n=2)" in page and "reference" in page  # over seeds, with an interval
     videos = re.findall(r'src="(/runs/[^"]+\.webm)"', page)
     curves = re.findall(r'src="(/runs/[^"]+\.svg)"', page)
@@ -380,3 +386,170 @@ def test_an_experiment_run_shows_seeds_with_intervals_curves_and_videos(tmp_path
     assert video.status_code == 200 and video.headers["content-type"] == "video/webm" and video.content[:4] == b"\x1aE\xdf\xa3"
     program = client.get(f"/programs/{trials[0].program_id}").text
     assert program.count('class="training"') == 2 and "trial mujoco/InvertedPendulum-v5" in program
+
+
+@pytest.fixture(scope="module")
+def trained(generated: tuple[Path, str, str]) -> Path:
+    """A ``rewardlab train`` run (one PPO rollout on InvertedPendulum) in the reviewed runs root's
+    ``train/`` folder, where the command puts it by default: its directory, which is not in the store."""
+    out = generated[0]
+    done = subprocess.run([sys.executable, "-m", "rewardlab", "train", "--env", "mujoco/InvertedPendulum-v5",
+                           "--reward", "reference", "--steps", "1024", "--eval-episodes", "2", "--out",
+                           str(out / "train")], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    [run_dir] = [p for p in (out / "train").iterdir() if (p / "result.json").is_file()]
+    assert (run_dir / "model.zip").is_file() and (run_dir / "train.yaml").is_file()
+    return run_dir
+
+
+def test_train_runs_are_listed_and_have_a_page(server: Server, trained: Path) -> None:
+    """``rewardlab train`` writes only its directory (no store row): the index lists it, its page shows
+    the final evaluation, curves and a video link, and ``rewardlab review NAME`` opens it."""
+    status, index = server.get("/")
+    assert status == 200 and f'href="/train/{trained.name}"' in index and "mujoco/InvertedPendulum-v5" in index
+    status, body = server.get(f"/train/{trained.name}")
+    assert status == 200 and "Training run" in body and "final success rate" in body
+    assert f'src="/train/{trained.name}/curves.svg"' in body and f'src="/train/{trained.name}/video.webm"' in body
+    assert "result.json" in body and "reference" in body
+    status, svg = server.get(f"/train/{trained.name}/curves.svg")
+    assert status == 200 and svg.lstrip().startswith("<?xml")
+    status, text = server.get(f"/train/{trained.name}/files/result.json")
+    assert status == 200 and json.loads(text)["algo"] == "ppo"
+    for path in (f"/train/{trained.name}/files/../../rewardlab.sqlite", f"/train/{trained.name}/files/..%2f..%2fx",
+                 "/train/..%2f..%2fetc/files/passwd", "/train/nope"):
+        assert server.get(path)[0] in (400, 404), path
+    out = trained.parent.parent
+    for name in (trained.name, f"train/{trained.name}", str(trained)):  # each way a user may name it
+        srv = Server(name, "--out", str(out), "--port", "0")
+        try:
+            assert f"/train/{trained.name} " in srv.printed and srv.get(f"/train/{trained.name}")[0] == 200
+        finally:
+            srv.stop()
+
+
+def test_a_train_run_made_before_train_yaml_is_read_from_its_name(trained: Path, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from rewardlab.review.app import create_app
+
+    old = tmp_path / "train" / f"{trained.name}-2"
+    shutil.copytree(trained, old)
+    (old / "train.yaml").unlink()
+    (old / "rollout.webm").unlink(missing_ok=True)
+    client = TestClient(create_app(tmp_path))  # no store at all: the train runs alone are reviewable
+    assert f"/train/{old.name}" in client.get("/").text
+    page = client.get(f"/train/{old.name}").text
+    assert "mujoco/InvertedPendulum-v5" in page and "seed 0" in page and "read from the directory name" in page
+    assert not (tmp_path / DB_NAME).exists()  # reading never creates a store
+
+
+def test_every_run_kind_gets_its_own_title(generated: tuple[Path, str, str]) -> None:
+    """A randomise proposal is no experiment: its page has its title, ranges and files."""
+    from fastapi.testclient import TestClient
+
+    from rewardlab.review.app import create_app
+
+    out, run_id, _ = generated
+    with RunStore(out / DB_NAME) as store:
+        store.create_run("randomize-test", "randomize", yaml.safe_dump(
+            {"kind": "domain randomisation proposal", "card": "mujoco/InvertedPendulum-v5", "provider": "offline"}))
+        store.set_run_status("randomize-test", "done")
+    (out / "randomize-test").mkdir()
+    (out / "randomize-test" / "ranges.yaml").write_text("pole_mass: [0.5, 1.5]  # heavier and lighter poles\n")
+    client = TestClient(create_app(out))
+    page = client.get("/runs/randomize-test").text
+    assert "Domain randomisation proposal randomize-test" in page and "Experiment run" not in page
+    assert "pole_mass: [0.5, 1.5]" in page and "ranges.yaml" in page
+    assert "Generation run " + run_id in client.get(f"/runs/{run_id}").text
+    assert 'class="kind-randomize"' in client.get("/").text
+
+
+def test_bad_requests_get_the_sites_error_page(server: Server, generated: tuple[Path, str, str]) -> None:
+    _, _, pid = generated
+    for path, says in [(f"/compare?a={pid}", "missing query parameter 'b'"), ("/compare", "missing query parameter"),
+                       ("/jobs/notanumber", "path part 'job_id'")]:
+        status, body = server.get(path)
+        assert status == 400, path
+        assert 'id="error-message"' in body and says in body.replace("&#39;", "'"), (path, body[-400:])
+        assert not body.lstrip().startswith("{")
+
+
+def test_offline_refines_say_the_baseline_cannot_read_feedback(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from rewardlab.review.app import create_app
+
+    cfg = GenerationConfig(provider="offline", samples=1, rounds=1, probe_steps=0, use_memory=False)
+    pid = generate("mujoco/InvertedPendulum-v5", cfg, out=tmp_path).best_program_id
+    assert pid is not None
+    client = TestClient(create_app(tmp_path))
+    page = client.get(f"/programs/{pid}").text
+    assert "the offline baseline cannot read feedback" in page and "--base-url" in page
+    sent = client.post(f"/programs/{pid}/feedback", data={"text": "balance nearer the centre"})
+    assert sent.status_code == 200 and "the offline baseline cannot read feedback" in sent.text
+
+
+def test_unrenderable_simulators_show_why_instead_of_a_player(trained: Path, tmp_path: Path) -> None:
+    """A ManiSkill policy on a machine with no render device: the page says so in one line naming
+    ManiSkill (not MuJoCo's setting), and the video URL answers at once. The run is a copy of the real
+    InvertedPendulum train run relabelled as ManiSkill's PushCube: only the page's decision is tested."""
+    from fastapi.testclient import TestClient
+
+    from rewardlab.review.app import create_app
+    from rewardlab.review.video import has_gpu_device, render_problem
+
+    if has_gpu_device():
+        pytest.skip("this machine has a GPU device: ManiSkill may render here")
+    problem = render_problem("maniskill")
+    assert problem and "ManiSkill" in problem and "MUJOCO_GL" not in problem
+    relabelled = tmp_path / "train" / "maniskill_PushCube-v1-reference-ppo-0"
+    shutil.copytree(trained, relabelled)
+    (relabelled / "rollout.webm").unlink(missing_ok=True)
+    settings = yaml.safe_load((relabelled / "train.yaml").read_text())
+    (relabelled / "train.yaml").write_text(yaml.safe_dump({**settings, "card_id": "maniskill/PushCube-v1"}))
+    client = TestClient(create_app(tmp_path))
+    page = client.get(f"/train/{relabelled.name}").text
+    assert "<video" not in page and "No video: ManiSkill renders through SAPIEN" in page
+    video = client.get(f"/train/{relabelled.name}/video.webm")
+    assert video.status_code == 400 and "ManiSkill" in video.text and "MUJOCO_GL" not in video.text
+
+
+def test_a_failed_render_is_remembered_not_retried(trained: Path, tmp_path: Path) -> None:
+    """A render that fails leaves its reason in the trial directory: the next request answers it without
+    starting the renderer (a good model put back afterwards is not rendered until the marker goes)."""
+    from fastapi.testclient import TestClient
+
+    from rewardlab.review.app import create_app
+    from rewardlab.review.video import FAILED_NAME
+
+    broken = tmp_path / "train" / trained.name
+    shutil.copytree(trained, broken)
+    (broken / "rollout.webm").unlink(missing_ok=True)
+    (broken / "model.zip").write_bytes(b"not a zip")
+    client = TestClient(create_app(tmp_path))
+    first = client.get(f"/train/{broken.name}/video.webm")
+    assert first.status_code == 400 and "MUJOCO_GL=" in first.text
+    reason = (broken / FAILED_NAME).read_text().strip()
+    assert reason.startswith(f"rendering {broken.name} failed with MUJOCO_GL=")
+    shutil.copy(trained / "model.zip", broken / "model.zip")
+    again = client.get(f"/train/{broken.name}/video.webm")
+    assert again.status_code == 400 and f"delete {FAILED_NAME}" in again.text
+    assert not (broken / "rollout.webm").exists()
+    page = client.get(f"/train/{broken.name}").text
+    assert "No video: rendering" in page and "<video" not in page
+
+
+def test_a_train_run_of_a_stored_program_shows_on_its_page(trained: Path, tmp_path: Path) -> None:
+    """``rewardlab train --reward FILE`` of a program the store knows: the program page lists the run's
+    training, and the run's page links the program."""
+    from fastapi.testclient import TestClient
+
+    from rewardlab.review.app import create_app
+
+    shutil.copytree(trained, tmp_path / "train" / trained.name)
+    with RunStore(tmp_path / DB_NAME) as store:
+        pid = store.add_program((trained / "reward.py").read_text(), "reference", "mujoco/InvertedPendulum-v5")
+    client = TestClient(create_app(tmp_path))
+    assert f'id="program-link" href="/programs/{pid}"' in client.get(f"/train/{trained.name}").text
+    program = client.get(f"/programs/{pid}").text
+    assert f"rewardlab train run {trained.name}" in program and f'src="/train/{trained.name}/curves.svg"' in program

@@ -41,8 +41,40 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _run_path(run: str, out: Path) -> str:
+    """The page of ``run``: a stored run's id, or a ``rewardlab train`` run (its directory name, or
+    ``train/NAME``, or a path to its directory) whose directory lives in ``out/train``.
+
+    :raises UserError: no such run (the line names the latest ones)
+    """
+    from urllib.parse import quote
+
+    from rewardlab.errors import UserError
+    from rewardlab.review import data
+    from rewardlab.store import DB_NAME, RunStore
+
+    db = out / DB_NAME
+    stored: list[str] = []
+    if db.is_file():
+        with RunStore(db) as store:
+            if store.get_run(run) is not None:
+                return f"runs/{quote(run)}"
+            stored = [r.id for r in store.list_runs()[:3]]
+    trained = data.train_runs(out)
+    wanted = Path(run.rstrip("/")).name
+    for train in trained:
+        if train.name == wanted:
+            return f"train/{quote(train.name)}"
+    if not db.is_file() and not trained:
+        raise UserError(f"no run store at {db} and no train run in {out / data.TRAIN_DIR}; "
+                        "pass --out to where your runs are")
+    known = ", ".join(stored + [f"train/{t.name}" for t in trained[:3]]) or "none"
+    raise UserError(f"no run {run!r} in {db} or {out / data.TRAIN_DIR} (latest: {known})")
+
+
 @app.command()
-def review(run: str | None = typer.Argument(None, help="a run to open (default: the list of runs)"),
+def review(run: str | None = typer.Argument(None, help="a run to open: a stored run's id, or a `rewardlab train` "
+                                            "run's directory name or path (default: the list of runs)"),
            out: Path = typer.Option(Path("runs"), help="runs root: the SQLite store and run directories"),
            host: str = typer.Option("127.0.0.1", help="address to listen on (loopback by default: the page can "
                                     "start LLM requests and training)"),
@@ -58,17 +90,9 @@ def review(run: str | None = typer.Argument(None, help="a run to open (default: 
     """Serve the review page: lineage, code and diffs, curves, rollout videos, feedback that refines."""
     import uvicorn
 
-    from rewardlab.errors import UserError
     from rewardlab.review.app import ReviewSettings, create_app
-    from rewardlab.store import DB_NAME, RunStore
 
-    if run is not None:
-        if not (out / DB_NAME).is_file():
-            raise UserError(f"no run store at {out / DB_NAME}; pass --out to where your runs are")
-        with RunStore(out / DB_NAME) as store:
-            if store.get_run(run) is None:
-                known = ", ".join(r.id for r in store.list_runs()[:3]) or "none"
-                raise UserError(f"no run {run!r} in {out / DB_NAME} (latest: {known})")
+    path = "" if run is None else _run_path(run, out)
     application = create_app(out, ReviewSettings(provider=provider, model=model, base_url=base_url, api_key=api_key,
                                                  probe_steps=probe_steps))
     if not is_loopback(host):
@@ -76,7 +100,7 @@ def review(run: str | None = typer.Argument(None, help="a run to open (default: 
                           "your runs and start refines (LLM requests, training)", markup=False, highlight=False)
     sock = bind(host, port)
     shown = f"[{host}]" if ":" in host else host
-    url = f"http://{shown}:{sock.getsockname()[1]}/" + (f"runs/{run}" if run else "")
+    url = f"http://{shown}:{sock.getsockname()[1]}/{path}"
     console.print(f"rewardlab review: serving {url} (Ctrl-C stops it)", markup=False, highlight=False, soft_wrap=True)
     server = uvicorn.Server(uvicorn.Config(application, log_level="warning", lifespan="on"))
     try:

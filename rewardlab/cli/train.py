@@ -17,6 +17,21 @@ _FLAGS = {"seed": "--seed", "budget.steps": "--steps", "steps": "--steps", "eval
           "algo": "--algo", "trainer": "--trainer"}
 
 
+#: The file in a train run's directory that says what was trained (the review page reads it).
+SETTINGS_NAME = "train.yaml"
+
+
+def write_settings(run_dir: Path, card_id: str, source_name: str, reward: str, shaper: str | None,
+                   config: TrainConfig) -> None:
+    """Write what the run trains (card, reward source, algorithm, seed, budget) as ``run_dir/train.yaml``:
+    ``result.json`` holds the outcome, not the task, and the directory name cannot be parsed back."""
+    import yaml
+
+    settings = {"kind": "train", "card_id": card_id, "reward": source_name, "reward_given": reward, "shaper": shaper,
+                **config.model_dump(mode="json", exclude={"overrides"})}
+    (run_dir / SETTINGS_NAME).write_text(yaml.safe_dump(settings, sort_keys=False))
+
+
 @app.command()
 def train(env: str = typer.Option(..., "--env", help="card id (or card YAML)"),
           reward: str | None = typer.Option(None, help="env|builtin (the env's own), reference, or a program file "
@@ -86,6 +101,7 @@ def train(env: str = typer.Option(..., "--env", help="card id (or card YAML)"),
     chosen = validate(card, config)
     run_dir = new_directory(out, f"{safe_name(card.id)}-{source.name}-{algo}-{seed}")
     try:
+        write_settings(run_dir, card.id, source.name, reward or base, shaper, config)
         with Progress("[progress.description]{task.description}", BarColumn(), "{task.completed}/{task.total}",
                       TimeRemainingColumn(), console=console) as bar, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", SlowRewardWarning)

@@ -1,7 +1,9 @@
 """What the review pages show, read through the run store's typed records (never SQL here).
 
 A *training* is one trained policy of a program: a generation candidate's probe (its result summary is
-stored with the candidate; the model lies in the generation run's directory) or an experiment trial.
+stored with the candidate; the model lies in the generation run's directory), an experiment trial, or a
+``rewardlab train`` run, which is not in the store: it is read from its directory ``<out>/train/<name>``
+(:func:`train_runs`).
 Paths served to the browser are always checked to lie inside the run's own directory
 (:func:`inside_run`).
 """
@@ -9,10 +11,12 @@ Paths served to the browser are always checked to lie inside the run's own direc
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import yaml
 
@@ -45,10 +49,26 @@ class Training:
     card: str
     seed: int
     has_model: bool = False
+    #: why there is no video (the simulator cannot render here, or an earlier render failed); None: can try
+    video_note: str | None = None
+    #: ``train``: a ``rewardlab train`` run outside the store (its own URLs); ``store``: a stored run's
+    source: str = "store"
 
     @property
     def key(self) -> str:
         return f"{self.run_id}/{self.rel_dir}" if self.rel_dir else self.run_id
+
+    @property
+    def curves_url(self) -> str:
+        if self.source == "train":
+            return f"/train/{quote(self.run_id)}/curves.svg"
+        return f"/runs/{quote(self.run_id)}/curves/{quote(self.rel_dir or '')}.svg"
+
+    @property
+    def video_url(self) -> str:
+        if self.source == "train":
+            return f"/train/{quote(self.run_id)}/video.webm"
+        return f"/runs/{quote(self.run_id)}/video/{quote(self.rel_dir or '')}.webm"
 
     def success(self) -> Estimate:
         """Final success rate over the evaluation episodes: IQM and 95% bootstrap interval."""
@@ -181,7 +201,8 @@ def program_view(store: RunStore, program_id: str, out: Path) -> ProgramView:
             f"probe {rel} of {cand.run_id}" + (f" ({algo}, {result.steps} steps)" if algo else f" ({result.steps} steps)"),
             cand.run_id, rel, result if result.algo else result.model_copy(update={"algo": algo}),
             str(meta.get("card_id") or record.card_id or ""), int(meta.get("seed", 0) or 0),
-            has_model(Path(out) / cand.run_id / rel) if rel else False))
+            has_model(Path(out) / cand.run_id / rel) if rel else False,
+            video_note(str(meta.get("card_id") or record.card_id or ""), Path(out) / cand.run_id / rel if rel else None)))
     for run in store.list_runs():
         if run.spec_name == "generate":
             continue
@@ -191,7 +212,13 @@ def program_view(store: RunStore, program_id: str, out: Path) -> ProgramView:
             rel = _trial_rel_dir(out, run.id, trial.dir)
             view.trainings.append(Training(
                 f"trial {trial.key} of {run.id}", run.id, rel, trial.result, trial.task, trial.seed,
-                has_model(Path(out) / run.id / rel) if rel else False))
+                has_model(Path(out) / run.id / rel) if rel else False,
+                video_note(trial.task, Path(out) / run.id / rel if rel else None)))
+    for train in train_runs(out):  # `rewardlab train --reward FILE` runs of this very program
+        if train.result.reward_sha256 == record.id:
+            training = train.training()
+            training.label = f"rewardlab train run {train.name}"
+            view.trainings.append(training)
     return view
 
 
@@ -213,8 +240,10 @@ def experiment_trainings(store: RunStore, run_id: str, out: Path) -> list[Traini
         if trial.result is None:
             continue
         rel = _trial_rel_dir(out, run_id, trial.dir)
+        path = Path(out) / run_id / rel if rel else None
         found.append(Training(f"{trial.task} · {trial.reward} · {trial.algo} · seed {trial.seed}", run_id, rel,
-                              trial.result, trial.task, trial.seed, has_model(Path(out) / run_id / rel) if rel else False))
+                              trial.result, trial.task, trial.seed, has_model(path) if path else False,
+                              video_note(trial.task, path)))
     return found
 
 
@@ -272,6 +301,7 @@ class VideoSource:
     card: str
     algo: str
     seed: int
+    simulator: str | None = None
 
 
 def _trainings_of_run(store: RunStore, out: Path, run_id: str) -> list[Training]:
@@ -313,5 +343,143 @@ def video_source(store: RunStore, out: Path, run_id: str, rel_dir: str) -> Video
             trial_dir = inside_run(out, run_id, rel_dir)
             if not has_model(trial_dir) or not training.result.algo:
                 raise NotFound(f"the training in {rel_dir!r} of run {run_id} left no model to render")
-            return VideoSource(trial_dir, training.card, training.result.algo, training.seed)
+            return VideoSource(trial_dir, training.card, training.result.algo, training.seed,
+                               card_simulator(training.card))
     raise NotFound(f"run {run_id} has no training in {rel_dir!r}")
+
+
+@functools.lru_cache(maxsize=256)
+def card_simulator(card_id: str) -> str | None:
+    """The simulator of the card ``card_id`` (``None``: the card cannot be loaded here)."""
+    from rewardlab.cards import load_card
+
+    try:
+        return load_card(card_id).simulator
+    except (UserError, OSError, ValueError):
+        return None
+
+
+def video_note(card_id: str, trial_dir: Path | None) -> str | None:
+    """Why a training has no rollout video on this machine, in one line, decided without rendering: the
+    card's simulator cannot render here (:func:`rewardlab.review.video.render_problem`) or an earlier render
+    of it failed (its marker file); ``None``: a video can be tried."""
+    from rewardlab.review.video import FAILED_NAME, cached_failure, render_problem
+
+    simulator = card_simulator(card_id)
+    if simulator is None:
+        return f"the env card {card_id!r} cannot be loaded here, so its policy cannot be run"
+    problem = render_problem(simulator)
+    if problem is not None:
+        return problem
+    failed = cached_failure(trial_dir) if trial_dir is not None else None
+    return f"{failed} (delete {FAILED_NAME} in the trial directory to try again)" if failed else None
+
+
+#: What each kind of run is called on the pages (a run's kind: :func:`run_kind`).
+RUN_KINDS = {"generate": "Generation run", "refine": "Refine run", "experiment": "Experiment run",
+             "randomize": "Domain randomisation proposal", "train": "Training run"}
+
+
+def run_kind(run: RunRecord) -> str:
+    """``generate``, ``refine``, ``randomize`` or ``experiment`` (any spec's name) for a stored run."""
+    if run.spec_name == "generate":
+        return "refine" if run_meta(run).get("purpose") == "refine" else "generate"
+    if run.spec_name == "randomize":
+        return "randomize"
+    return "experiment"
+
+
+@dataclass
+class TrainRun:
+    """A ``rewardlab train`` run: a directory ``<out>/train/<name>/`` with ``result.json`` (and
+    ``model.zip``, ``train.yaml``); it is not in the run store.
+
+    :param settings: ``train.yaml`` (card, reward, algo, seed, budget); for runs made before it was
+        written, what the directory name says (``<card>-<reward>-<algo>-<seed>``)
+    """
+
+    name: str
+    path: Path
+    result: TrialResult
+    settings: dict[str, Any]
+    created: str
+
+    @property
+    def card(self) -> str:
+        return str(self.settings.get("card_id") or "")
+
+    def training(self) -> Training:
+        seed = int(self.settings.get("seed", 0) or 0)
+        from rewardlab.review.video import has_model
+
+        label = (f"{self.card or '?'} · {self.settings.get('reward', '?')} · {self.result.algo or '?'} · seed {seed}")
+        return Training(label, self.name, ".", self.result, self.card, seed, has_model(self.path),
+                        video_note(self.card, self.path) if self.card else "the run does not say which env card it "
+                        "trained on, so its policy cannot be run", source="train")
+
+    def files(self) -> list[str]:
+        return sorted(p.name for p in self.path.iterdir() if p.is_file())
+
+
+TRAIN_DIR = "train"
+
+
+def _train_settings(path: Path) -> dict[str, Any]:
+    settings_file = path / "train.yaml"
+    if settings_file.is_file():
+        try:
+            settings = yaml.safe_load(settings_file.read_text()) or {}
+            if isinstance(settings, dict):
+                return settings
+        except yaml.YAMLError:
+            pass
+    # made before train.yaml existed: <safe card id>-<reward>-<algo>-<seed>[-n]; a card id is found by its
+    # safe name (the one part that may hold dashes of its own)
+    from rewardlab.cards import card_index
+    from rewardlab.paths import safe_name
+
+    for card_id in sorted(card_index(), key=len, reverse=True):
+        prefix = safe_name(card_id) + "-"
+        if path.name.startswith(prefix):
+            rest = path.name[len(prefix):].split("-")
+            found: dict[str, Any] = {"card_id": card_id}
+            if len(rest) >= 3 and rest[-1].isdigit() and rest[-2].isdigit():
+                rest = rest[:-1]  # a -2, -3 suffix of a reused name
+            if len(rest) >= 3 and rest[-1].isdigit():
+                found.update(reward="-".join(rest[:-2]), algo=rest[-2], seed=int(rest[-1]))
+            return found
+    return {}
+
+
+def train_runs(out: Path) -> list[TrainRun]:
+    """Every finished ``rewardlab train`` run under ``out/train`` (a directory with ``result.json``),
+    newest first; unreadable results are skipped."""
+    from datetime import datetime, timezone
+
+    root = Path(out) / TRAIN_DIR
+    if not root.is_dir():
+        return []
+    found = []
+    for path in root.iterdir():
+        result_file = path / "result.json"
+        if path.is_symlink() or not result_file.is_file():
+            continue
+        try:
+            result = TrialResult.model_validate_json(result_file.read_text())
+        except (ValueError, OSError):
+            continue
+        stamp = datetime.fromtimestamp(result_file.stat().st_mtime, tz=timezone.utc).isoformat()
+        found.append(TrainRun(path.name, path, result, _train_settings(path), stamp))
+    return sorted(found, key=lambda r: r.created, reverse=True)
+
+
+def get_train_run(out: Path, name: str) -> TrainRun:
+    """The train run ``out/train/<name>`` (also given as ``train/<name>`` or a path ending in it).
+
+    :raises NotFound: no such finished run
+    """
+    name = Path(name.rstrip("/")).name
+    for run in train_runs(out):
+        if run.name == name:
+            return run
+    raise NotFound(f"no train run {name!r} in {Path(out) / TRAIN_DIR} (a directory with result.json)")

@@ -5,6 +5,7 @@ the exchange and the new program); the page itself never writes the store."""
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,8 @@ class RefineJob:
     :param lines: the refine's progress lines, as the CLI would print them
     :param child_id: the new version's id once it passed the checks
     :param message: one line: why it failed, or what it produced
+    :param problem: why nothing could be asked, known when it was sent, with what to do from the page
+    :param warning: what the reviewer must know about the provider (the offline baseline reads no feedback)
     """
 
     id: int
@@ -38,6 +41,8 @@ class RefineJob:
     child_id: str | None = None
     score: float | None = None
     message: str = ""
+    problem: str | None = None
+    warning: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -69,10 +74,14 @@ class RefineJobs:
         self._lock = threading.Lock()
 
     def submit(self, parent_id: str, feedback: str, tags: Sequence[str], config: GenerationConfig, note: str,
-               observed: str | None = None) -> RefineJob:
-        """Queue a refine of ``parent_id``; return its job (its status changes as it runs)."""
+               observed: str | None = None, problem: str | None = None, warning: str | None = None) -> RefineJob:
+        """Queue a refine of ``parent_id``; return its job (its status changes as it runs).
+
+        :param problem: why no provider can be asked (the refine still runs: it stores the feedback in a
+            failed run, and the job's message says ``problem`` instead of the command line's advice)
+        """
         with self._lock:
-            job = RefineJob(next(self._ids), parent_id, feedback, list(tags), note)
+            job = RefineJob(next(self._ids), parent_id, feedback, list(tags), note, problem=problem, warning=warning)
             self._jobs[job.id] = job
         self._pool.submit(self._run, job, config, observed)
         return job
@@ -93,7 +102,11 @@ class RefineJobs:
             result = refine(job.parent_id, job.feedback, config, observed=observed, out=self.out,
                             console=_Lines(job), tags=job.tags)
         except UserError as e:
-            job.status, job.message = "failed", one_line(str(e))
+            message = one_line(str(e))
+            kept = re.search(r"\(the feedback is kept in run \S+\)", message)
+            if job.problem and kept:  # the library's advice names command-line flags; the page says its own
+                message = f"{job.problem} {kept.group(0)}"
+            job.status, job.message = "failed", message
             return
         except Exception as e:  # the page must say what happened, not hang on "running"
             job.status, job.message = "failed", one_line(f"{type(e).__name__}: {e}")

@@ -11,11 +11,16 @@ The policy is the trial's saved SB3 model (``model.zip``, with ``vecnormalize.pk
 normalised observations), run deterministically on the card's env seeded like the first evaluation
 episode; an episode that ends before :data:`FRAMES` steps is followed by the next. The file is WebM
 (VP9 through the ffmpeg that ``imageio-ffmpeg`` ships), which every Chromium plays.
+
+Whether a simulator can render here is decided before trying (:func:`render_problem`: ManiSkill needs a
+render device), and a render that fails leaves :data:`FAILED_NAME` with its reason, so the page shows the
+reason instead of retrying the renderer on every request.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import subprocess
 import sys
@@ -34,6 +39,11 @@ FPS = 25
 VIDEO_NAME = "rollout.webm"
 #: Seconds a render may take before it is given up (a hung GL context is no silent wait).
 RENDER_TIMEOUT_S = 600.0
+#: The file a failed render leaves in the trial directory, holding the reason: later requests answer it
+#: at once instead of starting the renderer again (delete it to try again).
+FAILED_NAME = "rollout.failed"
+#: Simulators whose envs render through MuJoCo's OpenGL (``MUJOCO_GL``).
+MUJOCO_SIMULATORS = ("mujoco", "metaworld")
 
 _locks: dict[Path, threading.Lock] = {}
 _locks_guard = threading.Lock()
@@ -49,13 +59,59 @@ def gl_backend() -> str:
     return chosen or "egl"
 
 
+def has_gpu_device() -> bool:
+    """Whether this machine has a GPU device node (a DRM render node or an NVIDIA device)."""
+    return Path("/dev/dri").exists() or any(Path("/dev").glob("nvidia[0-9]*"))
+
+
+@functools.lru_cache(maxsize=1)
+def osmesa_installed() -> bool:
+    """Whether the OSMesa library is installed (asked once: ``find_library`` runs ``ldconfig``)."""
+    import ctypes.util
+
+    return ctypes.util.find_library("OSMesa") is not None
+
+
+def render_problem(simulator: str) -> str | None:
+    """Why policies on ``simulator``'s envs cannot be rendered on this machine, in one line (``None``:
+    they can, as far as can be told without trying).
+
+    ManiSkill renders with SAPIEN, which needs a Vulkan render device; on a machine without a GPU its envs
+    run physics-only (:func:`rewardlab.sims.maniskill.physics_only_workaround`), so there is nothing to
+    film. MuJoCo-based envs render with OSMesa there, which needs Debian's ``libosmesa6``.
+    """
+    if simulator == "maniskill":
+        if not has_gpu_device():
+            return ("ManiSkill renders through SAPIEN, which needs a Vulkan render device (a GPU); this machine has "
+                    "none, so ManiSkill policies train and evaluate physics-only here and have no video")
+        return None
+    if simulator in MUJOCO_SIMULATORS:
+        if gl_backend() == "osmesa" and not osmesa_installed():
+            return ("MuJoCo renders here with MUJOCO_GL=osmesa (no GPU device), and OSMesa is not installed "
+                    "(apt-get install libosmesa6)")
+        return None
+    if simulator in ("gridworld", "household"):
+        return f"{simulator} envs draw no images (text or tabular states only), so there is no video"
+    return None
+
+
+def cached_failure(trial_dir: Path) -> str | None:
+    """The reason an earlier render of this trial failed (``None``: none failed)."""
+    marker = Path(trial_dir) / FAILED_NAME
+    if not marker.is_file():
+        return None
+    return marker.read_text().strip() or "an earlier render failed"
+
+
 def has_model(trial_dir: Path) -> bool:
     """Whether ``trial_dir`` holds a trained SB3 model to render."""
     return (Path(trial_dir) / "model.zip").is_file()
 
 
-def rollout_video(trial_dir: Path, card: str, algo: str, seed: int = 0, frames: int = FRAMES, size: int = SIZE) -> Path:
-    """The trial's rollout video, rendered on first use and cached as ``trial_dir/rollout.webm``.
+def rollout_video(trial_dir: Path, card: str, algo: str, seed: int = 0, frames: int = FRAMES, size: int = SIZE,
+                  simulator: str | None = None) -> Path:
+    """The trial's rollout video, rendered on first use and cached as ``trial_dir/rollout.webm``; a render
+    that fails leaves :data:`FAILED_NAME` with the reason, answered at once by later calls.
 
     :param trial_dir: a trial directory with ``model.zip`` (and ``vecnormalize.pkl`` if normalised)
     :param card: the env card id or path the model was trained on
@@ -63,17 +119,30 @@ def rollout_video(trial_dir: Path, card: str, algo: str, seed: int = 0, frames: 
     :param seed: the training seed (the episode is the first evaluation episode's)
     :param frames: env steps to render (the episode may end sooner)
     :param size: width and height in pixels
-    :raises UserError: no model in the directory, or rendering failed (the line says why)
+    :param simulator: the card's simulator (``None``: read from the card); it decides whether rendering
+        can work here (:func:`render_problem`) and which setting an error names
+    :raises UserError: no model in the directory, this machine cannot render the simulator, or rendering
+        failed now or before (the line says why)
     """
     trial_dir = Path(trial_dir)
     target = trial_dir / VIDEO_NAME
     if not has_model(trial_dir):
         raise UserError(f"no trained model in {trial_dir} to render")
+    if simulator is None:
+        from rewardlab.cards import load_card
+
+        simulator = load_card(card).simulator
     with _locks_guard:
         lock = _locks.setdefault(target, threading.Lock())
     with lock:  # two requests for one video render it once
         if target.is_file() and target.stat().st_size > 0:
             return target
+        problem = render_problem(simulator)
+        if problem is not None:
+            raise UserError(f"no video of {trial_dir.name}: {problem}")
+        failed = cached_failure(trial_dir)
+        if failed is not None:
+            raise UserError(f"{failed} (delete {FAILED_NAME} in the trial directory to try again)")
         partial = target.with_suffix(".part.webm")
         backend = gl_backend()
         env = dict(os.environ, MUJOCO_GL=backend, PYOPENGL_PLATFORM=backend, OMP_NUM_THREADS="1")
@@ -83,14 +152,26 @@ def rollout_video(trial_dir: Path, card: str, algo: str, seed: int = 0, frames: 
             done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=RENDER_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             partial.unlink(missing_ok=True)
-            raise UserError(f"rendering {trial_dir.name} took longer than {RENDER_TIMEOUT_S:.0f} s; gave up") from None
+            raise UserError(_remember(trial_dir, f"rendering {trial_dir.name} took longer than "
+                                                 f"{RENDER_TIMEOUT_S:.0f} s; gave up")) from None
         if done.returncode != 0 or not partial.is_file():
             partial.unlink(missing_ok=True)
             lines = [ln for ln in (done.stderr or "").strip().splitlines() if ln.strip()]
-            raise UserError(f"rendering {trial_dir.name} failed with MUJOCO_GL={backend}: "
-                            f"{one_line(lines[-1]) if lines else 'exit ' + str(done.returncode)}")
+            how = f"with MUJOCO_GL={backend}" if simulator in MUJOCO_SIMULATORS else f"on {simulator}"
+            raise UserError(_remember(trial_dir, f"rendering {trial_dir.name} failed {how}: "
+                                                 f"{one_line(lines[-1]) if lines else 'exit ' + str(done.returncode)}"))
         partial.replace(target)
         return target
+
+
+def _remember(trial_dir: Path, reason: str) -> str:
+    """Write ``reason`` as the trial's failed-render marker (best effort: a read-only run still answers)
+    and return it."""
+    try:
+        (trial_dir / FAILED_NAME).write_text(reason + "\n")
+    except OSError:
+        pass
+    return reason
 
 
 def _render(trial_dir: Path, card_id: str, algo: str, out: Path, seed: int, frames: int, size: int) -> None:
@@ -142,10 +223,16 @@ def _render(trial_dir: Path, card_id: str, algo: str, out: Path, seed: int, fram
 
 
 def _fit(frame: object, size: int) -> object:
-    """``frame`` (H, W, 3) uint8 cut or padded to ``size`` x ``size`` (envs without a size setting)."""
+    """``frame`` (H, W, 3) or (1, H, W, 3), uint8, an array or a tensor, cut or padded to ``size`` x ``size``
+    (envs without a size setting)."""
     import numpy as np
 
-    image = np.asarray(frame, dtype=np.uint8)[:size, :size, :3]
+    if hasattr(frame, "cpu"):  # ManiSkill renders torch tensors (on the GPU where it can render at all)
+        frame = frame.cpu().numpy()
+    image = np.asarray(frame, dtype=np.uint8)
+    if image.ndim == 4:  # a batch of one env's frames: (1, H, W, 3)
+        image = image[0]
+    image = image[:size, :size, :3]
     if image.shape[:2] != (size, size):
         padded = np.zeros((size, size, 3), dtype=np.uint8)
         padded[: image.shape[0], : image.shape[1]] = image

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -682,7 +683,10 @@ def refine_settings(store: RunStore, program_id: str, **given: Any) -> tuple[Gen
     if config.provider == "offline":
         who = "offline (the labelled no-LLM baseline)"
     else:
-        who = f"{config.provider} ({config.model or '$REWARDLAB_MODEL'} at {config.base_url or '$OPENAI_BASE_URL'})"
+        # what the provider will use: the setting, else the environment's; never a variable's name as a value
+        model = config.model or os.environ.get("REWARDLAB_MODEL") or "no model named"
+        url = config.base_url or os.environ.get("OPENAI_BASE_URL") or "OpenAI's default endpoint"
+        who = f"{config.provider} ({model} at {url})"
     return config, f"{who}; {origin}"
 
 
