@@ -181,7 +181,7 @@ def _render(trial_dir: Path, card_id: str, algo: str, out: Path, seed: int, fram
     limit_threads()
     import imageio.v2 as imageio
     import numpy as np
-    from stable_baselines3 import PPO, SAC, TD3
+    from stable_baselines3 import DQN, PPO, SAC, TD3
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
     from rewardlab.cards import load_card
@@ -189,7 +189,7 @@ def _render(trial_dir: Path, card_id: str, algo: str, out: Path, seed: int, fram
     from rewardlab.training.evaluation import eval_seed
 
     card = load_card(card_id)
-    algorithms: dict[str, Any] = {"ppo": PPO, "sac": SAC, "td3": TD3}
+    algorithms: dict[str, Any] = {"ppo": PPO, "sac": SAC, "td3": TD3, "dqn": DQN}
     model = algorithms[algo].load(str(trial_dir / "model.zip"), device="cpu")
     first = eval_seed(seed)
     env = make_env(card, seed=first, render_mode="rgb_array")
