@@ -635,7 +635,8 @@ def list_cards() -> list[EnvCard]:
 
 # -- prompt rendering ----------------------------------------------------------------------------
 def _class_name(entity: str) -> str:
-    return "".join(part.capitalize() for part in re.split(r"[_\W]+", entity) if part)
+    """``cubeA`` -> ``CubeA``, ``obj_1`` -> ``Obj1``: each part's first letter raised, the rest kept."""
+    return "".join(part[0].upper() + part[1:] for part in re.split(r"[_\W]+", entity) if part)
 
 
 def _stub_line(name: str, spec: FieldSpec) -> str:

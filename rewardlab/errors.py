@@ -1,5 +1,7 @@
 """The one exception type that reaches users as a single clear line (no traceback)."""
 
+import difflib
+
 
 class UserError(Exception):
     """A problem with the user's input (card, spec, reward program, file, flag).
@@ -32,3 +34,14 @@ def one_line(text: str, limit: int = 300) -> str:
     """A message squeezed onto one line (no traceback, no multi-line library errors), at most ``limit`` chars."""
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def closest(name: str, options: list[str], cutoff: float = 0.6) -> str | None:
+    """The option a mistyped ``name`` most likely meant, for "did you mean" hints: the shortest option
+    that ``name`` begins (a cut-short name: ``ee_pos`` is ``ee_position``, not the closer-spelt ``qpos``),
+    else difflib's closest above ``cutoff``; None when nothing is close."""
+    extended = [o for o in options if o.startswith(name) and o != name]
+    if extended:
+        return min(extended, key=len)
+    close = difflib.get_close_matches(name, options, n=1, cutoff=cutoff)
+    return close[0] if close else None

@@ -9,7 +9,6 @@ loops over the batch, with a warning, since it is slow.
 from __future__ import annotations
 
 import ast
-import difflib
 import hashlib
 import itertools
 import math
@@ -26,7 +25,7 @@ import numpy as np
 from rewardlab.aliases import compat_aliases
 from rewardlab.arrays import StrictSlices, array_facade, backend_of
 from rewardlab.cards import EnvCard, read_text_file
-from rewardlab.errors import RewardProgramError, UserError, one_line
+from rewardlab.errors import RewardProgramError, UserError, closest, one_line
 from rewardlab.sandbox import MAX_SOURCE_BYTES, check_source, exec_program
 from rewardlab.types import Array, Components, RewardOutput
 
@@ -161,13 +160,13 @@ def check_fields(tree: ast.Module, card: EnvCard) -> None:
         return
     described = []
     for name in unknown:
-        close = difflib.get_close_matches(name, fields, n=1, cutoff=0.6)
+        close = closest(name, fields)
         if name == "self.env":  # Text2Reward's env accessors: only the aliased ones map to fields
             mapped = ", ".join(f"{expr} -> self.{field}" for expr, field in compat_aliases().items())
             described.append(f"self.env (the env is read through the card's fields; Text2Reward accessors "
                              f"mapped: {mapped or 'none'})")
         else:
-            described.append(f"{name} (did you mean {close[0]}?)" if close else name)
+            described.append(f"{name} (did you mean {close}?)" if close else name)
     raise RewardProgramError(
         "unknown-field", f"env card {card.label} has no {', '.join(described)}; its fields are "
         f"{', '.join(fields)}", min((line for line in unknown.values() if line is not None), default=None))

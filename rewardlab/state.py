@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import builtins
-import difflib
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,7 +18,7 @@ import numpy as np
 
 from rewardlab.aliases import apply_aliases
 from rewardlab.cards import EnvCard, FieldSpec
-from rewardlab.errors import UserError
+from rewardlab.errors import UserError, closest
 
 
 class StateExtractor:
@@ -172,8 +171,8 @@ class StateView:
         if name.startswith("_"):
             raise AttributeError(name)
         offered = sorted(k for k, v in vars(type(self)).items() if isinstance(v, property))
-        close = difflib.get_close_matches(name, offered, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
+        close = closest(name, offered)
+        hint = f"did you mean {close!r}? " if close else ""
         raise AttributeError(f"the state has no field {name!r} here; {hint}it has: {', '.join(offered)}")
 
     @property

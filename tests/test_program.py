@@ -381,3 +381,20 @@ def test_a_batched_program_with_a_bug_gets_its_own_error_not_the_per_env_one() -
                             "    return self.qpos[:, 0] + self.qpos[:, 5]\n")
     with pytest.raises(RewardProgramError, match="index 5 is out of bounds"):
         quiet(program.bind(CARD), EXTRACTOR.view(flat), action)
+
+
+def test_a_cut_short_field_name_is_matched_to_the_field_it_begins() -> None:
+    # found by a user: self.robot.ee_pos was answered "did you mean self.robot.qpos?"
+    from rewardlab.cards import load_card
+
+    program = RewardProgram("def compute_dense_reward(self, action):\n    return -abs(self.robot.ee_pos[:, 0])\n")
+    with pytest.raises(RewardProgramError, match=r"self\.robot\.ee_pos \(did you mean self\.robot\.ee_position\?\)"):
+        program.bind(load_card("metaworld/reach-v3"))
+
+
+def test_stub_classes_keep_the_entity_names_capitals() -> None:
+    # found by a user: the stub of ManiSkill's cubeA was `class Cubea`
+    from rewardlab.cards import load_card, render_stubs
+
+    stubs = render_stubs(load_card("maniskill/StackCube-v1"))
+    assert "class CubeA:" in stubs and "class CubeB:" in stubs and "Cubea" not in stubs
