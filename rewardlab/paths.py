@@ -57,9 +57,12 @@ def describe_os_error(error: OSError) -> str:
 
 
 def relative_path(path: str | Path, start: str | Path | None = None) -> str:
-    """``path`` relative to ``start`` (default: the working directory) when it lies below it or near
-    it, else as given; reports name paths the reader can use where they run them."""
+    """``path`` relative to ``start`` (default: the working directory) when it lies below it, else
+    absolute; reports name paths the reader can use where they run them (``../x`` for ``/tmp/x`` read
+    from ``/tmp/work`` made users look for the file in the wrong place)."""
+    full = Path(path).resolve()
+    base = Path(start or Path.cwd()).resolve()
     try:
-        return os.path.relpath(Path(path).resolve(), Path(start or Path.cwd()).resolve())
-    except ValueError:  # another drive (Windows)
-        return str(path)
+        return str(full.relative_to(base))
+    except ValueError:  # outside start (or on another drive)
+        return str(full)
