@@ -324,3 +324,25 @@ def test_cards_whose_fields_are_not_observation_columns_say_so(tmp_path: Path) -
     (unnamed,) = described["fields"]
     assert unnamed["name"] == "unnamed" and unnamed["columns"] == [0, 1, 2, 3]
     assert "not from observation columns" in unnamed["doc"]
+
+
+def test_a_maniskill_export_writes_the_measured_layout(tmp_path: Path) -> None:
+    """An (untrained: parity does not need training) ManiSkill PPO policy exported end to end: its
+    metadata.json carries the measured state layout, not one ``unnamed`` field."""
+    pytest.importorskip("mani_skill")
+    from rewardlab.cards import load_card
+    from rewardlab.state import StateExtractor
+    from rewardlab.training.sb3 import build_agent
+
+    card = load_card("maniskill/PickCube-v1")
+    model, env = build_agent(card, StateExtractor(card, []), None, "ppo", 0, 1024, None)
+    env.close()
+    trial_dir = tmp_path / "maniskill_PickCube-v1-env-ppo-0"
+    trial_dir.mkdir()
+    model.save(trial_dir / "model.zip")
+    result = export_policy(locate_trial(trial_dir), parity_observations=20, evaluation_episodes=1)
+    meta = json.loads((result.directory / "metadata.json").read_text())
+    assert meta["observation"]["dim"] == 42 and meta["observation"]["layout_source"].startswith("measured")
+    names = [f["name"] for f in meta["observation"]["fields"]]
+    assert names[:2] == ["agent.qpos", "agent.qvel"] and "extra.tcp_pose" in names and "unnamed" not in names
+    assert result.parity.passed

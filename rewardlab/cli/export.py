@@ -15,7 +15,7 @@ from rewardlab.cli.app import app, console, err_console
 
 Out = typer.Option(Path("runs"), help="runs root: the SQLite store and run directories")
 ExportArg = typer.Argument(..., help="an export folder (or a trial directory: its latest export)")
-randomize_app = typer.Typer(no_args_is_help=True, help="Domain randomisation ranges (DrEureka style).")
+randomize_app = typer.Typer(no_args_is_help=True, help="Domain randomisation ranges (DrEureka style; MuJoCo envs only).")
 app.add_typer(randomize_app, name="randomize")
 
 
@@ -24,7 +24,8 @@ def _fmt(value: float | None) -> str:
 
 
 @app.command("export")
-def export_cmd(trial: str = typer.Argument(..., help="RUN/TRIAL (run id / trial directory name) or a trial directory"),
+def export_cmd(trial: str = typer.Argument(..., help="RUN/TRIAL (run id / trial directory name), RUN/PROBE of a generation run "
+                                                 "(e.g. r0-s0) or a trial directory"),
                fmt: str = typer.Option("onnx", "--format", help="export format: onnx"),
                out: Path = Out,
                env: str | None = typer.Option(None, help="the card, for a `rewardlab train` directory that does not name it"),
@@ -59,7 +60,8 @@ def export_cmd(trial: str = typer.Argument(..., help="RUN/TRIAL (run id / trial 
 def play(export: Path = ExportArg,
          episodes: int | None = typer.Option(None, help="episodes (default: as many as the export's torch evaluation)"),
          seed: int | None = typer.Option(None, help="first episode's seed (default: the torch evaluation's)"),
-         ranges: Path | None = typer.Option(None, help="domain randomisation ranges (YAML) to play under")) -> None:
+         ranges: Path | None = typer.Option(None, help="domain randomisation ranges (YAML) to play under "
+                                                      "(MuJoCo envs only)")) -> None:
     """Run an exported ONNX policy in the simulator (onnxruntime, no torch); report return and success
     and compare with the torch policy's evaluation on the same seeds."""
     from rewardlab.export import compare_with_torch, load_export
@@ -90,7 +92,8 @@ def robustness(export: Path = ExportArg,
                seed: int | None = typer.Option(None, help="first episode's seed (default: the export's evaluation seeds)"),
                save: Path | None = typer.Option(None, help="folder for robustness.json and .png (default: a new "
                                                 "one in the export)")) -> None:
-    """Evaluate an exported policy over a 2-D grid of fixed physics perturbations; write a heat map."""
+    """Evaluate an exported policy over a 2-D grid of fixed physics perturbations; write a heat map (MuJoCo
+    envs only: gymnasium MuJoCo, MetaWorld)."""
     from rewardlab.errors import UserError
     from rewardlab.export import load_export
     from rewardlab.paths import new_directory, relative_path
@@ -113,7 +116,8 @@ def randomize_feasible(export: Path = ExportArg,
                        episodes: int = typer.Option(3, help="episodes per tried value"),
                        param: list[str] | None = typer.Option(None, "--param", help="parameters to measure (default: all)"),
                        save: Path | None = typer.Option(None, help="write the ranges as JSON here")) -> None:
-    """Measure each parameter's feasible range: perturb it outward until the policy fails (RAPP)."""
+    """Measure each parameter's feasible range: perturb it outward until the policy fails (RAPP; MuJoCo envs
+    only)."""
     from rewardlab.export import load_export
     from rewardlab.paths import relative_path
     from rewardlab.robustness import feasible_ranges, write_json
