@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rewardlab.cards import EnvCard, load_card
 from rewardlab.errors import UserError
-from rewardlab.paths import new_directory, relative_path, safe_name
+from rewardlab.paths import new_directory, relative_path, safe_name, shown_path
 from rewardlab.sims.base import make_env
 from rewardlab.state import StateExtractor
 from rewardlab.store import DB_NAME, RunStore, TrialRecord
@@ -90,7 +90,7 @@ class TrialRef:
 
     @property
     def name(self) -> str:
-        return f"{self.run_id}/{self.trial_dir.name}" if self.run_id else relative_path(self.trial_dir)
+        return f"{self.run_id}/{self.trial_dir.name}" if self.run_id else shown_path(self.trial_dir)
 
 
 def _program_sha(trial_dir: Path, result: TrialResult | None) -> str | None:
@@ -126,7 +126,7 @@ def _from_generation(trial_dir: Path, run: Any, db: Path, env: str | None) -> Tr
     record, its program from the candidate whose probe saved this model (else the hash of its
     ``reward.py``)."""
     what = f"{run.id}/{trial_dir.name}"
-    _require_model(trial_dir, f"probe {what}")
+    _require_model(trial_dir, what, kind="probe")
     record = _generation_record(run)
     card = env or record.get("card_id")
     if not card:
@@ -153,22 +153,30 @@ def _not_a_trial(path: Path, out: Path | None) -> UserError:
     """Why an existing directory is not a trial, saying where the trial (or what it is) is."""
     for parent in path.resolve().parents:
         if (parent / "model.zip").is_file():
-            return UserError(f"no model.zip in {relative_path(path)}: it is not a trial directory; the trial "
-                             f"directory is {relative_path(parent)}")
-    db = _store_near(path, out)
+            return UserError(f"no model.zip in {shown_path(path)}: it is not a trial directory; the trial "
+                             f"directory is {shown_path(parent)}")
+    gen_db = path.resolve().parent.parent / DB_NAME
+    if gen_db.is_file():  # a probe folder of a generation run whose training saved no model
+        with RunStore(gen_db) as store:
+            run = store.get_run(path.resolve().parent.name)
+        if run is not None and run.spec_name == "generate":
+            return UserError(f"probe {run.id}/{path.name} has no saved model (no model.zip in {shown_path(path)}): "
+                             "its training failed or did not finish")
+    beside = path.resolve().parent / DB_NAME  # a run's folder sits beside its store
+    db = beside if beside.is_file() else _store_near(path, out)
     if db is not None and (db.parent / path.name).resolve() == path.resolve():
         with RunStore(db) as store:
             run = store.get_run(path.name)
         if run is not None and run.spec_name == "randomize":
-            return UserError(f"{relative_path(path)} is a randomize run (domain randomisation ranges), not a trial; "
+            return UserError(f"{shown_path(path)} is a randomize run (domain randomisation ranges), not a trial; "
                              "export a trained policy, then `rewardlab play EXPORT --ranges "
-                             f"{relative_path(path / 'ranges.yaml')}`")
+                             f"{shown_path(path / 'ranges.yaml')}`")
         if run is not None:
             trials = sorted({p.parent.name for p in path.rglob("model.zip")})
             example = f" (e.g. {run.id}/{trials[0]})" if trials else ""
-            return UserError(f"{relative_path(path)} is the {run.spec_name} run {run.id}, not a trial; name one of its "
+            return UserError(f"{shown_path(path)} is the {run.spec_name} run {run.id}, not a trial; name one of its "
                              f"trials as RUN/TRIAL{example}")
-    return UserError(f"no model.zip in {relative_path(path)}: it is not a trial directory (a trial directory holds "
+    return UserError(f"no model.zip in {shown_path(path)}: it is not a trial directory (a trial directory holds "
                      "the model.zip that training saved)")
 
 
@@ -182,11 +190,12 @@ def _read_result(trial_dir: Path) -> TrialResult | None:
         return None
 
 
-def _require_model(trial_dir: Path, what: str, status: str | None = None, error: str | None = None) -> None:
+def _require_model(trial_dir: Path, what: str, status: str | None = None, error: str | None = None,
+                   kind: str = "trial") -> None:
     if (trial_dir / "model.zip").is_file():
         return
     why = f" (it is {status}" + (f": {error}" if error else "") + ")" if status and status != "done" else ""
-    raise UserError(f"trial {what} has no saved model (no model.zip in {relative_path(trial_dir)}){why}; "
+    raise UserError(f"{kind} {what} has no saved model (no model.zip in {shown_path(trial_dir)}){why}; "
                     "only finished trials of the sb3 trainer can be exported")
 
 
@@ -224,19 +233,19 @@ def _from_directory(path: Path, env: str | None) -> TrialRef:
             run = store.get_run(path.resolve().parent.name)
         if run is not None and run.spec_name == "generate":
             return _from_generation(path, run, gen_db, env)
-    _require_model(path, relative_path(path))
+    _require_model(path, shown_path(path))
     result = _read_result(path)
     match = re.search(r"-(ppo|sac|td3)-(\d+)(?:-\d+)?$", path.name)
     algo = result.algo if result is not None and result.algo else (match.group(1) if match else "")
     if algo not in EXPORTABLE_ALGOS:
-        raise UserError(f"cannot tell the algorithm of {relative_path(path)} (no result.json); export supports "
+        raise UserError(f"cannot tell the algorithm of {shown_path(path)} (no result.json); export supports "
                         f"{', '.join(EXPORTABLE_ALGOS)}")
     if env is None:
         from rewardlab.cards import card_index
 
         found = [cid for cid in card_index() if path.name.startswith(safe_name(cid) + "-")]
         if not found:
-            raise UserError(f"cannot tell the task of {relative_path(path)}; pass --env CARD")
+            raise UserError(f"cannot tell the task of {shown_path(path)}; pass --env CARD")
         env = max(found, key=len)
     seed = int(match.group(2)) if match else 0
     program = _program_sha(path, result)
@@ -347,7 +356,7 @@ def load_model(trial: TrialRef) -> Any:
     try:
         return classes[trial.algo].load(trial.trial_dir / "model.zip", device="cpu")
     except Exception as e:  # a damaged or foreign zip: one line
-        raise UserError(f"cannot load {relative_path(trial.trial_dir / 'model.zip')} as a {trial.algo} model: "
+        raise UserError(f"cannot load {shown_path(trial.trial_dir / 'model.zip')} as a {trial.algo} model: "
                         f"{type(e).__name__}: {' '.join(str(e).split())[:200]}") from None
 
 
@@ -445,10 +454,10 @@ class OnnxPolicy:
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as e:
-            raise UserError(f"cannot load {relative_path(path)} with onnxruntime: {' '.join(str(e).split())[:200]}") from None
+            raise UserError(f"cannot load {shown_path(path)} with onnxruntime: {' '.join(str(e).split())[:200]}") from None
         names = [i.name for i in self.session.get_inputs()]
         if names != ["obs"]:
-            raise UserError(f"{relative_path(path)} is not a rewardlab policy export (inputs {names}, expected ['obs'])")
+            raise UserError(f"{shown_path(path)} is not a rewardlab policy export (inputs {names}, expected ['obs'])")
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         x = np.asarray(obs, dtype=np.float32)
@@ -729,7 +738,7 @@ def export_policy(trial: TrialRef, dest: Path | None = None, parity_observations
     folder = Path(dest) if dest is not None else new_directory(trial.trial_dir / "exports", fmt)
     if dest is not None:
         if folder.exists() and any(folder.iterdir()):
-            raise UserError(f"{relative_path(folder)} exists and is not empty; exports never overwrite, pick another --dest")
+            raise UserError(f"{shown_path(folder)} exists and is not empty; exports never overwrite, pick another --dest")
         folder.mkdir(parents=True, exist_ok=True)
     onnx_path = folder / ONNX_FILE
     write_onnx(model, norm, onnx_path)
@@ -831,12 +840,12 @@ def load_export(directory: str | Path) -> ExportedPolicy:
         if exports:
             folder = exports[-1]
     if not (folder / METADATA).is_file() or not (folder / ONNX_FILE).is_file():
-        raise UserError(f"{relative_path(folder)} is not a policy export (no {METADATA} and {ONNX_FILE}); "
+        raise UserError(f"{shown_path(folder)} is not a policy export (no {METADATA} and {ONNX_FILE}); "
                         "write one with `rewardlab export RUN/TRIAL`")
     try:
         metadata = json.loads((folder / METADATA).read_text())
     except json.JSONDecodeError as e:
-        raise UserError(f"{relative_path(folder / METADATA)} is not valid JSON: {e}") from None
+        raise UserError(f"{shown_path(folder / METADATA)} is not valid JSON: {e}") from None
     return ExportedPolicy(folder, metadata, load_card(metadata["card"]), OnnxPolicy(folder / ONNX_FILE))
 
 

@@ -57,12 +57,20 @@ def describe_os_error(error: OSError) -> str:
 
 
 def relative_path(path: str | Path, start: str | Path | None = None) -> str:
-    """``path`` relative to ``start`` (default: the working directory) when it lies below it, else
-    absolute; reports name paths the reader can use where they run them (``../x`` for ``/tmp/x`` read
-    from ``/tmp/work`` made users look for the file in the wrong place)."""
-    full = Path(path).resolve()
-    base = Path(start or Path.cwd()).resolve()
+    """``path`` relative to ``start`` (default: the working directory) when it lies below it or near
+    it, else as given; reports name paths the reader can use where they run them."""
     try:
-        return str(full.relative_to(base))
-    except ValueError:  # outside start (or on another drive)
+        return os.path.relpath(Path(path).resolve(), Path(start or Path.cwd()).resolve())
+    except ValueError:  # another drive (Windows)
+        return str(path)
+
+
+def shown_path(path: str | Path) -> str:
+    """``path`` as a console line should name it: relative to the working directory when it lies below
+    it, else absolute (``/tmp/x.json``, never ``../x.json``, which sent users looking in the wrong place).
+    Files meant to be read from elsewhere (a report's "regenerate" line) use :func:`relative_path`."""
+    full = Path(path).resolve()
+    try:
+        return str(full.relative_to(Path.cwd().resolve()))
+    except ValueError:  # outside the working directory
         return str(full)

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from rewardlab.cards import describe_validation_error
 from rewardlab.errors import UserError, one_line
-from rewardlab.paths import relative_path
+from rewardlab.paths import shown_path
 
 #: Every randomisable parameter, with its nominal value and what it means (the prompt shows these).
 PARAMETERS: dict[str, dict[str, Any]] = {
@@ -153,7 +153,7 @@ def load_ranges(path: str | Path) -> RandomizationRanges:
     if not text.strip():
         raise UserError(f"empty ranges file {path}: expected YAML of parameter: [low, high] "
                         f"(parameters: {', '.join(PARAMETERS)})")
-    return parse_ranges(text, relative_path(path))
+    return parse_ranges(text, shown_path(path))
 
 
 class DomainRandomization(gym.Wrapper):

@@ -245,6 +245,11 @@ def test_a_generation_probe_exports_by_run_and_by_directory_with_its_lineage(pro
     assert meta["training"]["run"] == run_id and meta["parity"]["passed"] is True
     with pytest.raises(UserError, match=f"generation run {run_id} has no probe 'r0-s9'; did you mean {run_id}/r0-s0"):
         locate_trial(f"{run_id}/r0-s9", out)
+    (out / run_id / "r9-s0").mkdir()  # a probe whose training saved nothing
+    with pytest.raises(UserError, match=f"probe {run_id}/r9-s0 has no saved model"):
+        locate_trial(out / run_id / "r9-s0", out)
+    with pytest.raises(UserError, match=f"is the generate run {run_id}, not a trial; .*e.g. {run_id}/r0-s0"):
+        locate_trial(out / run_id, out)
 
 
 def test_folders_that_are_not_trials_say_what_they_are(ppo_run: tuple[Path, str], tmp_path: Path) -> None:
@@ -269,12 +274,12 @@ def test_folders_that_are_not_trials_say_what_they_are(ppo_run: tuple[Path, str]
 
 
 def test_report_paths_outside_the_working_directory_are_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from rewardlab.paths import relative_path
+    from rewardlab.paths import shown_path
 
     (tmp_path / "work").mkdir()
     monkeypatch.chdir(tmp_path / "work")
-    assert relative_path(tmp_path / "work" / "a" / "b.json") == "a/b.json"
-    assert relative_path(tmp_path / "nu_feasible.json") == str(tmp_path.resolve() / "nu_feasible.json")  # not ../
+    assert shown_path(tmp_path / "work" / "a" / "b.json") == "a/b.json"
+    assert shown_path(tmp_path / "nu_feasible.json") == str(tmp_path.resolve() / "nu_feasible.json")  # not ../
 
 
 def test_maniskill_metadata_gives_the_state_observation_layout() -> None:

@@ -37,7 +37,7 @@ def export_cmd(trial: str = typer.Argument(..., help="RUN/TRIAL (run id / trial 
     """Export a trained policy's deterministic actor (observation normalisation folded in) with its
     metadata and a parity report against the torch policy."""
     from rewardlab.export import export_policy, locate_trial
-    from rewardlab.paths import relative_path
+    from rewardlab.paths import shown_path
 
     found = locate_trial(trial, out, env)
 
@@ -50,7 +50,7 @@ def export_cmd(trial: str = typer.Argument(..., help="RUN/TRIAL (run id / trial 
     evaluation = result.metadata["evaluation"]
     console.print(f"torch evaluation on seeds {evaluation['seeds'][0]}..{evaluation['seeds'][-1]}: mean return "
                   f"{_fmt(evaluation['mean_return'])}, success {_fmt(evaluation['success_rate'])}")
-    console.print(f"policy.onnx, metadata.json and parity.json in {relative_path(result.directory)}")
+    console.print(f"policy.onnx, metadata.json and parity.json in {shown_path(result.directory)}")
     if not p.passed:
         err_console.print(f"error: parity {p.max_abs:.3g} is above the goal {p.tolerance:g}", markup=False, highlight=False)
         raise typer.Exit(1)
@@ -96,7 +96,7 @@ def robustness(export: Path = ExportArg,
     envs only: gymnasium MuJoCo, MetaWorld)."""
     from rewardlab.errors import UserError
     from rewardlab.export import load_export
-    from rewardlab.paths import new_directory, relative_path
+    from rewardlab.paths import new_directory, shown_path
     from rewardlab.robustness import parse_axis, robustness_grid, write_grid
 
     if len(grid) != 2:
@@ -108,7 +108,7 @@ def robustness(export: Path = ExportArg,
     json_path, png = write_grid(result, Path(folder))
     console.print(f"nominal mean return {result.nominal_return:.4g}; {len(result.x_values)} x {len(result.y_values)} cells "
                   f"x {episodes} episodes in {result.wall_s:.0f} s")
-    console.print(f"{relative_path(json_path)}, {relative_path(png)}")
+    console.print(f"{shown_path(json_path)}, {shown_path(png)}")
 
 
 @randomize_app.command("feasible")
@@ -119,13 +119,13 @@ def randomize_feasible(export: Path = ExportArg,
     """Measure each parameter's feasible range: perturb it outward until the policy fails (RAPP; MuJoCo envs
     only)."""
     from rewardlab.export import load_export
-    from rewardlab.paths import relative_path
+    from rewardlab.paths import shown_path
     from rewardlab.robustness import feasible_ranges, write_json
 
     result = feasible_ranges(load_export(export), episodes, param or None)
     _show_feasible(result)
     if save is not None:
-        console.print(f"written {relative_path(write_json(save, result))}")
+        console.print(f"written {shown_path(write_json(save, result))}")
 
 
 def _show_feasible(result: object) -> None:
@@ -153,7 +153,7 @@ def randomize_propose(export: Path = ExportArg,
     (DrEureka); check the reply and store it with the exchange."""
     from rewardlab.errors import UserError
     from rewardlab.export import load_export
-    from rewardlab.paths import relative_path
+    from rewardlab.paths import shown_path
     from rewardlab.robustness import FeasibleRanges, feasible_ranges, propose_ranges
 
     exported = load_export(export)
@@ -174,4 +174,4 @@ def randomize_propose(export: Path = ExportArg,
         table.add_row(name, f"[{r.low:g}, {r.high:g}]", f"[{f.low:g}, {f.high:g}]")
     console.print(table)
     label = " (offline baseline, no LLM)" if proposal.provider == "offline" else ""
-    console.print(f"run {proposal.run_id}{label}: ranges.yaml, prompt.md, reply.md in {relative_path(proposal.directory)}")
+    console.print(f"run {proposal.run_id}{label}: ranges.yaml, prompt.md, reply.md in {shown_path(proposal.directory)}")
