@@ -13,8 +13,8 @@ Python or on a microcontroller) runs without torch, SB3 or rewardlab:
   file reproduces ``model.predict(normalize(obs), deterministic=True)`` (what training evaluated).
 - ``metadata.json``: the observation layout (field names, columns, units, meaning) and where it comes
   from (``layout_source``: the card's ``obs[...]`` fields, or for ManiSkill, whose cards read actors,
-  the ``state_dict`` keys measured from the live env), action bounds and meaning, the control frequency, the reward program's hash and lineage, training
-  steps, versions, and the parity figures.
+  the ``state_dict`` keys measured from the live env), action bounds and meaning, the control
+  frequency, the reward program's hash and lineage, training steps, versions, and the parity figures.
 - ``parity.json``: ``max |a_onnx - a_torch|`` over observations recorded from the policy's own
   deterministic episodes, computed with onnxruntime (goal: <= :data:`PARITY_TOLERANCE`).
 
