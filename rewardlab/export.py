@@ -11,9 +11,10 @@ Python or on a microcontroller) runs without torch, SB3 or rewardlab:
   deterministic forward (PPO: the Gaussian's mean; SAC: ``tanh`` of the mean; TD3: the actor), then
   SB3's post-processing (PPO: clip to the bounds; SAC/TD3: rescale ``[-1, 1]`` to the bounds), so the
   file reproduces ``model.predict(normalize(obs), deterministic=True)`` (what training evaluated).
-- ``metadata.json``: the observation layout from the card (field names, columns, units, meaning),
-  action bounds and meaning, the control frequency, the reward program's hash and lineage, training
-  steps, versions, and the parity figures.
+- ``metadata.json``: the observation layout (field names, columns, units, meaning) and where it comes
+  from (``layout_source``: the card's ``obs[...]`` fields, or for ManiSkill, whose cards read actors,
+  the ``state_dict`` keys measured from the live env), action bounds and meaning, the control
+  frequency, the reward program's hash and lineage, training steps, versions, and the parity figures.
 - ``parity.json``: ``max |a_onnx - a_torch|`` over observations recorded from the policy's own
   deterministic episodes, computed with onnxruntime (goal: <= :data:`PARITY_TOLERANCE`).
 
@@ -40,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rewardlab.cards import EnvCard, load_card
 from rewardlab.errors import UserError
-from rewardlab.paths import new_directory, relative_path, safe_name
+from rewardlab.paths import new_directory, relative_path, safe_name, shown_path
 from rewardlab.sims.base import make_env
 from rewardlab.state import StateExtractor
 from rewardlab.store import DB_NAME, RunStore, TrialRecord
@@ -86,10 +87,98 @@ class TrialRef:
     run_id: str | None = None
     record: TrialRecord | None = None
     db: Path | None = None
+    program_id: str | None = None  # the reward program trained on, when found without a trial record
 
     @property
     def name(self) -> str:
-        return f"{self.run_id}/{self.trial_dir.name}" if self.run_id else relative_path(self.trial_dir)
+        return f"{self.run_id}/{self.trial_dir.name}" if self.run_id else shown_path(self.trial_dir)
+
+
+def _program_sha(trial_dir: Path, result: TrialResult | None) -> str | None:
+    """The sha256 of the program a trial trained on: from its result, else of its ``reward.py``."""
+    if result is not None and result.reward_sha256:
+        return result.reward_sha256
+    if (trial_dir / "reward.py").is_file():
+        from rewardlab.store import program_id
+
+        return program_id((trial_dir / "reward.py").read_text())
+    return None
+
+
+def _store_near(trial_dir: Path, out: Path | None = None) -> Path | None:
+    """The run store a directory was written under: ``out``'s, else the nearest among its ancestors
+    (``runs/train/X`` -> ``runs/rewardlab.sqlite``)."""
+    candidates = ([Path(out) / DB_NAME] if out is not None else []) + [p / DB_NAME for p in trial_dir.resolve().parents]
+    return next((db for db in candidates if db.is_file()), None)
+
+
+def _generation_record(run: Any) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(run.spec_yaml)
+    except yaml.YAMLError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _from_generation(trial_dir: Path, run: Any, db: Path, env: str | None) -> TrialRef:
+    """A probe of a ``rewardlab generate`` run (``<run>/r0-s0``, ``<run>/final``): its task from the run's
+    record, its program from the candidate whose probe saved this model (else the hash of its
+    ``reward.py``)."""
+    what = f"{run.id}/{trial_dir.name}"
+    _require_model(trial_dir, what, kind="probe")
+    record = _generation_record(run)
+    card = env or record.get("card_id")
+    if not card:
+        raise UserError(f"cannot tell the task of probe {what} (its run record names no card); pass --env CARD")
+    result = _read_result(trial_dir)
+    algo = (result.algo if result is not None and result.algo else None) or record.get("probe_algo") or ""
+    if algo not in EXPORTABLE_ALGOS:
+        raise UserError(f"probe {what} used {algo or 'an unknown algorithm'!r}; export supports "
+                        f"{', '.join(EXPORTABLE_ALGOS)}")
+    model = (trial_dir / "model.zip").resolve()
+    program: str | None = None
+    with RunStore(db) as store:
+        for cand in store.candidates(run.id):
+            path = (cand.probe or {}).get("model_path")
+            if path and cand.program_id and Path(path).name == "model.zip" and (
+                    Path(path).parent.name == trial_dir.name and Path(path).parent.parent.name == run.id
+                    or Path(path).resolve() == model):
+                program = cand.program_id
+    program = program or _program_sha(trial_dir, result)
+    return TrialRef(trial_dir, load_card(card), algo, int(record.get("seed") or 0), result, run.id, None, db, program)
+
+
+def _not_a_trial(path: Path, out: Path | None) -> UserError:
+    """Why an existing directory is not a trial, saying where the trial (or what it is) is."""
+    for parent in path.resolve().parents:
+        if (parent / "model.zip").is_file():
+            return UserError(f"no model.zip in {shown_path(path)}: it is not a trial directory; the trial "
+                             f"directory is {shown_path(parent)}")
+    gen_db = path.resolve().parent.parent / DB_NAME
+    if gen_db.is_file():  # a probe folder of a generation run whose training saved no model
+        with RunStore(gen_db) as store:
+            run = store.get_run(path.resolve().parent.name)
+        if run is not None and run.spec_name == "generate":
+            return UserError(f"probe {run.id}/{path.name} has no saved model (no model.zip in {shown_path(path)}): "
+                             "its training failed or did not finish")
+    beside = path.resolve().parent / DB_NAME  # a run's folder sits beside its store
+    db = beside if beside.is_file() else _store_near(path, out)
+    if db is not None and (db.parent / path.name).resolve() == path.resolve():
+        with RunStore(db) as store:
+            run = store.get_run(path.name)
+        if run is not None and run.spec_name == "randomize":
+            return UserError(f"{shown_path(path)} is a randomize run (domain randomisation ranges), not a trial; "
+                             "export a trained policy, then `rewardlab play EXPORT --ranges "
+                             f"{shown_path(path / 'ranges.yaml')}`")
+        if run is not None:
+            trials = sorted({p.parent.name for p in path.rglob("model.zip")})
+            example = f" (e.g. {run.id}/{trials[0]})" if trials else ""
+            return UserError(f"{shown_path(path)} is the {run.spec_name} run {run.id}, not a trial; name one of its "
+                             f"trials as RUN/TRIAL{example}")
+    return UserError(f"no model.zip in {shown_path(path)}: it is not a trial directory (a trial directory holds "
+                     "the model.zip that training saved)")
 
 
 def _read_result(trial_dir: Path) -> TrialResult | None:
@@ -102,11 +191,12 @@ def _read_result(trial_dir: Path) -> TrialResult | None:
         return None
 
 
-def _require_model(trial_dir: Path, what: str, status: str | None = None, error: str | None = None) -> None:
+def _require_model(trial_dir: Path, what: str, status: str | None = None, error: str | None = None,
+                   kind: str = "trial") -> None:
     if (trial_dir / "model.zip").is_file():
         return
     why = f" (it is {status}" + (f": {error}" if error else "") + ")" if status and status != "done" else ""
-    raise UserError(f"trial {what} has no saved model (no model.zip in {relative_path(trial_dir)}){why}; "
+    raise UserError(f"{kind} {what} has no saved model (no model.zip in {shown_path(trial_dir)}){why}; "
                     "only finished trials of the sb3 trainer can be exported")
 
 
@@ -138,22 +228,30 @@ def _from_directory(path: Path, env: str | None) -> TrialRef:
             for record in store.trials(run_dir.name):
                 if record.dir and Path(record.dir).name == path.name:  # unique within a run
                     return _from_record(record, run_dir, db)
-    _require_model(path, relative_path(path))
+    gen_db = path.resolve().parent.parent / DB_NAME  # a generation probe: <runs>/<generate run>/<probe>
+    if gen_db.is_file():
+        with RunStore(gen_db) as store:
+            run = store.get_run(path.resolve().parent.name)
+        if run is not None and run.spec_name == "generate":
+            return _from_generation(path, run, gen_db, env)
+    _require_model(path, shown_path(path))
     result = _read_result(path)
     match = re.search(r"-(ppo|sac|td3)-(\d+)(?:-\d+)?$", path.name)
     algo = result.algo if result is not None and result.algo else (match.group(1) if match else "")
     if algo not in EXPORTABLE_ALGOS:
-        raise UserError(f"cannot tell the algorithm of {relative_path(path)} (no result.json); export supports "
+        raise UserError(f"cannot tell the algorithm of {shown_path(path)} (no result.json); export supports "
                         f"{', '.join(EXPORTABLE_ALGOS)}")
     if env is None:
         from rewardlab.cards import card_index
 
         found = [cid for cid in card_index() if path.name.startswith(safe_name(cid) + "-")]
         if not found:
-            raise UserError(f"cannot tell the task of {relative_path(path)}; pass --env CARD")
+            raise UserError(f"cannot tell the task of {shown_path(path)}; pass --env CARD")
         env = max(found, key=len)
     seed = int(match.group(2)) if match else 0
-    return TrialRef(path, load_card(env), algo, seed, result)
+    program = _program_sha(path, result)
+    return TrialRef(path, load_card(env), algo, seed, result, db=_store_near(path) if program else None,
+                    program_id=program)
 
 
 def locate_trial(ref: str | Path, out: Path = Path("runs"), env: str | None = None) -> TrialRef:
@@ -171,6 +269,8 @@ def locate_trial(ref: str | Path, out: Path = Path("runs"), env: str | None = No
     if path.is_dir() and ((path / "model.zip").is_file() or (path / "result.json").is_file()
                           or path.parent.name == "trials"):
         return _from_directory(path, env)
+    if path.is_dir():  # a folder, but not a trial's: say what it is and where the trial is
+        raise _not_a_trial(path, out)
     text = str(ref).strip("/")
     if "/" not in text:
         raise UserError(f"{ref!r} is neither RUN/TRIAL nor a trial directory; `rewardlab runs list` shows the runs")
@@ -194,6 +294,17 @@ def locate_trial(ref: str | Path, out: Path = Path("runs"), env: str | None = No
             hint = f"; did you mean {near[0]!r}?" if near else ("; `rewardlab runs list` shows the runs" if ids else "")
             raise UserError(f"no run {run_id!r} in {db}{hint}")
         records = store.trials(run_id)
+        if run.spec_name == "generate":  # its trials are probes: <run>/r0-s0, <run>/final
+            probe = Path(out) / run_id / trial
+            if (probe / "model.zip").is_file():
+                return _from_generation(probe, run, db, env)
+            probes = sorted(p.parent.name for p in (Path(out) / run_id).glob("*/model.zip"))
+            near = difflib.get_close_matches(trial, probes, n=1, cutoff=0.3)
+            hint = (f"; did you mean {run_id}/{near[0]}?" if near else
+                    f"; its probes: {', '.join(probes)}" if probes else "; it saved no probe model")
+            raise UserError(f"generation run {run_id} has no probe {trial!r}{hint}")
+        if run.spec_name == "randomize":
+            raise UserError(f"{run_id} is a randomize run (domain randomisation ranges), not a run with trials")
     names = {Path(r.dir).name if r.dir else r.key.replace("|", "__"): r for r in records}
     record = names.get(trial) or next((r for r in records if trial in (r.key, str(r.id))), None)
     if record is None:
@@ -246,7 +357,7 @@ def load_model(trial: TrialRef) -> Any:
     try:
         return classes[trial.algo].load(trial.trial_dir / "model.zip", device="cpu")
     except Exception as e:  # a damaged or foreign zip: one line
-        raise UserError(f"cannot load {relative_path(trial.trial_dir / 'model.zip')} as a {trial.algo} model: "
+        raise UserError(f"cannot load {shown_path(trial.trial_dir / 'model.zip')} as a {trial.algo} model: "
                         f"{type(e).__name__}: {' '.join(str(e).split())[:200]}") from None
 
 
@@ -344,10 +455,10 @@ class OnnxPolicy:
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as e:
-            raise UserError(f"cannot load {relative_path(path)} with onnxruntime: {' '.join(str(e).split())[:200]}") from None
+            raise UserError(f"cannot load {shown_path(path)} with onnxruntime: {' '.join(str(e).split())[:200]}") from None
         names = [i.name for i in self.session.get_inputs()]
         if names != ["obs"]:
-            raise UserError(f"{relative_path(path)} is not a rewardlab policy export (inputs {names}, expected ['obs'])")
+            raise UserError(f"{shown_path(path)} is not a rewardlab policy export (inputs {names}, expected ['obs'])")
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         x = np.asarray(obs, dtype=np.float32)
@@ -477,8 +588,19 @@ def _versions() -> dict[str, str]:
 
 
 def observation_layout(card: EnvCard, obs_dim: int) -> list[dict[str, Any]]:
-    """The card's observation fields as ``{name, source, columns, shape, unit, doc}``, in column order;
-    columns no field names are listed as ``unnamed``."""
+    """The observation's columns as ``{name, source, columns, slice, shape, unit, doc}``, in column order.
+
+    Fields a card reads from the observation (``obs[...]`` sources) name their columns. A ManiSkill card
+    reads its fields from the env's actors instead, so its state observation is measured from the live
+    env (:func:`maniskill_state_layout`). Columns neither names are one ``unnamed`` entry whose doc says
+    why.
+    """
+    return describe_observation(card, obs_dim)["fields"]
+
+
+def describe_observation(card: EnvCard, obs_dim: int) -> dict[str, Any]:
+    """``{"layout_source": where the column layout comes from, "fields": [...]}`` (see
+    :func:`observation_layout`)."""
     layout: list[dict[str, Any]] = []
     covered: set[int] = set()
     for name, spec in card.fields().items():
@@ -490,16 +612,76 @@ def observation_layout(card: EnvCard, obs_dim: int) -> list[dict[str, Any]]:
         layout.append({"name": name, "source": spec.source, "columns": cols,
                        "slice": [cols[0], cols[-1] + 1] if contiguous else None,
                        "shape": spec.shape, "unit": spec.unit, "doc": spec.doc})
+    source = f"the card's observation fields (obs[...] sources in {card.id})"
+    if not layout and card.simulator == "maniskill" and card.make_kwargs.get("obs_mode", "state") == "state":
+        measured = maniskill_state_layout(card, obs_dim)
+        if measured is not None:
+            return measured
     layout.sort(key=lambda f: f["columns"][0] if f["columns"] else -1)
     rest = [c for c in range(obs_dim) if c not in covered]
     if rest:
+        sim = [name for name, spec in card.fields().items() if spec.kind != "obs"]
+        why = (f"the card reads its fields ({', '.join(sim[:4])}{', ...' if len(sim) > 4 else ''}) from the "
+               f"simulator, not from observation columns, so it does not describe {card.env_id}'s observation"
+               if sim and not layout else "observation columns the card does not name")
+        if not layout:
+            source = f"none: {why}"
         layout.append({"name": "unnamed", "source": None, "columns": rest, "slice": None, "shape": [len(rest)],
-                       "unit": None, "doc": "observation columns the card does not name"})
-    return layout
+                       "unit": None, "doc": why})
+    return {"layout_source": source, "fields": layout}
+
+
+def maniskill_state_layout(card: EnvCard, obs_dim: int) -> dict[str, Any] | None:
+    """A ManiSkill card's flat state observation, column by column, measured from the live env
+    (:func:`rewardlab.sims.maniskill.state_layout`); each entry also names the card field whose values
+    are equal at a reset (``same_as``, with that field's unit and doc), or for a pose the fields equal
+    to its position and quaternion. None when the measured width is not ``obs_dim``.
+    """
+    from rewardlab.sims.maniskill import state_layout
+
+    entries, card_values = state_layout(card)
+    if sum(len(e["columns"]) for e in entries) != obs_dim:
+        return None
+    specs = card.fields()
+
+    def same(values: np.ndarray, key: str) -> str | None:
+        found = [n for n, v in card_values.items() if v.shape == values.shape and np.allclose(v, values, atol=1e-5)]
+        if not found:
+            return None
+        leaf = key.rsplit(".", 1)[-1]
+        best = max(found, key=lambda n: difflib.SequenceMatcher(None, leaf, n.rsplit(".", 1)[-1]).ratio())
+        if not np.any(values) and difflib.SequenceMatcher(None, leaf, best.rsplit(".", 1)[-1]).ratio() < 0.5:
+            return None  # zeros equal many fields: only a field of a like name is the same quantity
+        return best
+
+    fields: list[dict[str, Any]] = []
+    for entry in entries:
+        cols, values = entry["columns"], entry["values"]
+        row: dict[str, Any] = {"name": entry["name"], "source": "state_dict['" + entry["name"].replace(".", "']['") + "']",
+                               "columns": cols, "slice": [cols[0], cols[-1] + 1], "shape": [len(cols)],
+                               "unit": None, "doc": None, "same_as": None}
+        match = same(values, entry["name"])
+        if match is not None:
+            row.update(same_as=match, unit=specs[match].unit, doc=specs[match].doc)
+        elif len(cols) == 7 and entry["name"].endswith("pose"):
+            p, q = same(values[:3], entry["name"] + "_p"), same(values[3:], entry["name"] + "_q")
+            row["unit"] = "m, then unitless quaternion"
+            row["doc"] = ("pose: position x, y, z (m)" + (f" = card field {p}" if p else "") +
+                          ", then orientation quaternion w, x, y, z" + (f" = card field {q}" if q else ""))
+            row["same_as"] = [p, q] if p or q else None
+        elif entry["name"].endswith("_pos"):  # ManiSkill's naming: a position or a displacement in world metres
+            row.update(unit="m", doc="a position or displacement (x, y, z) in world metres, as ManiSkill's key "
+                                     "names it; no card field equals it")
+        fields.append(row)
+    return {"layout_source": f"measured: ManiSkill's obs_mode='state_dict' observation of {card.env_id} at a reset "
+                             "(seed 0), flattened in its order as obs_mode='state' is "
+                             "(mani_skill.utils.common.flatten_state_dict); same_as names the card field with equal "
+                             "values at that state (unit and doc are that field's)",
+            "fields": fields}
 
 
 def _reward_info(trial: TrialRef) -> dict[str, Any]:
-    sha = (trial.record.program_id if trial.record is not None else None) or (
+    sha = (trial.record.program_id if trial.record is not None else None) or trial.program_id or (
         trial.result.reward_sha256 if trial.result is not None else None)
     reward: dict[str, Any] = {"source": trial.record.reward if trial.record is not None else None,
                               "program_sha256": sha, "lineage": []}
@@ -509,6 +691,8 @@ def _reward_info(trial: TrialRef) -> dict[str, Any]:
         reward["program_sha256"] = hashlib.sha256((trial.trial_dir / "reward.py").read_text().encode()).hexdigest()
     if reward["program_sha256"] is None:
         reward["note"] = "trained on the env's own (or the sparse success) reward: no reward program"
+    if reward["source"] is None and trial.run_id and trial.record is None and reward["program_sha256"] is not None:
+        reward["source"] = f"a candidate of generation run {trial.run_id} (probe {trial.trial_dir.name})"
     if reward["source"] is None and reward["program_sha256"] is not None:
         reward["source"] = "reward.py in the trial directory"
     if sha is not None and trial.db is None:
@@ -517,6 +701,8 @@ def _reward_info(trial: TrialRef) -> dict[str, Any]:
         with RunStore(trial.db) as store:
             reward["lineage"] = [{"sha256": p.id, "origin": p.origin, "parent": p.parent_id, "created": p.created}
                                  for p in store.lineage(sha)]
+        if not reward["lineage"]:
+            reward["lineage_note"] = f"program {sha[:12]} is not in the run store {relative_path(trial.db)}"
     return reward
 
 
@@ -553,7 +739,7 @@ def export_policy(trial: TrialRef, dest: Path | None = None, parity_observations
     folder = Path(dest) if dest is not None else new_directory(trial.trial_dir / "exports", fmt)
     if dest is not None:
         if folder.exists() and any(folder.iterdir()):
-            raise UserError(f"{relative_path(folder)} exists and is not empty; exports never overwrite, pick another --dest")
+            raise UserError(f"{shown_path(folder)} exists and is not empty; exports never overwrite, pick another --dest")
         folder.mkdir(parents=True, exist_ok=True)
     onnx_path = folder / ONNX_FILE
     write_onnx(model, norm, onnx_path)
@@ -596,7 +782,7 @@ def export_policy(trial: TrialRef, dest: Path | None = None, parity_observations
                    "meaning": "the action to apply, already in the env's units and bounds"},
         "card": trial.card.id, "env_id": trial.card.env_id, "simulator": trial.card.simulator,
         "instruction": trial.card.instruction,
-        "observation": {"dim": obs_dim, "fields": observation_layout(trial.card, obs_dim),
+        "observation": {"dim": obs_dim, **describe_observation(trial.card, obs_dim),
                         "normalization": None if norm is None else {
                             "folded_into_graph": True, "kind": "VecNormalize", "mean": norm.mean.tolist(),
                             "var": norm.var.tolist(), "epsilon": norm.epsilon, "clip": norm.clip}},
@@ -655,12 +841,12 @@ def load_export(directory: str | Path) -> ExportedPolicy:
         if exports:
             folder = exports[-1]
     if not (folder / METADATA).is_file() or not (folder / ONNX_FILE).is_file():
-        raise UserError(f"{relative_path(folder)} is not a policy export (no {METADATA} and {ONNX_FILE}); "
+        raise UserError(f"{shown_path(folder)} is not a policy export (no {METADATA} and {ONNX_FILE}); "
                         "write one with `rewardlab export RUN/TRIAL`")
     try:
         metadata = json.loads((folder / METADATA).read_text())
     except json.JSONDecodeError as e:
-        raise UserError(f"{relative_path(folder / METADATA)} is not valid JSON: {e}") from None
+        raise UserError(f"{shown_path(folder / METADATA)} is not valid JSON: {e}") from None
     return ExportedPolicy(folder, metadata, load_card(metadata["card"]), OnnxPolicy(folder / ONNX_FILE))
 
 

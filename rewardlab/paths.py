@@ -63,3 +63,14 @@ def relative_path(path: str | Path, start: str | Path | None = None) -> str:
         return os.path.relpath(Path(path).resolve(), Path(start or Path.cwd()).resolve())
     except ValueError:  # another drive (Windows)
         return str(path)
+
+
+def shown_path(path: str | Path) -> str:
+    """``path`` as a console line should name it: relative to the working directory when it lies below
+    it, else absolute (``/tmp/x.json``, never ``../x.json``, which sent users looking in the wrong place).
+    Files meant to be read from elsewhere (a report's "regenerate" line) use :func:`relative_path`."""
+    full = Path(path).resolve()
+    try:
+        return str(full.relative_to(Path.cwd().resolve()))
+    except ValueError:  # outside the working directory
+        return str(full)

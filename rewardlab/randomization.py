@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from rewardlab.cards import describe_validation_error
 from rewardlab.errors import UserError, one_line
-from rewardlab.paths import relative_path
+from rewardlab.paths import shown_path
 
 #: Every randomisable parameter, with its nominal value and what it means (the prompt shows these).
 PARAMETERS: dict[str, dict[str, Any]] = {
@@ -126,6 +126,8 @@ def parse_ranges(text: str, what: str = "ranges") -> RandomizationRanges:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise UserError(f"{what}: not valid YAML ({one_line(str(e), 160)})") from None
+    if data is None:  # only comments: nothing to randomise is a meaningless setting, not "no randomisation"
+        raise UserError(f"{what}: empty; expected parameter: [low, high] (parameters: {', '.join(PARAMETERS)})")
     if not isinstance(data, dict):
         raise UserError(f"{what}: expected a mapping of parameter: [low, high], got {type(data).__name__}")
     try:
@@ -140,9 +142,18 @@ def parse_ranges(text: str, what: str = "ranges") -> RandomizationRanges:
 def load_ranges(path: str | Path) -> RandomizationRanges:
     """Ranges from a YAML file (:func:`parse_ranges`)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"no ranges file {path}")
-    return parse_ranges(path.read_text(), relative_path(path))
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, not a ranges file (YAML of parameter: [low, high])")
+    try:  # not only regular files: a pipe or /dev/stdin is read as the user asked
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read ranges file {path}: {one_line(str(e), 160)}") from None
+    if not text.strip():
+        raise UserError(f"empty ranges file {path}: expected YAML of parameter: [low, high] "
+                        f"(parameters: {', '.join(PARAMETERS)})")
+    return parse_ranges(text, shown_path(path))
 
 
 class DomainRandomization(gym.Wrapper):

@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from rewardlab.cards import describe_validation_error
 from rewardlab.errors import UserError, one_line
 from rewardlab.export import ExportedPolicy, PlayResult, play
-from rewardlab.paths import relative_path
+from rewardlab.paths import relative_path, shown_path
 from rewardlab.randomization import PARAMETERS, SCALES, RandomizationRanges, fixed_ranges, parse_ranges, randomized
 from rewardlab.resources import resource_dir
 
@@ -412,7 +412,7 @@ def write_json(path: Path, model: BaseModel) -> Path:
     :raises UserError: the file exists (results are never overwritten)
     """
     if path.exists():
-        raise UserError(f"{relative_path(path)} exists; results are never overwritten, pick another path")
+        raise UserError(f"{shown_path(path)} exists; results are never overwritten, pick another path")
     path.write_text(model.model_dump_json(indent=1))
     return path
 
@@ -425,6 +425,6 @@ def write_grid(grid: RobustnessGrid, folder: Path, stem: str = "robustness") -> 
     folder.mkdir(parents=True, exist_ok=True)
     for suffix in (".json", ".png"):
         if (folder / f"{stem}{suffix}").exists():
-            raise UserError(f"{relative_path(folder / (stem + suffix))} exists; results are never overwritten, "
+            raise UserError(f"{shown_path(folder / (stem + suffix))} exists; results are never overwritten, "
                             "pick another --save folder")
     return write_json(folder / f"{stem}.json", grid), plot_grid(grid, folder / f"{stem}.png")

@@ -213,3 +213,141 @@ def test_every_moe_router_exports_with_parity(router: str, tmp_path: Path) -> No
     model.save(run_dir / "model.zip")
     result = export_policy(locate_trial(run_dir), parity_observations=200, evaluation_episodes=1)
     assert result.parity.max_abs <= PARITY_TOLERANCE and result.metadata["training"]["moe"] is True
+
+
+# -- what a new user met (generation probes, folders that are not trials, thin ManiSkill metadata) ---------
+@pytest.fixture(scope="module")
+def probe_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    """A generation run (offline provider, the labelled no-LLM baseline) whose probe r0-s0 trained a PPO
+    policy: ``(out, run id, the probe's program id)``."""
+    from rewardlab.config import GenerationConfig
+    from rewardlab.text2reward.loop import generate
+
+    out = tmp_path_factory.mktemp("export-generate") / "runs"
+    cfg = GenerationConfig(provider="offline", samples=1, rounds=1, probe_steps=1024, eval_episodes=1, use_memory=False)
+    result = generate(TASK, cfg, out=out)
+    assert result.best_program_id is not None and (out / result.run_id / "r0-s0" / "model.zip").is_file()
+    return out, result.run_id, result.best_program_id
+
+
+def test_a_generation_probe_exports_by_run_and_by_directory_with_its_lineage(probe_run: tuple[Path, str, str]) -> None:
+    out, run_id, program = probe_run
+    by_name = locate_trial(f"{run_id}/r0-s0", out)  # as the review page names it: "probe r0-s0"
+    by_dir = locate_trial(out / run_id / "r0-s0")  # no --env: the task comes from the run's record
+    for found in (by_name, by_dir):
+        assert found.card.id == TASK and found.algo == "ppo" and found.program_id == program
+        assert found.run_id == run_id and found.trial_dir.name == "r0-s0"
+    meta = export_policy(by_dir, parity_observations=50, evaluation_episodes=1).metadata
+    with RunStore(out / DB_NAME) as store:
+        expected = [p.id for p in store.lineage(program)]
+    assert [node["sha256"] for node in meta["reward"]["lineage"]] == expected and expected[0] == program
+    assert "lineage_note" not in meta["reward"] and meta["reward"]["program_sha256"] == program
+    assert meta["training"]["run"] == run_id and meta["parity"]["passed"] is True
+    with pytest.raises(UserError, match=f"generation run {run_id} has no probe 'r0-s9'; did you mean {run_id}/r0-s0"):
+        locate_trial(f"{run_id}/r0-s9", out)
+    (out / run_id / "r9-s0").mkdir()  # a probe whose training saved nothing
+    with pytest.raises(UserError, match=f"probe {run_id}/r9-s0 has no saved model"):
+        locate_trial(out / run_id / "r9-s0", out)
+    with pytest.raises(UserError, match=f"is the generate run {run_id}, not a trial; .*e.g. {run_id}/r0-s0"):
+        locate_trial(out / run_id, out)
+
+
+def test_folders_that_are_not_trials_say_what_they_are(ppo_run: tuple[Path, str], tmp_path: Path) -> None:
+    out, run_id = ppo_run
+    trial_dir = out / run_id / "trials" / TRIAL
+    logs = trial_dir / "tb-test"  # e.g. a tensorboard folder inside the trial
+    logs.mkdir(exist_ok=True)
+    with pytest.raises(UserError) as err:
+        locate_trial(logs, out)
+    assert "no model.zip in" in str(err.value) and f"the trial directory is {trial_dir}" in str(err.value)
+    assert "did you mean" not in str(err.value)
+    with pytest.raises(UserError, match=f"is the tiny run {run_id}, not a trial; .*e.g. {run_id}/{TRIAL}"):
+        locate_trial(out / run_id, out)
+    with RunStore(out / DB_NAME) as store:
+        store.create_run("randomize-test", "randomize", "{}")
+    (out / "randomize-test").mkdir()
+    for ref in (out / "randomize-test", "randomize-test/ranges"):
+        with pytest.raises(UserError, match="is a randomize run"):
+            locate_trial(ref, out)
+    with pytest.raises(UserError, match="no model.zip in .*not a trial directory"):
+        locate_trial(tmp_path, out)
+
+
+def test_report_paths_outside_the_working_directory_are_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rewardlab.paths import shown_path
+
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    assert shown_path(tmp_path / "work" / "a" / "b.json") == "a/b.json"
+    assert shown_path(tmp_path / "nu_feasible.json") == str(tmp_path.resolve() / "nu_feasible.json")  # not ../
+
+
+def test_maniskill_metadata_gives_the_state_observation_layout() -> None:
+    """ManiSkill cards read actors, not observation columns: the layout is measured from the live env and
+    must be the order ManiSkill flattens ``state_dict`` into ``state``."""
+    pytest.importorskip("mani_skill")
+    from rewardlab.cards import load_card
+    from rewardlab.export import describe_observation
+    from rewardlab.sims.maniskill import make_raw_env
+
+    card = load_card("maniskill/PickCube-v1")
+    env = make_raw_env(card)
+    try:
+        obs = np.asarray(env.reset(seed=0)[0]).reshape(-1)
+    finally:
+        env.close()
+    described = describe_observation(card, obs.size)
+    assert described["layout_source"].startswith("measured: ManiSkill's obs_mode='state_dict'")
+    fields = {f["name"]: f for f in described["fields"]}
+    assert "unnamed" not in fields
+    assert [c for f in described["fields"] for c in f["columns"]] == list(range(obs.size))  # every column, once
+    assert fields["agent.qpos"]["slice"] == [0, 9] and fields["agent.qpos"]["same_as"] == "robot.qpos"
+    assert fields["agent.qvel"]["unit"] == "rad/s / m/s" and fields["extra.tcp_pose"]["shape"] == [7]
+    assert fields["extra.tcp_pose"]["same_as"] == ["robot.ee_position", "robot.ee_quaternion"]
+    assert fields["extra.goal_pos"]["same_as"] == "goal_position" and fields["extra.goal_pos"]["unit"] == "m"
+    # the columns hold what the names say: the flat state obs at the same reset, column by column
+    from rewardlab.sims.maniskill import state_layout
+
+    entries, _ = state_layout(card)
+    for entry in entries:
+        np.testing.assert_allclose(obs[entry["columns"]], entry["values"], atol=1e-6, err_msg=entry["name"])
+
+
+def test_cards_whose_fields_are_not_observation_columns_say_so(tmp_path: Path) -> None:
+    from rewardlab.cards import load_card
+    from rewardlab.export import describe_observation
+
+    # a card whose one field reads the simulator (MuJoCo's data), not an observation column
+    data = {"id": "test/sim-fields-only", "simulator": "mujoco", "env_id": "InvertedPendulum-v5",
+            "instruction": "Keep the pole up.", "episode_steps": 1000,
+            "entities": {"cart": {"position": {"source": "data.qpos[0]", "shape": [], "unit": "m", "doc": "cart"}}},
+            "action": {"shape": [1], "low": -3.0, "high": 3.0, "doc": "force"}}
+    path = tmp_path / "sim-only.yaml"
+    path.write_text(yaml.safe_dump(data))
+    described = describe_observation(load_card(str(path)), 4)
+    assert described["layout_source"].startswith("none: the card reads its fields")
+    (unnamed,) = described["fields"]
+    assert unnamed["name"] == "unnamed" and unnamed["columns"] == [0, 1, 2, 3]
+    assert "not from observation columns" in unnamed["doc"]
+
+
+def test_a_maniskill_export_writes_the_measured_layout(tmp_path: Path) -> None:
+    """An (untrained: parity does not need training) ManiSkill PPO policy exported end to end: its
+    metadata.json carries the measured state layout, not one ``unnamed`` field."""
+    pytest.importorskip("mani_skill")
+    from rewardlab.cards import load_card
+    from rewardlab.state import StateExtractor
+    from rewardlab.training.sb3 import build_agent
+
+    card = load_card("maniskill/PickCube-v1")
+    model, env = build_agent(card, StateExtractor(card, []), None, "ppo", 0, 1024, None)
+    env.close()
+    trial_dir = tmp_path / "maniskill_PickCube-v1-env-ppo-0"
+    trial_dir.mkdir()
+    model.save(trial_dir / "model.zip")
+    result = export_policy(locate_trial(trial_dir), parity_observations=20, evaluation_episodes=1)
+    meta = json.loads((result.directory / "metadata.json").read_text())
+    assert meta["observation"]["dim"] == 42 and meta["observation"]["layout_source"].startswith("measured")
+    names = [f["name"] for f in meta["observation"]["fields"]]
+    assert names[:2] == ["agent.qpos", "agent.qvel"] and "extra.tcp_pose" in names and "unnamed" not in names
+    assert result.parity.passed

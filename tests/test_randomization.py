@@ -177,6 +177,10 @@ def test_offline_proposal_is_labelled_checked_and_stored(exported: ExportedPolic
         assert run is not None and run.status == "done" and run.spec_name == "randomize"
         (exchange,) = store.exchanges(proposal.run_id)
         assert exchange.provider == "offline" and exchange.purpose == "domain randomisation"
+    # its folder is a run's, not a trial's: export says so rather than "no trial directory"
+    for ref in (proposal.directory, f"{proposal.run_id}/ranges"):
+        with pytest.raises(UserError, match=f"{proposal.run_id}.* is a randomize run|is a randomize run"):
+            locate_trial(ref, tmp_path)
 
 
 def test_openai_proposal_over_http_is_stored_and_a_bad_reply_is_one_line(exported: ExportedPolicy, llm_server: object,
@@ -233,6 +237,9 @@ def test_bad_cli_input_is_one_line(exported: ExportedPolicy, tmp_path: Path) -> 
     folder = str(exported.directory)
     cases = [
         (("play", folder, "--ranges", str(bad)), "field 'mass'"),
+        (("play", folder, "--ranges", "/dev/null"), "empty ranges file /dev/null"),  # not "no ranges file"
+        (("play", folder, "--ranges", str(tmp_path)), "is a folder, not a ranges file"),
+        (("play", folder, "--ranges", str(tmp_path / "missing.yaml")), "no ranges file"),
         (("train", "--env", TASK, "--reward", "env", "--steps", "1024", "--randomize", str(bad), "--out", str(tmp_path)),
          "field 'mass'"),
         (("play", folder, "--episodes", "0"), "--episodes must be at least 1"),
@@ -246,6 +253,17 @@ def test_bad_cli_input_is_one_line(exported: ExportedPolicy, tmp_path: Path) -> 
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)  # type: ignore[attr-defined]
         lines = [line for line in proc.stderr.splitlines() if line.strip()]  # type: ignore[attr-defined]
         assert len(lines) == 1 and needle in lines[0] and "Traceback" not in proc.stderr, (args, proc.stderr)  # type: ignore[attr-defined]
+
+
+def test_feasible_save_prints_the_path_the_user_can_open(exported: ExportedPolicy, tmp_path: Path) -> None:
+    """``--save`` outside the working directory is printed absolute (it printed ``../nu_feasible.json``)."""
+    (tmp_path / "work").mkdir()
+    target = tmp_path / "nu_feasible.json"
+    proc = rewardlab_cli("randomize", "feasible", str(exported.directory), "--param", "mass", "--episodes", "1",
+                         "--save", str(target), cwd=tmp_path / "work")
+    assert proc.returncode == 0, proc.stderr  # type: ignore[attr-defined]
+    assert f"written {target.resolve()}" in proc.stdout and "../" not in proc.stdout  # type: ignore[attr-defined]
+    assert target.is_file()
 
 
 def test_the_sb3_trainer_trains_on_randomised_physics(tmp_path: Path) -> None:

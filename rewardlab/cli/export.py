@@ -15,7 +15,7 @@ from rewardlab.cli.app import app, console, err_console
 
 Out = typer.Option(Path("runs"), help="runs root: the SQLite store and run directories")
 ExportArg = typer.Argument(..., help="an export folder (or a trial directory: its latest export)")
-randomize_app = typer.Typer(no_args_is_help=True, help="Domain randomisation ranges (DrEureka style).")
+randomize_app = typer.Typer(no_args_is_help=True, help="Domain randomisation ranges (DrEureka style; MuJoCo envs only).")
 app.add_typer(randomize_app, name="randomize")
 
 
@@ -24,7 +24,8 @@ def _fmt(value: float | None) -> str:
 
 
 @app.command("export")
-def export_cmd(trial: str = typer.Argument(..., help="RUN/TRIAL (run id / trial directory name) or a trial directory"),
+def export_cmd(trial: str = typer.Argument(..., help="RUN/TRIAL (run id / trial directory name), RUN/PROBE of a generation run "
+                                                 "(e.g. r0-s0) or a trial directory"),
                fmt: str = typer.Option("onnx", "--format", help="export format: onnx"),
                out: Path = Out,
                env: str | None = typer.Option(None, help="the card, for a `rewardlab train` directory that does not name it"),
@@ -36,7 +37,7 @@ def export_cmd(trial: str = typer.Argument(..., help="RUN/TRIAL (run id / trial 
     """Export a trained policy's deterministic actor (observation normalisation folded in) with its
     metadata and a parity report against the torch policy."""
     from rewardlab.export import export_policy, locate_trial
-    from rewardlab.paths import relative_path
+    from rewardlab.paths import shown_path
 
     found = locate_trial(trial, out, env)
 
@@ -49,7 +50,7 @@ def export_cmd(trial: str = typer.Argument(..., help="RUN/TRIAL (run id / trial 
     evaluation = result.metadata["evaluation"]
     console.print(f"torch evaluation on seeds {evaluation['seeds'][0]}..{evaluation['seeds'][-1]}: mean return "
                   f"{_fmt(evaluation['mean_return'])}, success {_fmt(evaluation['success_rate'])}")
-    console.print(f"policy.onnx, metadata.json and parity.json in {relative_path(result.directory)}")
+    console.print(f"policy.onnx, metadata.json and parity.json in {shown_path(result.directory)}")
     if not p.passed:
         err_console.print(f"error: parity {p.max_abs:.3g} is above the goal {p.tolerance:g}", markup=False, highlight=False)
         raise typer.Exit(1)
@@ -59,7 +60,8 @@ def export_cmd(trial: str = typer.Argument(..., help="RUN/TRIAL (run id / trial 
 def play(export: Path = ExportArg,
          episodes: int | None = typer.Option(None, help="episodes (default: as many as the export's torch evaluation)"),
          seed: int | None = typer.Option(None, help="first episode's seed (default: the torch evaluation's)"),
-         ranges: Path | None = typer.Option(None, help="domain randomisation ranges (YAML) to play under")) -> None:
+         ranges: Path | None = typer.Option(None, help="domain randomisation ranges (YAML) to play under "
+                                                      "(MuJoCo envs only)")) -> None:
     """Run an exported ONNX policy in the simulator (onnxruntime, no torch); report return and success
     and compare with the torch policy's evaluation on the same seeds."""
     from rewardlab.export import compare_with_torch, load_export
@@ -90,10 +92,11 @@ def robustness(export: Path = ExportArg,
                seed: int | None = typer.Option(None, help="first episode's seed (default: the export's evaluation seeds)"),
                save: Path | None = typer.Option(None, help="folder for robustness.json and .png (default: a new "
                                                 "one in the export)")) -> None:
-    """Evaluate an exported policy over a 2-D grid of fixed physics perturbations; write a heat map."""
+    """Evaluate an exported policy over a 2-D grid of fixed physics perturbations; write a heat map (MuJoCo
+    envs only: gymnasium MuJoCo, MetaWorld)."""
     from rewardlab.errors import UserError
     from rewardlab.export import load_export
-    from rewardlab.paths import new_directory, relative_path
+    from rewardlab.paths import new_directory, shown_path
     from rewardlab.robustness import parse_axis, robustness_grid, write_grid
 
     if len(grid) != 2:
@@ -105,7 +108,7 @@ def robustness(export: Path = ExportArg,
     json_path, png = write_grid(result, Path(folder))
     console.print(f"nominal mean return {result.nominal_return:.4g}; {len(result.x_values)} x {len(result.y_values)} cells "
                   f"x {episodes} episodes in {result.wall_s:.0f} s")
-    console.print(f"{relative_path(json_path)}, {relative_path(png)}")
+    console.print(f"{shown_path(json_path)}, {shown_path(png)}")
 
 
 @randomize_app.command("feasible")
@@ -113,15 +116,16 @@ def randomize_feasible(export: Path = ExportArg,
                        episodes: int = typer.Option(3, help="episodes per tried value"),
                        param: list[str] | None = typer.Option(None, "--param", help="parameters to measure (default: all)"),
                        save: Path | None = typer.Option(None, help="write the ranges as JSON here")) -> None:
-    """Measure each parameter's feasible range: perturb it outward until the policy fails (RAPP)."""
+    """Measure each parameter's feasible range: perturb it outward until the policy fails (RAPP; MuJoCo envs
+    only)."""
     from rewardlab.export import load_export
-    from rewardlab.paths import relative_path
+    from rewardlab.paths import shown_path
     from rewardlab.robustness import feasible_ranges, write_json
 
     result = feasible_ranges(load_export(export), episodes, param or None)
     _show_feasible(result)
     if save is not None:
-        console.print(f"written {relative_path(write_json(save, result))}")
+        console.print(f"written {shown_path(write_json(save, result))}")
 
 
 def _show_feasible(result: object) -> None:
@@ -149,7 +153,7 @@ def randomize_propose(export: Path = ExportArg,
     (DrEureka); check the reply and store it with the exchange."""
     from rewardlab.errors import UserError
     from rewardlab.export import load_export
-    from rewardlab.paths import relative_path
+    from rewardlab.paths import shown_path
     from rewardlab.robustness import FeasibleRanges, feasible_ranges, propose_ranges
 
     exported = load_export(export)
@@ -170,4 +174,4 @@ def randomize_propose(export: Path = ExportArg,
         table.add_row(name, f"[{r.low:g}, {r.high:g}]", f"[{f.low:g}, {f.high:g}]")
     console.print(table)
     label = " (offline baseline, no LLM)" if proposal.provider == "offline" else ""
-    console.print(f"run {proposal.run_id}{label}: ranges.yaml, prompt.md, reply.md in {relative_path(proposal.directory)}")
+    console.print(f"run {proposal.run_id}{label}: ranges.yaml, prompt.md, reply.md in {shown_path(proposal.directory)}")

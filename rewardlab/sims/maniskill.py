@@ -214,6 +214,58 @@ class TorchStateReader:
         return torch.cat(columns, dim=1)
 
 
+def state_layout(card: EnvCard, seed: int = 0) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    """The columns of ManiSkill's flat ``obs_mode="state"`` observation, measured from the live env.
+
+    ManiSkill builds the state observation by flattening the ``obs_mode="state_dict"`` dictionary in its
+    insertion order (``mani_skill.utils.common.flatten_state_dict``: each leaf ``(B, ...)`` becomes
+    ``(B, n)``, a ``(B,)`` leaf one column, booleans 0/1). This makes the card's env in ``state_dict``
+    mode, resets it with ``seed`` and walks the dictionary the same way.
+
+    :return: the entries in column order, each ``{"name": "agent.qpos", "columns": [0, ..., 8],
+        "values": float64 (n,) at the reset}``, and the card's simulator fields read at that same state
+        (``{field name: float64 values}``; a source that fails is left out)
+    :raises UserError: ManiSkill is not installed
+    """
+    import builtins
+
+    import torch
+
+    env = make_raw_env(card, obs_mode="state_dict")
+    try:
+        obs, _ = env.reset(seed=seed)
+        entries: list[dict[str, Any]] = []
+        pos = 0
+
+        def walk(node: dict[str, Any], prefix: str) -> None:
+            nonlocal pos
+            for key, value in node.items():
+                if isinstance(value, dict):
+                    walk(value, f"{prefix}{key}.")
+                    continue
+                flat = torch.as_tensor(value).reshape(1, -1)[0].to(torch.float64).cpu().numpy()
+                if flat.size:
+                    entries.append({"name": prefix + key, "columns": list(range(pos, pos + flat.size)), "values": flat})
+                    pos += flat.size
+
+        walk(obs, "")
+        base = env.unwrapped
+        fields: dict[str, np.ndarray] = {}
+        for name, spec in card.fields().items():
+            if spec.kind == "obs":
+                continue
+            try:
+                fn = eval(  # noqa: S307 - card sources, checked by FieldSpec (attribute chains only)
+                    compile(f"lambda env, np: {spec.source}", f"<card {card.id}: {name}>", "eval"),
+                    {"__builtins__": builtins})
+                fields[name] = torch.as_tensor(fn(base, np)).reshape(-1).to(torch.float64).cpu().numpy()
+            except Exception:  # noqa: BLE001 - a field this state cannot give is simply not matched
+                continue
+    finally:
+        env.close()
+    return entries, fields
+
+
 def has_cuda() -> bool:
     """Whether torch sees a CUDA device (GPU physics possible)."""
     try:
