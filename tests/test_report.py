@@ -167,3 +167,13 @@ def test_a_report_of_a_live_run_is_a_snapshot_and_of_a_stopped_one_says_how_to_r
     text = write_report("live-1", out=out).read_text()
     assert "status interrupted (was terminated (SIGTERM))" in text
     assert "1 not finished (continue it with `rewardlab run SPEC --out" in text and "--resume live-1`" in text
+
+
+def test_a_generation_run_is_refused_with_where_to_see_it(tmp_path: Path) -> None:
+    # found by a user: `rewardlab report <generation run>` wrote a report saying "0 done"
+    from rewardlab.text2reward.loop import GenerationConfig, generate
+
+    result = generate("mujoco/InvertedPendulum-v5", GenerationConfig(provider="offline", samples=1, probe_steps=0,
+                                                                     use_memory=False), out=tmp_path)
+    with pytest.raises(UserError, match=rf"run {result.run_id} is a generation, not an experiment: .*rewardlab review"):
+        write_report(result.run_id, out=tmp_path)

@@ -51,6 +51,11 @@ def write_report(run: str | Path, out: Path = Path("runs")) -> Path:
         if record is None:
             known = ", ".join(r.id for r in store.list_runs()[:5]) or "none"
             raise UserError(f"no run {run_id!r} in {db} (recent runs: {known})")
+        if record.spec_name in ("generate", "randomize"):  # no trials: an empty "0 done" report would say nothing
+            what = "a generation" if record.spec_name == "generate" else "a domain randomisation proposal"
+            raise UserError(f"run {run_id} is {what}, not an experiment: it has no trials to report; see it with "
+                            f"`rewardlab review {run_id}`" + (" or `rewardlab lineage`" if record.spec_name == "generate"
+                                                                else ""))
         trials = store.trials(run_id)
         done = [t for t in trials if t.status == "done"]
         panels = {metric: {t.id: _curve(store, t, metric) for t in done} for metric in PANELS}
