@@ -137,6 +137,36 @@ def make_raw_env(card: EnvCard, num_envs: int = 1, device: str | None = None, **
     return gym.make(card.env_id, num_envs=num_envs, max_episode_steps=card.episode_steps, **kwargs)
 
 
+class _GraspMemo(gym.Wrapper):
+    """Computes ``agent.is_grasping(obj)`` once per physics state: ManiSkill's own ``evaluate()`` calls it
+    in every step and reset, and the cards' ``robot.is_grasping`` field asks again for the same state. On
+    the CPU it is a Python contact query (about 5 ms a call, most of a step's state reading), so the
+    answer is kept until the next ``step`` or ``reset`` and handed out again. Sound because only
+    ``step`` and ``reset`` move the physics of these envs."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self._answers: dict[tuple[Any, ...], Any] = {}
+        agent = env.unwrapped.agent  # type: ignore[attr-defined]
+        query = agent.is_grasping
+
+        def is_grasping(obj: Any, min_force: float = 0.5, max_angle: float = 85) -> Any:
+            key = (id(obj), min_force, max_angle)
+            if key not in self._answers:
+                self._answers[key] = query(obj, min_force, max_angle)
+            return self._answers[key]
+
+        agent.is_grasping = is_grasping
+
+    def step(self, action: Any) -> Any:
+        self._answers.clear()
+        return self.env.step(action)
+
+    def reset(self, **kwargs: Any) -> Any:
+        self._answers.clear()
+        return self.env.reset(**kwargs)
+
+
 class ManiSkillSimulator(Simulator):
     """ManiSkill3 on the CPU for SB3: one ``physx_cpu`` env behind ``CPUGymWrapper`` (numpy
     observations ``(obs_dim,)``, float rewards); sim fields are read from the unwrapped env."""
@@ -150,7 +180,7 @@ class ManiSkillSimulator(Simulator):
                             "machine has none (ManiSkill runs physics only here)")
         from mani_skill.utils.wrappers.gymnasium import CPUGymWrapper
 
-        env = CPUGymWrapper(make_raw_env(card, render_mode=render_mode))
+        env = _GraspMemo(CPUGymWrapper(make_raw_env(card, render_mode=render_mode)))
         if seed is not None:
             env.reset(seed=seed)
             env.action_space.seed(seed)
