@@ -139,6 +139,11 @@ def test_neural_explors_refuses_bad_settings_and_off_policy_learners(tmp_path: P
             check_shaper_for(card, "explors", {"neural": True, **params})
     with pytest.raises(UserError, match="add neural: true"):  # the tabular variant, given a neural setting
         check_shaper_for(card, "explors", {"warmup": 10})
+    with pytest.raises(UserError, match="neural must be true or false"):
+        check_shaper_for(card, "explors", {"neural": "yes"})
+    tabular = parse_source({"name": "x", "shaper": {"name": "explors"}})
+    with pytest.raises(UserError, match="give it neural: true"):
+        train("gridworld/chain", tabular, "ppo", 512, seed=0, run_dir=tmp_path / "ppo")
     neural = parse_source({"name": "x", "shaper": {"name": "explors", "neural": True}})
     with pytest.raises(UserError, match="needs an on-policy learner"):
         train("gridworld/chain", neural, "dqn", 1000, seed=0, run_dir=tmp_path / "dqn")

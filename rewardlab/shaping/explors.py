@@ -142,7 +142,8 @@ class ExplorationGuidedOnline:
 
 class ExplorationGuidedShaping(TabularOnlyShaper):
     """ExploRS as a shaper (registered ``explors``): bonus plus learned exploitation reward, added to
-    the env's reward. Tabular tasks only for now (ψ = identity); the neural variant is not built yet.
+    the env's reward, for the tabular learners (ψ = identity). With ``neural: true`` the shaper is
+    :class:`NeuralExplorationGuidedShaping`, for SB3 on-policy learners.
 
     :param params: ``bonus_lambda``, ``bonus_max``, ``eta_phi``, ``eta_critic``, ``update_every``
         (N_r), ``buffer``, ``clip`` (bound on |φ|; the official code uses 0.01 with Q-learning) (see
@@ -157,7 +158,14 @@ class ExplorationGuidedShaping(TabularOnlyShaper):
 
     @classmethod
     def for_params(cls, params: dict[str, Any]) -> type[Shaper]:
-        return _NEURAL[cls.name] if params.get("neural") else cls
+        neural = params.get("neural", False)
+        if not isinstance(neural, bool):
+            raise UserError(f"shaper {cls.name!r}: neural must be true or false, got {neural!r}")
+        return _NEURAL[cls.name] if neural else cls
+
+    def wrap(self, venv: VecEnv, extractor: StateExtractor) -> VecEnv:
+        raise UserError(f"shaper {self.name!r} runs with the tabular trainer only (trainer: tabular); for an SB3 "
+                        f"learner (ppo) give it neural: true")
 
     def __init__(self, card: EnvCard, params: dict[str, Any], gamma: float):
         super().__init__(card, params, gamma)
