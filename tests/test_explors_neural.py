@@ -76,11 +76,18 @@ def test_one_meta_gradient_step_follows_the_sign_of_the_advantage(G: float) -> N
         last.weight.zero_()
         last.bias.zero_()
     probs = torch.tensor([0.3, 0.7])
+    x = st.features(np.array([1]))
+    with torch.no_grad():
+        r_before = st.reward.all_actions(x)[0].clone()
     before = _relative(st, 1, 0, probs)
     st.end_episode(np.array([1]), np.array([0]), np.array([G]))  # one step: s = 1, a = 0, Ḡ = G
     losses = st.update(lambda obs: torch.distributions.Categorical(probs=probs.expand(len(obs), 2)))
     after = _relative(st, 1, 0, probs)
-    assert np.sign(after - before) == np.sign(G)
+    assert np.sign(after - before) == np.sign(G)  # the quantity the loss moves, to first order
+    with torch.no_grad():
+        change = (st.reward.all_actions(x)[0] - r_before).numpy()
+    # and R_φ itself (checked on seeds 0-4): the taken action with the advantage's sign, the other against it
+    assert np.sign(change[0]) == np.sign(G) and np.sign(change[1]) == -np.sign(G)
     assert np.isfinite(losses["meta_loss"]) and losses["critic_loss"] > 0
     # the critic moved towards Ḡ
     with torch.no_grad():
