@@ -149,3 +149,23 @@ def test_reference_program_trains_with_sb3_through_the_cpu_gym_wrapper(tmp_path:
     assert len(result.curve) >= 2 and len(result.eval.env_return) == 2
     saved = json.loads((tmp_path / "result.json").read_text())
     assert saved["trainer"] == "sb3" and (tmp_path / "model.zip").is_file()
+
+
+def test_the_grasp_memo_answers_as_the_contact_query_does() -> None:
+    # the memo (rewardlab.sims.maniskill.GraspMemo) must never hand out a stale answer: compare it with
+    # ManiSkill's own query at every step of a scripted pick, grasping and not
+    from rewardlab.sims.base import make_env
+    from rewardlab.sims.maniskill_experts import pick_cube
+
+    env = make_env(load_card("maniskill/PickCube-v1"), seed=0)
+    base = env.unwrapped
+    answers = []
+    for _ in range(30):
+        env.step(pick_cube(base))
+        memo = bool(base.agent.is_grasping(base.cube))
+        assert memo == bool(type(base.agent).is_grasping(base.agent, base.cube))
+        answers.append(memo)
+    env.reset(seed=1)
+    assert bool(base.agent.is_grasping(base.cube)) == bool(type(base.agent).is_grasping(base.agent, base.cube))
+    assert any(answers) and not all(answers), answers  # it saw both answers
+    env.close()

@@ -137,17 +137,19 @@ def make_raw_env(card: EnvCard, num_envs: int = 1, device: str | None = None, **
     return gym.make(card.env_id, num_envs=num_envs, max_episode_steps=card.episode_steps, **kwargs)
 
 
-class _GraspMemo(gym.Wrapper):
+class GraspMemo:
     """Computes ``agent.is_grasping(obj)`` once per physics state: ManiSkill's own ``evaluate()`` calls it
     in every step and reset, and the cards' ``robot.is_grasping`` field asks again for the same state. On
-    the CPU it is a Python contact query (about 5 ms a call, most of a step's state reading), so the
-    answer is kept until the next ``step`` or ``reset`` and handed out again. Sound because only
-    ``step`` and ``reset`` move the physics of these envs."""
+    the CPU it is a Python contact query (most of a step's state reading), so the answer is kept until
+    :meth:`forget` and handed out again. Whoever steps or resets the env calls :meth:`forget` first:
+    only ``step`` and ``reset`` move the physics of these envs.
 
-    def __init__(self, env: gym.Env):
-        super().__init__(env)
+    :param env: a ManiSkill env (its ``unwrapped.agent`` is patched)
+    """
+
+    def __init__(self, env: Any):
         self._answers: dict[tuple[Any, ...], Any] = {}
-        agent = env.unwrapped.agent  # type: ignore[attr-defined]
+        agent = env.unwrapped.agent
         query = agent.is_grasping
 
         def is_grasping(obj: Any, min_force: float = 0.5, max_angle: float = 85) -> Any:
@@ -158,12 +160,23 @@ class _GraspMemo(gym.Wrapper):
 
         agent.is_grasping = is_grasping
 
-    def step(self, action: Any) -> Any:
+    def forget(self) -> None:
         self._answers.clear()
+
+
+class _GraspMemoWrapper(gym.Wrapper):
+    """:class:`GraspMemo` for a gymnasium env: forgets before every ``step`` and ``reset``."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.memo = GraspMemo(env)
+
+    def step(self, action: Any) -> Any:
+        self.memo.forget()
         return self.env.step(action)
 
     def reset(self, **kwargs: Any) -> Any:
-        self._answers.clear()
+        self.memo.forget()
         return self.env.reset(**kwargs)
 
 
@@ -180,7 +193,7 @@ class ManiSkillSimulator(Simulator):
                             "machine has none (ManiSkill runs physics only here)")
         from mani_skill.utils.wrappers.gymnasium import CPUGymWrapper
 
-        env = _GraspMemo(CPUGymWrapper(make_raw_env(card, render_mode=render_mode)))
+        env = _GraspMemoWrapper(CPUGymWrapper(make_raw_env(card, render_mode=render_mode)))
         if seed is not None:
             env.reset(seed=seed)
             env.action_space.seed(seed)
@@ -321,6 +334,7 @@ class ManiSkillBatch:
 
         self.device = torch.device(device)
         self.env = make_raw_env(card, num_envs=num_envs, device=str(self.device))
+        self.grasp = GraspMemo(self.env)
         self.num_envs = num_envs
         self.reader = TorchStateReader(extractor)
         self.obs_dim = int(np.prod(self.env.unwrapped.single_observation_space.shape))
@@ -331,12 +345,14 @@ class ManiSkillBatch:
         return obs.reshape(self.num_envs, -1).float().to(self.device)
 
     def reset(self, seed: int) -> Any:
+        self.grasp.forget()
         obs, _ = self.env.reset(seed=seed)
         return self._obs(obs)
 
     def step(self, action: Any) -> tuple[Any, Any, Any, Any, Any, Any]:
         import torch
 
+        self.grasp.forget()
         obs, reward, terminated, truncated, info = self.env.step(action)
         obs = self._obs(obs)
         states = self.reader.read(self.env, obs)
@@ -350,6 +366,7 @@ class ManiSkillBatch:
         done = terminated | truncated
         if bool(done.any()):
             idx = torch.nonzero(done).reshape(-1)
+            self.grasp.forget()
             obs, _ = self.env.reset(options={"env_idx": idx})
             obs = self._obs(obs)
         return obs, states, reward, terminated, truncated, success
