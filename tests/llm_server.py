@@ -54,6 +54,14 @@ def compute_dense_reward(self, action):
 """A reply whose program is wrong (a misspelt field, a division by zero): fine as text, fails to run."""
 
 PROSE = "To open the drawer, the robot should first reach the handle, then grasp it and pull it outward."
+#: an InvertedPendulum reward as a model would reply it (the review and generation tests revise it)
+PENDULUM = """```python
+import numpy as np
+def compute_dense_reward(self, action):
+    upright = 1.0 - np.abs(self.pole.angle)
+    effort = -0.001 * np.sum(action ** 2, axis=-1)
+    return upright + effort, {"upright": upright, "effort": effort}
+```"""
 """A reply with no code in it at all."""
 
 

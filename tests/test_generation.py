@@ -10,19 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from llm_server import BROKEN_CODE, GOOD_CODE, PROSE
+from llm_server import BROKEN_CODE, GOOD_CODE, PENDULUM, PROSE
 
 from rewardlab.store import RunStore
 from rewardlab.text2reward.loop import DB_NAME, GenerationConfig, generate, refine
 
 EVIL = "```python\nimport os\ndef compute_dense_reward(self, action):\n    return 0.0\n```"
-PENDULUM = """```python
-import numpy as np
-def compute_dense_reward(self, action):
-    upright = 1.0 - np.abs(self.pole.angle)
-    effort = -0.001 * np.sum(action ** 2, axis=-1)
-    return upright + effort, {"upright": upright, "effort": effort}
-```"""
 
 
 def _cfg(server, card_id: str = "metaworld/drawer-open-v3", **kw) -> tuple[str, GenerationConfig]:

@@ -23,20 +23,13 @@ from typing import Any
 
 import pytest
 import yaml
-from llm_server import ScriptedLLMServer
+from llm_server import PENDULUM, ScriptedLLMServer
 
 from rewardlab.store import DB_NAME, RunStore
 from rewardlab.text2reward.loop import GenerationConfig, feedback_history, generate
 
 pytestmark = pytest.mark.slow
 
-PENDULUM = """```python
-import numpy as np
-def compute_dense_reward(self, action):
-    upright = 1.0 - np.abs(self.pole.angle)
-    effort = -0.001 * np.sum(action ** 2, axis=-1)
-    return upright + effort, {"upright": upright, "effort": effort}
-```"""
 #: the revision the scripted model sends back for human feedback: a heavier effort penalty
 REVISED = PENDULUM.replace("0.001", "0.02")
 FEEDBACK = "the cart pushes far too hard; make effort cost more"
