@@ -1,9 +1,11 @@
-"""Multi-task MetaWorld MT10 pieces (rewardlab/moe/multitask.py): per-task heads, matched parameter
-counts, and SAC on the real MT10 vector env for a few steps."""
+"""Multi-task MetaWorld MT10 pieces (rewardlab/moe/multitask.py): MT-SAC's per-task heads and per-task entropy
+coefficients, matched parameter counts, and SAC on the real MT10 vector env for a few steps."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -12,38 +14,143 @@ import torch
 import yaml
 
 from rewardlab.errors import UserError
-from rewardlab.moe.layers import AddAuxiliaryLoss
-from rewardlab.moe.multitask import MT10_TASKS, MT10Spec, MultiTaskExtractor, TaskHeads, Variant, _params, _widths
+from rewardlab.moe.layers import AddAuxiliaryLoss, MoEMLP
+from rewardlab.moe.multitask import (
+    MT10_TASKS,
+    MT10Spec,
+    MultiTaskQ,
+    MultiTaskSAC,
+    MultiTaskSACPolicy,
+    PerTaskLinear,
+    Variant,
+    _params,
+    _widths,
+    param_table,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_task_heads_give_each_task_its_own_block() -> None:
-    features = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
-    task = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
-    out = TaskHeads(3)(features, task).view(2, 2, 3)
-    assert out[0, :, 1].tolist() == [1.0, 2.0] and out[0, :, [0, 2]].abs().sum() == 0
-    assert out[1, :, 0].tolist() == [3.0, 4.0]
-    # a linear layer on top is one linear head per task: the other tasks' weights get no gradient
-    head = torch.nn.Linear(6, 1, bias=False)
-    head(TaskHeads(3)(features[:1], task[:1])).sum().backward()
-    assert head.weight.grad.view(2, 3)[:, [0, 2]].abs().sum() == 0
+class OneHotEnv(gym.Env):
+    """A 2-d state plus a one-hot task id of ``n_tasks``; one action; nothing happens (for building SAC)."""
+
+    def __init__(self, n_tasks: int = 3):
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (2 + n_tasks,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.obs = np.zeros(2 + n_tasks, np.float32)
+        self.obs[2] = 1.0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        return self.obs, {}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        return self.obs, 0.0, False, False, {}
 
 
-@pytest.mark.parametrize("router", ["task_attention", "topk"])
-def test_multitask_extractor_routes_on_the_one_hot(router: str) -> None:
-    space = gym.spaces.Box(-np.inf, np.inf, (39 + MT10_TASKS,), np.float32)
-    extractor = MultiTaskExtractor(space, widths=[16], moe={"router": router, "n_experts": 3})
-    obs = torch.cat([torch.randn(5, 39), torch.eye(MT10_TASKS)[:5]], 1)
-    assert extractor(obs).shape == (5, 16 * MT10_TASKS)
+def _policy(moe: dict[str, Any] | None = None) -> MultiTaskSACPolicy:
+    obs = gym.spaces.Box(-np.inf, np.inf, (5 + 3,), np.float32)
+    act = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    return MultiTaskSACPolicy(obs, act, lambda _: 3e-4, n_tasks=3, widths=[16, 16], moe=moe)
+
+
+def test_per_task_linear_picks_the_tasks_head() -> None:
+    head = PerTaskLinear(2, 1, 3)
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([[[1.0], [0.0]], [[0.0], [1.0]], [[1.0], [1.0]]]))
+        head.bias.copy_(torch.tensor([[10.0], [20.0], [30.0]]))
+    x = torch.tensor([[1.0, 2.0], [1.0, 2.0], [1.0, 2.0]])
+    task = torch.eye(3)[[2, 0, 1]]
+    y = head(x, task)
+    assert y.flatten().tolist() == [33.0, 11.0, 22.0]  # x·w_t + b_t by hand
+    head.zero_grad()
+    head(x[:1], task[:1]).sum().backward()  # a task-2 sample: only head 2 learns
+    assert head.weight.grad[:2].abs().sum() == 0 and head.bias.grad[:2].abs().sum() == 0
+    assert head.weight.grad[2].flatten().tolist() == [1.0, 2.0] and head.bias.grad[2].item() == 1.0
+
+
+@pytest.mark.parametrize("moe", [None, {"router": "topk", "n_experts": 3}])
+def test_mt_sac_policy_is_multi_head_sac(moe: dict[str, Any] | None) -> None:
+    policy = _policy(moe)
+    actor, critic = policy.actor, policy.critic
+    trunk_type = MoEMLP if moe else torch.nn.Module
+    assert isinstance(actor.latent_pi, trunk_type) and isinstance(actor.mu, PerTaskLinear)
+    assert isinstance(actor.log_std, PerTaskLinear) and actor.mu.weight.shape == (3, 16, 2)
+    # twin Q-networks, each its own trunk over [obs, action] and one scalar head per task
+    q1, q2 = critic.q_networks
+    assert isinstance(q1, MultiTaskQ) and isinstance(q2, MultiTaskQ) and q1.trunk is not q2.trunk
+    first = next(p for n, p in q1.named_parameters() if n.startswith("trunk"))
+    assert (8 + 2) in first.shape and q1.head.weight.shape == (3, 16, 1)
+    # the action enters the trunk: Q is not affine in the action (SB3's linear head on obs features would be)
+    torch.manual_seed(0)
+    obs = torch.cat([torch.randn(64, 5), torch.eye(3)[torch.randint(0, 3, (64,))]], 1)
+    a1, a2 = torch.rand(64, 2) * 2 - 1, torch.rand(64, 2) * 2 - 1
+    with torch.no_grad():
+        q = [critic.q1_forward(obs, a) for a in (a1, a2, (a1 + a2) / 2)]
+    assert (q[0] + q[1] - 2 * q[2]).abs().max() > 1e-4
+    # a task's action depends only on its own head: changing head 1 leaves task-0 samples unchanged
+    task0 = obs[obs[:, 5] == 1]
+    before = actor(task0, deterministic=True)
+    with torch.no_grad():
+        actor.mu.weight[1] += 1.0
+    assert torch.equal(actor(task0, deterministic=True), before)
+
+
+def test_mt_sac_policy_refuses_bad_settings() -> None:
+    obs = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
+    act = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    with pytest.raises(UserError, match="n_tasks 4"):
+        MultiTaskSACPolicy(obs, act, lambda _: 3e-4, n_tasks=4)
+    with pytest.raises(UserError, match="gSDE"):
+        MultiTaskSACPolicy(obs, act, lambda _: 3e-4, n_tasks=2, use_sde=True)
+
+
+def test_per_task_alpha_moves_only_with_its_own_samples() -> None:
+    model = MultiTaskSAC(MultiTaskSACPolicy, OneHotEnv(3), seed=0, device="cpu", learning_starts=10, batch_size=4,
+                         policy_kwargs={"n_tasks": 3, "widths": [8]})
+    assert model.target_entropy == -1.0 and model.log_ent_coef is not None and model.log_ent_coef.shape == (3,)
+    with torch.no_grad():
+        model.log_ent_coef.copy_(torch.log(torch.tensor([0.5, 2.0, 4.0])))
+    # hand-made batch: two task-0 samples, one task-1 sample, no task-2 sample
+    obs = torch.tensor([[0.3, 0.1, 1, 0, 0], [0.2, 0.5, 1, 0, 0], [0.9, 0.4, 0, 1, 0]], dtype=torch.float32)
+    log_prob = torch.tensor([[2.0], [2.0], [-5.0]])
+    alpha, loss = model.entropy_terms(obs, log_prob)
+    assert alpha.flatten().tolist() == pytest.approx([0.5, 0.5, 2.0])  # each sample its own task's α
+    assert loss is not None
+    model.ent_coef_optimizer.zero_grad()
+    loss.backward()
+    # d loss / d log α_t = -(1/N) Σ_{n of task t} (log π_n + H̄), H̄ = -1: task 0 -(1+1)/3, task 1 +6/3, task 2 0
+    assert model.log_ent_coef.grad.tolist() == pytest.approx([-2 / 3, 2.0, 0.0])
+    before = model.log_ent_coef.detach().clone()
+    model.ent_coef_optimizer.step()
+    after = model.log_ent_coef.detach()
+    # entropy below target (log π > -H̄) raises α_0; above target lowers α_1; α_2 saw no sample and stays
+    assert after[0] > before[0] and after[1] < before[1] and after[2] == before[2]
+
+
+def test_single_alpha_option_and_its_refusal() -> None:
+    shared = MultiTaskSAC(MultiTaskSACPolicy, OneHotEnv(3), seed=0, device="cpu", per_task_alpha=False,
+                          policy_kwargs={"n_tasks": 3, "widths": [8]})
+    assert shared.log_ent_coef is not None and shared.log_ent_coef.shape == (1,)
+    obs = torch.tensor([[0.0, 0.0, 1, 0, 0], [0.0, 0.0, 0, 1, 0]], dtype=torch.float32)
+    _, loss = shared.entropy_terms(obs, torch.tensor([[2.0], [-5.0]]))
+    assert loss is not None
+    loss.backward()
+    assert shared.log_ent_coef.grad.tolist() == pytest.approx([-(1.0 - 6.0) / 2])  # one α, every sample
+    with pytest.raises(UserError, match="per_task_alpha"):
+        MultiTaskSAC("MlpPolicy", OneHotEnv(3), device="cpu")
 
 
 def test_matched_widths_match_actor_critic_parameters() -> None:
     spec = MT10Spec.model_validate(yaml.safe_load((REPO / "experiments" / "moe_mt10_smoke.yaml").read_text()))
+    assert spec.per_task_alpha
     widths = _widths(spec)
     by_name = {v.name: v for v in spec.variants}
     target = _params(by_name["moe-topk"], widths["moe-topk"])
     assert abs(_params(by_name["mtmhsac-matched"], widths["mtmhsac-matched"]) - target) / target < 0.02
+    table = param_table(spec)
+    row = next(line for line in table if line.startswith("| mtmhsac-matched "))
+    assert "× moe-topk" in row and float(row.split("|")[7].split("×")[0]) == pytest.approx(1.0, abs=0.02)
     bad = spec.model_copy(update={"variants": [Variant(name="a", match_params_of="nope")]})
     with pytest.raises(UserError, match="match_params_of"):
         _widths(bad)
@@ -52,20 +159,22 @@ def test_matched_widths_match_actor_critic_parameters() -> None:
 def test_full_spec_validates() -> None:
     spec = MT10Spec.model_validate(yaml.safe_load((REPO / "experiments" / "moe_mt10_full.yaml").read_text()))
     assert spec.steps_per_task == 2_000_000 and len(spec.seeds) == 10 and spec.sac["batch_size"] == 1280
+    assert spec.per_task_alpha and spec.variants[0].policy == "mt_mlp" and spec.variants[0].widths == [400, 400, 400]
 
 
 @pytest.mark.slow
 def test_sac_trains_on_mt10_with_an_moe_trunk() -> None:
-    from stable_baselines3 import SAC
-
     from rewardlab.moe.multitask import _policy_kwargs, make_mt10
 
     env = make_mt10(0, max_episode_steps=20)
     assert env.num_envs == MT10_TASKS and env.observation_space.shape == (49,)
     variant = Variant(name="v", policy="moe", router="topk", n_experts=4, widths=[16])
-    model = SAC("MlpPolicy", env, learning_starts=10, batch_size=32, seed=0, device="cpu",
-                policy_kwargs=_policy_kwargs(variant, [16]))
-    before = AddAuxiliaryLoss.calls
+    model = MultiTaskSAC(MultiTaskSACPolicy, env, learning_starts=10, batch_size=32, seed=0, device="cpu",
+                         policy_kwargs=_policy_kwargs(variant, [16]))
+    before, alpha0 = AddAuxiliaryLoss.calls, model.log_ent_coef.detach().clone()
     model.learn(40)
     env.close()
     assert model._n_updates > 0 and AddAuxiliaryLoss.calls > before
+    moved = (model.log_ent_coef.detach() != alpha0).tolist()
+    assert len(moved) == MT10_TASKS and all(moved)  # every task is in every batch of MT10: each α learns
+    assert math.isfinite(float(model.log_ent_coef.detach().sum()))

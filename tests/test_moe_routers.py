@@ -305,3 +305,42 @@ def test_task_expert_mutual_information_by_hand() -> None:
     # C = ceil(0.5*1*4/2) = 1: expert 0 keeps one of its three tokens
     assert stats["drop_rate"] == pytest.approx(2 / 4)
     assert stats["load_imbalance"] == pytest.approx(1.0) and stats["dead_experts"] == 0
+
+
+def test_topk_drop_rate_and_capacity_at_batch_size_one_by_hand() -> None:
+    from rewardlab.moe.diagnostics import routing_stats
+
+    # the capacity case above: 4 requested assignments, token 2's dropped -> drop rate 1/4, 0.75 active per token
+    r = identity_gate(TopKSoftmaxRouter(2, 2, k=1, capacity_factor=1.0))
+    stats = routing_stats(r(torch.tensor([[2.0, 0.0], [3.0, 0.0], [1.0, 0.0], [0.0, 1.0]])))
+    assert stats["drop_rate"] == 0.25 and stats["active_experts"] == 0.75
+    # N=1: ceil(1*1*1/2) = 1 slot (int() would give 0 and drop everything); the lone token keeps its expert
+    assert r.capacity(1) == 1
+    assert r(torch.tensor([[0.0, 2.0]])).dispatch.tolist() == [[False, True]]
+
+
+def test_expert_choice_gives_a_token_several_experts_or_none_by_hand() -> None:
+    # N=4, E=3, c=0.75: k = ceil(4*0.75/3) = 1 token per expert. S rows (softmax of the identity gate):
+    # t0 = (e³, e³, 1)/(2e³+1) ≈ (.488, .488, .024); t1 = (1, 1, e²)/(2+e²) ≈ (.106, .106, .787);
+    # t2 = (1/3, 1/3, 1/3); t3 = (e^.5, 1, 1)/(e^.5+2) ≈ (.452, .274, .274).
+    # Expert 0 and expert 1 both take t0 (.488 beats .452 and .333); expert 2 takes t1 (.787).
+    r = identity_gate(ExpertChoiceRouter(3, 3, capacity_factor=0.75, threshold_momentum=0.0))
+    x = torch.tensor([[3.0, 3.0, 0.0], [0.0, 0.0, 2.0], [0.0, 0.0, 0.0], [0.5, 0.0, 0.0]])
+    assert r.tokens_per_expert(4) == 1
+    out = r(x)
+    assert out.dispatch.tolist() == [[True, True, False], [False, False, True], [False, False, False], [False, False, False]]
+    assert out.dispatch.sum(0).tolist() == [1, 1, 1]  # loads balanced by construction
+    assert out.stats["zero_expert_tokens"] == 0.5  # t2, t3: residual / shared experts only
+    e3 = math.exp(3)
+    assert out.combine[0].tolist() == pytest.approx([e3 / (2 * e3 + 1), e3 / (2 * e3 + 1), 0.0])  # S, not renormalised
+
+
+def test_tsallis_switch_fires_exactly_when_the_entropy_exceeds_the_threshold() -> None:
+    x = torch.tensor([[1.0, 0.5, 0.0, -0.5]])
+    h = float(tsallis_entropy(torch.softmax(x, -1), 1.1)[0])
+    assert 0.0 < h < 1.0
+    below = identity_gate(TsallisHybridRouter(4, 4, q=1.1, entropy_threshold=h - 1e-4, top_p=0.75, keep_top_k=1))
+    above = identity_gate(TsallisHybridRouter(4, 4, q=1.1, entropy_threshold=h + 1e-4, top_p=0.75, keep_top_k=1))
+    assert below(x).dispatch.all() and below(x).stats["soft_share"] == 1.0  # H̃ > threshold: every expert
+    # H̃ < threshold: top-p. p ≈ (.455, .276, .167, .102): cumulative .455 <= .75, .731 <= .75, .898 > .75 -> 2 experts
+    assert above(x).dispatch.tolist() == [[True, True, False, False]] and above(x).stats["soft_share"] == 0.0
