@@ -566,11 +566,14 @@ def report_deepseek(spec: StudySpec, rows: list[dict[str, Any]], out: Path) -> l
 def report_modified_softmax(spec: StudySpec, rows: list[dict[str, Any]], out: Path) -> list[str]:
     ns, seeds = sorted(spec.sample_sizes), list(spec.seeds)
     curves = _curves(rows, lambda r: r["arm"], "voronoi", ns, seeds)
-    lines = [f"| arm | Voronoi loss at n={ns[0]} | at n={ns[-1]} | slope on log n |", "|---|---|---|---|"]
+    half = len(ns) // 2  # the upper half of n: closer to the asymptotic regime the rates describe
+    lines = [f"| arm | Voronoi loss at n={ns[0]} | at n={ns[-1]} | slope on log n | slope, n >= {ns[half]} |",
+             "|---|---|---|---|---|"]
     slopes = {}
     for arm, arr in curves.items():
         slopes[arm] = _slope_ci(ns, arr)
-        lines.append(f"| {arm} | {_fmt(mean_ci(arr[:, 0]), 3)} | {_fmt(mean_ci(arr[:, -1]), 3)} | {_fmt(slopes[arm])} |")
+        lines.append(f"| {arm} | {_fmt(mean_ci(arr[:, 0]), 3)} | {_fmt(mean_ci(arr[:, -1]), 3)} | {_fmt(slopes[arm])} | "
+                     f"{_fmt(_slope_ci(ns, arr, half))} |")
     _plot(out / "modified_softmax.png", ns, curves, "Modified vs standard softmax gating (multinomial logistic MoE)",
           "Voronoi loss of expert parameters")
     std, mod = slopes["standard, vanishing slope"], slopes["modified, vanishing slope"]
@@ -585,9 +588,11 @@ def report_modified_softmax(spec: StudySpec, rows: list[dict[str, Any]], out: Pa
         f"slope is about -1/4, against about 0 for a 1/log n rate). Modified slope {_fmt(mod)}; criterion: upper "
         f"bound below 0 → {_verdict(c2)}.",
         f"3. *Control:* without vanishing slopes standard gating's slope is {_fmt(ctrl)} (the theory's polynomial "
-        f"regime, about -1/4 for the over-specified expert; compare with claim 1's standard arm). Separating a "
-        f"1/log n rate from n^(-1/4) needs far more than the 32x range of n here: a verdict other than "
-        f"'confirmed' says this study cannot tell, not that the theory is wrong.",
+        f"regime, about -1/4 for the over-specified expert; compare with claim 1's standard arm). A 1/log n rate has a "
+        f"local log-log slope of -1/ln n (about -0.1 here) against -1/4 for n^(-1/4), so telling them apart takes a wide "
+        f"range of n and tight intervals; this study spans {ns[-1] / ns[0]:.0f}x in n with {len(seeds)} seeds. A verdict "
+        f"other than 'confirmed' says this study cannot tell, not that the theory is wrong. Verdicts use the slopes over "
+        f"all n; the upper-half slopes are shown for reference.",
     ]
     return ["## Results", "", *lines, "", "Plot: `modified_softmax.png`", "", "## Theory claims", "", *claims]
 
