@@ -128,6 +128,21 @@ def test_per_task_alpha_moves_only_with_its_own_samples() -> None:
     assert after[0] > before[0] and after[1] < before[1] and after[2] == before[2]
 
 
+def test_a_saved_model_keeps_its_per_task_alphas_and_acts_the_same(tmp_path: Path) -> None:
+    model = MultiTaskSAC(MultiTaskSACPolicy, OneHotEnv(3), seed=0, device="cpu", learning_starts=10, batch_size=4,
+                         policy_kwargs={"n_tasks": 3, "widths": [8]})
+    with torch.no_grad():
+        model.log_ent_coef.copy_(torch.tensor([-0.5, 0.25, 1.0]))
+    model.learn(30)
+    model.save(tmp_path / "mt.zip")
+    loaded = MultiTaskSAC.load(tmp_path / "mt.zip", env=OneHotEnv(3), device="cpu")
+    assert loaded.per_task_alpha and loaded.log_ent_coef is not None
+    assert loaded.log_ent_coef.tolist() == pytest.approx(model.log_ent_coef.tolist())
+    obs = np.array([[0.3, -0.2, 0, 1, 0], [0.1, 0.4, 0, 0, 1]], np.float32)
+    assert np.array_equal(loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
+    loaded.learn(20)  # the restored α optimiser steps on the restored per-task α
+
+
 def test_single_alpha_option_and_its_refusal() -> None:
     shared = MultiTaskSAC(MultiTaskSACPolicy, OneHotEnv(3), seed=0, device="cpu", per_task_alpha=False,
                           policy_kwargs={"n_tasks": 3, "widths": [8]})
