@@ -50,11 +50,11 @@ import torch
 from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.preprocessing import preprocess_obs
-from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecNormalize
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from rewardlab.cards import EnvCard
 from rewardlab.errors import UserError
-from rewardlab.shaping.base import Shaper, TabularOnlyShaper
+from rewardlab.shaping.base import ActionMemoryVecEnv, Shaper, TabularOnlyShaper
 from rewardlab.sims.tabular import TabularMDP
 from rewardlab.state import StateExtractor
 
@@ -384,7 +384,7 @@ class NeuralExploRS:
         return {"meta_loss": float(loss.detach()), "critic_loss": float(critic_loss.detach())}
 
 
-class NeuralExploRSVecEnv(VecEnvWrapper):
+class NeuralExploRSVecEnv(ActionMemoryVecEnv):
     """Adds ``R^explore(s') + R_φ(s, a)`` to the reward; ``info["unshaped_reward"]`` keeps the reward
     before, ``info["explore_bonus"]`` and ``info["exploit_reward"]`` the two terms. The meta-gradient
     update is run by :class:`NeuralExploRSCallback` (it needs the learner's policy).
@@ -397,7 +397,6 @@ class NeuralExploRSVecEnv(VecEnvWrapper):
         super().__init__(venv)
         self.state = state
         self._obs: np.ndarray | None = None
-        self._actions = np.zeros(self.num_envs)
         self._episodes: list[tuple[list[Any], list[Any], list[float]]] = [([], [], []) for _ in range(self.num_envs)]
 
     def reset(self) -> Any:
@@ -405,17 +404,13 @@ class NeuralExploRSVecEnv(VecEnvWrapper):
         self._episodes = [([], [], []) for _ in range(self.num_envs)]
         return self._obs
 
-    def step_async(self, actions: np.ndarray) -> None:
-        self._actions = np.asarray(actions)
-        self.venv.step_async(actions)
-
     def step_wait(self) -> Any:
         obs, reward, dones, infos = self.venv.step_wait()
         obs = np.asarray(obs)
         st = self.state
         assert self._obs is not None, "step before reset"
         before = self._obs
-        exploit = st.learned(before, self._actions)  # with the reward of the episodes so far
+        exploit = st.learned(before, self.actions)  # with the reward of the episodes so far
         bonus = np.zeros(self.num_envs)
         for i in range(self.num_envs):
             if st.explore:
@@ -428,7 +423,7 @@ class NeuralExploRSVecEnv(VecEnvWrapper):
             infos[i]["exploit_reward"] = float(exploit[i])
             o, a, r = self._episodes[i]
             o.append(before[i])
-            a.append(self._actions[i])
+            a.append(self.actions[i])
             r.append(float(reward[i]))
             if dones[i]:
                 st.end_episode(np.stack(o), np.stack(a), np.asarray(r))
