@@ -124,3 +124,23 @@ def test_invariance_takes_a_point_and_refuses_an_unknown_one() -> None:
         check_shaper_for(card, "invariance", {"point": "middle"})
     with pytest.raises(UserError, match="takes r_max"):
         check_shaper_for(card, "expadard", {"point": "centre"})  # ExpAdaRD maximises I: no point to pick
+
+
+def test_the_papers_linek_pool_puts_one_logit_on_each_policy(tmp_path: Path) -> None:
+    from rewardlab.errors import UserError
+    from rewardlab.training.tabular import paper_linek_pool
+
+    pool = paper_linek_pool(linek())
+    hot = [tuple(map(int, np.argwhere(p)[0])) for p in pool]
+    assert hot == [(1, 0), (1, 1), (5, 1), (5, 2), (10, 2)]  # key cell left/right, start right/pick, key layer 0 pick
+    assert all(np.count_nonzero(p) == 1 and p.max() == 2.0 for p in pool)
+    with pytest.raises(UserError, match="is the AAMAS'24 pool of LINEK"):
+        paper_linek_pool(room())
+    source = parse_source({"name": "orig", "path": "env"})
+    train("gridworld/linek", source, "reinforce", 2, seed=0, run_dir=tmp_path, trainer="tabular",
+          preset_overrides={"runs": 5, "init_pool": "aamas24", "eval_every": 1})
+    start = np.load(tmp_path / "curves.npz")["values"][:, 0]
+    assert len(set(np.round(start, 9))) == 5  # run r starts from policy (r + 1) mod 5: five different values
+    with pytest.raises(UserError, match="init_pool must be a whole number >= 0 or 'aamas24'"):
+        train("gridworld/linek", source, "reinforce", 2, seed=0, run_dir=tmp_path / "bad", trainer="tabular",
+              preset_overrides={"init_pool": "paper"})

@@ -20,8 +20,9 @@ code asks cvxpy/ECOS for ``Minimize(1)`` and so gets an interior point, see
 experiments/results/thesis-expadard-paper/README.md).
 
 Deviations: HiGHS instead of cvxpy; each run's design uses its own learner's π_L (runs are
-vectorised); the learner pool is a fixed, seeded stand-in for the paper's 5 stored initial policies
-(:func:`rewardlab.training.tabular.initial_policy_pool`, hyperparameter ``init_pool: 5``).
+vectorised). The learner pool: ``init_pool: aamas24`` starts the runs from the paper's own five LINEK policies
+(:func:`rewardlab.training.tabular.paper_linek_pool`); ``init_pool: 5`` from a seeded stand-in for any task
+(:func:`rewardlab.training.tabular.initial_policy_pool`, much further from uniform).
 """
 
 from __future__ import annotations
