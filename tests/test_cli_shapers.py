@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+import torch
 from test_cli import assert_one_line_error, rewardlab
 
 
@@ -39,3 +41,30 @@ def test_a_run_stores_the_designed_reward_as_a_program(tmp_path: Path) -> None:
     with RunStore(tmp_path / "runs" / DB_NAME) as store:
         origins = [r[0] for r in store._db.execute("SELECT origin FROM reward_programs")]  # noqa: SLF001
     assert origins == ["shaper:exprd"]
+
+
+def test_train_neural_explors_on_the_cli_saves_its_nets(tmp_path: Path) -> None:
+    from rewardlab.shaping.explors import WEIGHTS_NAME, load_neural_explors
+
+    proc = rewardlab("train", "--env", "gridworld/chain", "--shaper", "explors", "--neural", "--algo", "ppo",
+                     "--steps", "512", "--eval-episodes", "1", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    (weights,) = tmp_path.rglob(WEIGHTS_NAME)
+    reward, critic, meta = load_neural_explors(weights)
+    assert meta["shaper"] == "explors" and meta["n_actions"] == 2 and meta["features"] == 62  # chain: 61 + terminal
+    x = torch.eye(62)
+    assert reward.all_actions(x).shape == (62, 2) and critic(x).shape == (62, 1)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--neural",), "--neural is a shaper's setting (explors, explob, selfrs); give --shaper too"),
+    (("--shaper", "exprd", "--budget", "3", "--neural"), "--neural applies to explors, explob, selfrs; shaper 'exprd'"),
+    (("--shaper", "selfrs", "--neural", "--trainer", "tabular", "--algo", "reinforce"),
+     "--neural selfrs trains an SB3 learner"),
+    (("--shaper", "explors", "--neural", "--algo", "dqn", "--steps", "1000"), "needs an on-policy learner"),
+])
+def test_neural_on_the_cli_where_it_makes_no_sense_is_one_line(tmp_path: Path, args: tuple[str, ...],
+                                                               message: str) -> None:
+    proc = rewardlab("train", "--env", "gridworld/chain", *args, "--out", str(tmp_path))
+    assert_one_line_error(proc, message)
+    assert not list(tmp_path.rglob("*.pt"))  # nothing half-written is left

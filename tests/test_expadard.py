@@ -88,3 +88,59 @@ def test_the_learner_pool_starts_runs_from_fixed_distinct_policies(tmp_path: Pat
           preset_overrides={"runs": 5, "init_pool": 5, "eval_every": 10})
     start = np.load(tmp_path / "curves.npz")["values"][:, 0]
     assert len(set(np.round(start, 9))) == 5  # five different starting policies, five different values
+
+
+def test_the_centred_invariance_point_is_the_analytic_centre(linek_lp: AdaptiveDesignLP) -> None:
+    """INVARIANCE with ``point: centre``: strictly inside every constraint, structural, and the barrier's gradient
+    vanishes there (the optimality condition of max Σ log slack); far from the vertex HiGHS returns."""
+    teacher, F = linek_lp.teacher, state_features("linek", linek())
+    R = linek_lp.centre()
+    assert teacher.satisfies_invariance(R) and np.abs(R).max() < 10
+    for leaf in range(F.shape[1]):
+        rows = R[F[:, leaf] == 1]
+        np.testing.assert_allclose(rows, rows[:1].repeat(len(rows), 0), atol=1e-9)
+    A = linek_lp.A_ub.toarray()
+    live = np.abs(A).sum(1) > 0
+    w = np.linalg.lstsq(linek_lp.Phi, R.reshape(-1), rcond=None)[0]
+    slack = linek_lp.b_ub[live] - A[live] @ w
+    assert slack.min() > 1e-6
+    gradient = A[live].T @ (1.0 / slack)
+    assert np.abs(gradient).max() < 1e-6 * np.abs(A[live].T).sum(1).max() / slack.min()
+    assert np.abs(R - linek_lp.solve(None)).max() > 1.0
+
+
+def test_invariance_takes_a_point_and_refuses_an_unknown_one() -> None:
+    from rewardlab.cards import load_card
+    from rewardlab.errors import UserError
+    from rewardlab.shaping.base import check_shaper_for
+    from rewardlab.shaping.expadard import InvarianceBaseline
+
+    card = load_card("gridworld/linek")
+    mdp = linek()
+    centred = InvarianceBaseline(card, {"point": "centre"}, 0.95).design(mdp)
+    vertex = InvarianceBaseline(card, {}, 0.95).design(mdp)
+    assert np.abs(vertex).max() == pytest.approx(10) and np.abs(centred).max() < 10
+    with pytest.raises(UserError, match="point must be one of vertex, centre"):
+        check_shaper_for(card, "invariance", {"point": "middle"})
+    with pytest.raises(UserError, match="takes r_max"):
+        check_shaper_for(card, "expadard", {"point": "centre"})  # ExpAdaRD maximises I: no point to pick
+
+
+def test_the_papers_linek_pool_puts_one_logit_on_each_policy(tmp_path: Path) -> None:
+    from rewardlab.errors import UserError
+    from rewardlab.training.tabular import paper_linek_pool
+
+    pool = paper_linek_pool(linek())
+    hot = [tuple(map(int, np.argwhere(p)[0])) for p in pool]
+    assert hot == [(1, 0), (1, 1), (5, 1), (5, 2), (10, 2)]  # key cell left/right, start right/pick, key layer 0 pick
+    assert all(np.count_nonzero(p) == 1 and p.max() == 2.0 for p in pool)
+    with pytest.raises(UserError, match="is the AAMAS'24 pool of LINEK"):
+        paper_linek_pool(room())
+    source = parse_source({"name": "orig", "path": "env"})
+    train("gridworld/linek", source, "reinforce", 2, seed=0, run_dir=tmp_path, trainer="tabular",
+          preset_overrides={"runs": 5, "init_pool": "aamas24", "eval_every": 1})
+    start = np.load(tmp_path / "curves.npz")["values"][:, 0]
+    assert len(set(np.round(start, 9))) == 5  # run r starts from policy (r + 1) mod 5: five different values
+    with pytest.raises(UserError, match="init_pool must be a whole number >= 0 or 'aamas24'"):
+        train("gridworld/linek", source, "reinforce", 2, seed=0, run_dir=tmp_path / "bad", trainer="tabular",
+              preset_overrides={"init_pool": "paper"})

@@ -15,7 +15,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from rewardlab.cards import load_card
 from rewardlab.errors import UserError
 from rewardlab.shaping.base import check_shaper_for
-from rewardlab.shaping.explors import NEURAL_DEFAULTS, NeuralExploRS
+from rewardlab.shaping.explors import NEURAL_DEFAULTS, WEIGHTS_NAME, NeuralExploRS, load_neural_explors
 from rewardlab.sources import parse_source
 from rewardlab.training import train
 
@@ -134,6 +134,15 @@ def test_ppo_trains_on_neural_explors_and_the_info_keeps_the_original_reward(tmp
     assert bonus.max() == 1.0 and 0 < bonus[~terminated].min() < 0.2  # ψ has 41 cells: counts grow fast
     assert np.abs(exploit).max() <= 0.1 and np.count_nonzero(exploit) > 0  # added after the warm-up
     assert not exploit[:4].any()  # not during it
+    # the nets are saved at the end of training, loadable, and trained (not the seeded initial weights)
+    reward, critic, meta = load_neural_explors(tmp_path / WEIGHTS_NAME)
+    assert meta["episodes"] == int(dones.sum()) and meta["updates"] > 0 and meta["features"] == 201
+    fresh = NeuralExploRS(spaces.Discrete(201), spaces.Discrete(3), 0.95, NEURAL_DEFAULTS, seed=0)
+    assert not torch.equal(reward.net[0].weight, fresh.reward.net[0].weight)
+    assert not torch.equal(critic[0].weight, fresh.critic[0].weight)
+    with torch.no_grad():
+        table = reward.all_actions(torch.eye(201))
+    assert table.shape == (201, 3) and table.abs().max() <= 0.1
 
 
 def test_neural_explors_refuses_bad_settings_and_off_policy_learners(tmp_path: Path) -> None:

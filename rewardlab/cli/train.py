@@ -39,6 +39,8 @@ def train(env: str = typer.Option(..., "--env", help="card id (or card YAML)"),
           shaper: str | None = typer.Option(None, help="a registered shaper added to the reward (pbrs, exprd, ...)"),
           budget: int | None = typer.Option(None, "--budget", help="the shaper's budget B (exprd: rewarded states)"),
           potential: str | None = typer.Option(None, help="pbrs: the potential (a program file, or V*)"),
+          neural: bool = typer.Option(False, "--neural", help="explors, explob, selfrs: the neural variant, for an "
+                                      "SB3 learner (ppo), as {name: explors, neural: true} in a spec"),
           algo: str = typer.Option("ppo", help="the trainer's algorithm: ppo, sac, td3 or dqn for sb3"),
           trainer: str = typer.Option("sb3", help="registered trainer"),
           steps: int = typer.Option(50_000, help=Budget.model_fields["steps"].description),
@@ -88,8 +90,20 @@ def train(env: str = typer.Option(..., "--env", help="card id (or card YAML)"),
     base = reward or ("env" if shaper else "reference")
     if shaper is None and (budget is not None or potential is not None):
         raise UserError("--budget and --potential are a shaper's settings; give --shaper too")
+    if neural:
+        from rewardlab.shaping.explors import NEURAL_SHAPERS
+
+        if shaper is None:
+            raise UserError("--neural is a shaper's setting (explors, explob, selfrs); give --shaper too")
+        if shaper not in NEURAL_SHAPERS:
+            raise UserError(f"--neural applies to {', '.join(NEURAL_SHAPERS)}; shaper {shaper!r} has no neural variant")
+        if trainer == "tabular":
+            raise UserError(f"--neural {shaper} trains an SB3 learner (--trainer sb3, --algo ppo); "
+                            "drop --neural for the tabular trainer")
     if shaper is not None:
-        params = {k: v for k, v in (("budget", budget), ("potential", potential)) if v is not None}
+        params: dict[str, object] = {k: v for k, v in (("budget", budget), ("potential", potential)) if v is not None}
+        if neural:
+            params["neural"] = True
         source = parse_source({"name": shaper, "base": base, "shaper": {"name": shaper, **params}})
     else:
         source = parse_source(base)

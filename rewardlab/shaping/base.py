@@ -182,7 +182,30 @@ class TableShaper(Shaper):
         return TabularRewardVecEnv(venv, table, replace=self.mode == "replace")
 
 
-class TabularRewardVecEnv(VecEnvWrapper):
+class ActionMemoryVecEnv(VecEnvWrapper):
+    """A shaping wrapper's base: remembers the actions of the step in flight, so that ``step_wait`` can reward
+    (s, a) — SB3's ``VecEnv`` hands the actions to ``step_async`` only.
+
+    :param venv: the env below
+    :ivar actions: the last actions, ``(n_envs, *action_shape)`` as :attr:`action_dtype`
+    """
+
+    #: The dtype the actions are kept in (int64 for table lookups on ``Discrete`` actions).
+    action_dtype: ClassVar[type] = np.float64
+
+    def __init__(self, venv: VecEnv):
+        super().__init__(venv)
+        self.actions: np.ndarray = np.zeros((self.num_envs, *(self.action_space.shape or ())), dtype=self.action_dtype)
+
+    def reset(self) -> Any:
+        return self.venv.reset()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self.actions = np.asarray(actions, dtype=self.action_dtype).reshape(self.actions.shape)
+        self.venv.step_async(actions)
+
+
+class TabularRewardVecEnv(ActionMemoryVecEnv):
     """Replaces (or adds to) a VecEnv's reward with a table ``R[s, a]`` of the state the action was
     taken in (``Discrete`` observations); ``info["unshaped_reward"]`` keeps the reward before.
 
@@ -191,25 +214,22 @@ class TabularRewardVecEnv(VecEnvWrapper):
     :param replace: the table is the reward (True) or a term added to it (False)
     """
 
+    action_dtype = np.int64
+
     def __init__(self, venv: VecEnv, table: np.ndarray, replace: bool):
         super().__init__(venv)
         self.table = np.asarray(table, dtype=np.float64)
         self.replace = replace
         self._obs = np.zeros(self.num_envs, dtype=np.int64)
-        self._actions = np.zeros(self.num_envs, dtype=np.int64)
 
     def reset(self) -> Any:
         obs = self.venv.reset()
         self._obs = np.asarray(obs, dtype=np.int64).reshape(self.num_envs)
         return obs
 
-    def step_async(self, actions: np.ndarray) -> None:
-        self._actions = np.asarray(actions, dtype=np.int64).reshape(self.num_envs)
-        self.venv.step_async(actions)
-
     def step_wait(self) -> Any:
         obs, reward, dones, infos = self.venv.step_wait()
-        shaped = self.table[self._obs, self._actions]
+        shaped = self.table[self._obs, self.actions]
         for i, info in enumerate(infos):
             info["unshaped_reward"] = float(reward[i])
         total = shaped if self.replace else np.asarray(reward, dtype=np.float64) + shaped

@@ -15,11 +15,14 @@ Features Φ (state features × one weight per action): ROOM — nine overlapping
 at x, y ∈ {0, 2, 4} and a goal indicator (40 weights); LINEK — a 5-leaf tree {no key: other, goal cell,
 key cell; key: other, goal cell} (15 weights); any other task — one indicator per state (a labelled
 deviation: no structural constraint). INVARIANCE is the same LP with a zero objective (any feasible R;
-HiGHS returns a vertex of the polytope — the paper's baseline does not say which point).
+HiGHS returns a vertex of the polytope, ``point: centre`` takes its analytic centre instead — the paper's
+code asks cvxpy/ECOS for ``Minimize(1)`` and so gets an interior point, see
+experiments/results/thesis-expadard-paper/README.md).
 
 Deviations: HiGHS instead of cvxpy; each run's design uses its own learner's π_L (runs are
-vectorised); the learner pool is a fixed, seeded stand-in for the paper's 5 stored initial policies
-(:func:`rewardlab.training.tabular.initial_policy_pool`, hyperparameter ``init_pool: 5``).
+vectorised). The learner pool: ``init_pool: aamas24`` starts the runs from the paper's own five LINEK policies
+(:func:`rewardlab.training.tabular.paper_linek_pool`); ``init_pool: 5`` from a seeded stand-in for any task
+(:func:`rewardlab.training.tabular.initial_policy_pool`, much further from uniform).
 """
 
 from __future__ import annotations
@@ -30,12 +33,12 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 from scipy.optimize import linprog
-from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+from stable_baselines3.common.vec_env import VecEnv
 
 from rewardlab.cards import EnvCard
 from rewardlab.errors import UserError
 from rewardlab.shaping.abstraction import ACTIONS, CardAbstraction, SampledModel, abstraction_program_source, estimate_card_mdp
-from rewardlab.shaping.base import Shaper, TableShaper, TabularOnlyShaper
+from rewardlab.shaping.base import ActionMemoryVecEnv, Shaper, TableShaper, TabularOnlyShaper
 from rewardlab.shaping.teachers import Teacher
 from rewardlab.sims.tabular import TabularMDP
 from rewardlab.state import StateExtractor
@@ -117,6 +120,46 @@ class AdaptiveDesignLP:
             raise RuntimeError(f"ExpAdaRD's LP failed: {result.message}")
         return (self.Phi @ result.x).reshape(self.S, self.A)
 
+    def centre(self) -> np.ndarray:
+        """The analytic centre of the polytope as ``R (S, A)``: ``argmax_w Σ_i log(b_i − (A w)_i)`` over its
+        constraint rows (invariance rows for a ∉ π_T(s) and the ±R_max bounds, one row per (s, a), as in the
+        paper's code). This is the point a primal-dual interior-point solver heads for when the objective is
+        constant — the AAMAS'24 code finds INVARIANCE with cvxpy/ECOS and ``Minimize(1)`` — where HiGHS'
+        simplex returns a vertex (:meth:`solve` with ``None``).
+
+        A strictly feasible start is the Chebyshev centre (one HiGHS LP), then damped Newton steps on the
+        log-barrier (Boyd & Vandenberghe, *Convex Optimization*, §8.5.3 and §9.5).
+
+        :raises RuntimeError: the polytope has no interior (an implicit equality), so no analytic centre
+        """
+        A = self.A_ub.toarray()
+        live = np.abs(A).sum(1) > 0  # rows such as 0 <= R_max on absorbing states do not move the centre
+        A, b = A[live], self.b_ub[live]
+        norms = np.linalg.norm(A, axis=1)
+        # Chebyshev centre: max t s.t. A w + ‖a_i‖ t <= b, 0 <= t <= 1
+        cheb = linprog(np.r_[np.zeros(self.n_w), -1.0], A_ub=np.c_[A, norms], b_ub=b,
+                       bounds=[(None, None)] * self.n_w + [(0.0, 1.0)], method="highs")
+        self.solves += 1
+        if cheb.status != 0 or cheb.x[-1] <= 1e-9:
+            raise RuntimeError("the invariance polytope has no interior: no analytic centre")
+        w = cheb.x[:-1]
+        for _ in range(200):
+            slack = b - A @ w
+            grad = A.T @ (1.0 / slack)
+            hess = (A / slack[:, None] ** 2).T @ A
+            step = -np.linalg.solve(hess, grad)
+            decrement = float(-grad @ step)
+            if decrement / 2 < 1e-12:
+                break
+            t, f0 = 1.0, -np.log(slack).sum()
+            while True:  # backtracking: stay strictly inside and decrease the barrier
+                s_new = b - A @ (w + t * step)
+                if (s_new > 0).all() and -np.log(s_new).sum() <= f0 - 0.25 * t * decrement:
+                    break
+                t *= 0.5
+            w = w + t * step
+        return (self.Phi @ w).reshape(self.S, self.A)
+
 
 class AdaptiveOnline:
     """ExpAdaRD during training: one designed table per run, redesigned every ``update_every`` episodes
@@ -185,21 +228,35 @@ class AdaptiveRewardDesign(TabularOnlyShaper):
         return AdaptiveOnline(lp, runs, int(self.settings["update_every"]))
 
 
+#: Which feasible point INVARIANCE takes (``point``): the paper only asks for "any" feasible R.
+INVARIANCE_POINTS = ("vertex", "centre")
+
+
 class InvarianceBaseline(TableShaper):
     """INVARIANCE (registered ``invariance``): a feasible reward of ExpAdaRD's polytope, fixed, with no
-    informativeness objective."""
+    informativeness objective.
+
+    :param params: ``point``: ``vertex`` (default; the vertex HiGHS returns for a zero objective — R_max-sized
+        rewards) or ``centre`` (the polytope's analytic centre, :meth:`AdaptiveDesignLP.centre`, nearer to
+        what the paper's interior-point solver returns; a labelled variant), and ``r_max``, ``teacher_epsilon``
+        as for ExpAdaRD
+    """
 
     name = "invariance"
     mode = "replace"
 
     def __init__(self, card: EnvCard, params: dict[str, Any], gamma: float):
         super().__init__(card, params, gamma)
-        self.settings = _settings(self.name, params)
+        self.point = params.get("point", "vertex")
+        if self.point not in INVARIANCE_POINTS:
+            raise UserError(f"shaper 'invariance': point must be one of {', '.join(INVARIANCE_POINTS)}, "
+                            f"got {self.point!r}")
+        self.settings = _settings(self.name, {k: v for k, v in params.items() if k != "point"})
 
     def design(self, mdp: TabularMDP) -> np.ndarray:
         lp = AdaptiveDesignLP(Teacher.solve(mdp), state_features(self.card.env_id, mdp),
                               float(self.settings["r_max"]), float(self.settings["teacher_epsilon"]))
-        return lp.solve(None)
+        return lp.centre() if self.point == "centre" else lp.solve(None)
 
 
 class CardAdaptiveRewardDesign(Shaper):
@@ -262,7 +319,7 @@ class CardAdaptiveRewardDesign(Shaper):
         return [program, summary]
 
 
-class AdaptiveAbstractRewardVecEnv(VecEnvWrapper):
+class AdaptiveAbstractRewardVecEnv(ActionMemoryVecEnv):
     """The learner's reward is ``R[φ(s'), class(a)]`` of the current design; counts the learner's action classes
     per cell and redesigns every ``update_every`` finished episodes (:class:`CardAdaptiveRewardDesign`).
 
@@ -281,25 +338,17 @@ class AdaptiveAbstractRewardVecEnv(VecEnvWrapper):
         self.episodes = 0
         self.R = lp.solve(lp.informativeness_weights(np.full((lp.S, lp.A), 1.0 / lp.A)))
         self.history: list[tuple[int, np.ndarray]] = [(0, self.R)]
-        self._actions = np.zeros((self.num_envs, *(self.action_space.shape or ())))
 
     def learner_policy(self) -> np.ndarray:
         """π_L ``(Z, 3)`` from the counted classes; uniform in cells with no count."""
         n = self.counts.sum(1, keepdims=True)
         return np.where(n > 0, self.counts / np.maximum(n, 1), 1.0 / self.lp.A)
 
-    def reset(self) -> Any:
-        return self.venv.reset()
-
-    def step_async(self, actions: np.ndarray) -> None:
-        self._actions = np.asarray(actions, dtype=np.float64).reshape(self._actions.shape)
-        self.venv.step_async(actions)
-
     def step_wait(self) -> Any:
         obs, reward, dones, infos = self.venv.step_wait()
         flat, state_obs = step_states(self.extractor, obs, dones, infos)
         view = self.extractor.view(flat, state_obs)
-        cells, kinds = self.abstraction.cells(view), self.abstraction.action_classes(view, self._actions)
+        cells, kinds = self.abstraction.cells(view), self.abstraction.action_classes(view, self.actions)
         np.add.at(self.counts, (cells, kinds), 1.0)
         designed = self.R[cells, kinds]
         for i, info in enumerate(infos):

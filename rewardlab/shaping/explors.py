@@ -34,13 +34,15 @@ once per rollout); with continuous actions E_b is a mean over ``samples`` action
 weight π(a_t|s_t) is 1 (a density is not a probability); the warm-up (learned reward not added for the
 first ``warmup`` episodes, while φ and V already learn) defaults to 100 episodes, not the paper's 5,000,
 for CPU-sized runs; off-policy learners (DQN, SAC, TD3) are refused, since the meta-gradient assumes the
-rewarded policy is the one that acted.
+rewarded policy is the one that acted. At the end of training R_φ's and V's weights are saved in the trial
+directory as ``explors_weights.pt`` (:func:`load_neural_explors` rebuilds both nets).
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -48,11 +50,11 @@ import torch
 from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.preprocessing import preprocess_obs
-from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecNormalize
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from rewardlab.cards import EnvCard
 from rewardlab.errors import UserError
-from rewardlab.shaping.base import Shaper, TabularOnlyShaper
+from rewardlab.shaping.base import ActionMemoryVecEnv, Shaper, TabularOnlyShaper
 from rewardlab.sims.tabular import TabularMDP
 from rewardlab.state import StateExtractor
 
@@ -210,6 +212,9 @@ NEURAL_DEFAULTS: dict[str, Any] = {"bonus_lambda": 1.0, "bonus_max": 1.0, "lr_re
                                    "hidden": 256, "reward_scale": 0.1, "update_every": 20, "buffer": 10,
                                    "warmup": 100, "samples": 8, "count_resolution": 0.1}
 
+#: The file in a trial directory that keeps neural ExploRS' nets (:func:`load_neural_explors`).
+WEIGHTS_NAME = "explors_weights.pt"
+
 #: The policy's action distribution on a batch of raw observations (a ``torch.distributions`` object:
 #: ``Categorical`` for discrete actions, one with ``sample`` for continuous ones).
 PolicyDistribution = Callable[[np.ndarray], Any]
@@ -266,7 +271,7 @@ class NeuralExploRS:
         self.discrete = isinstance(action_space, spaces.Discrete)
         features = int(observation_space.n) if isinstance(observation_space, spaces.Discrete) else \
             int(np.prod(observation_space.shape or (1,)))
-        self._features = features
+        self.n_features = features
         self.reseed(seed)
         self.counts: dict[Any, int] = {}
         self.buffer: deque[tuple[np.ndarray, np.ndarray, np.ndarray]] = deque(maxlen=int(settings["buffer"]))
@@ -279,10 +284,10 @@ class NeuralExploRS:
         settings, hidden = self.s, int(self.s["hidden"])
         with torch.random.fork_rng():  # the learner's own RNG stream stays as it was
             torch.manual_seed(seed)
-            self.reward = ExploitationReward(self._features, int(self.action_space.n) if self.discrete else None,  # type: ignore[attr-defined]
+            self.reward = ExploitationReward(self.n_features, int(self.action_space.n) if self.discrete else None,  # type: ignore[attr-defined]
                                              int(np.prod(self.action_space.shape or (1,))), hidden,
                                              float(settings["reward_scale"]))
-            self.critic = torch.nn.Sequential(torch.nn.Linear(self._features, hidden), torch.nn.ReLU(),
+            self.critic = torch.nn.Sequential(torch.nn.Linear(self.n_features, hidden), torch.nn.ReLU(),
                                               torch.nn.Linear(hidden, 1))
         self.reward_opt = torch.optim.Adam(self.reward.parameters(), lr=float(settings["lr_reward"]))
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=float(settings["lr_critic"]))
@@ -379,7 +384,7 @@ class NeuralExploRS:
         return {"meta_loss": float(loss.detach()), "critic_loss": float(critic_loss.detach())}
 
 
-class NeuralExploRSVecEnv(VecEnvWrapper):
+class NeuralExploRSVecEnv(ActionMemoryVecEnv):
     """Adds ``R^explore(s') + R_φ(s, a)`` to the reward; ``info["unshaped_reward"]`` keeps the reward
     before, ``info["explore_bonus"]`` and ``info["exploit_reward"]`` the two terms. The meta-gradient
     update is run by :class:`NeuralExploRSCallback` (it needs the learner's policy).
@@ -392,7 +397,6 @@ class NeuralExploRSVecEnv(VecEnvWrapper):
         super().__init__(venv)
         self.state = state
         self._obs: np.ndarray | None = None
-        self._actions = np.zeros(self.num_envs)
         self._episodes: list[tuple[list[Any], list[Any], list[float]]] = [([], [], []) for _ in range(self.num_envs)]
 
     def reset(self) -> Any:
@@ -400,17 +404,13 @@ class NeuralExploRSVecEnv(VecEnvWrapper):
         self._episodes = [([], [], []) for _ in range(self.num_envs)]
         return self._obs
 
-    def step_async(self, actions: np.ndarray) -> None:
-        self._actions = np.asarray(actions)
-        self.venv.step_async(actions)
-
     def step_wait(self) -> Any:
         obs, reward, dones, infos = self.venv.step_wait()
         obs = np.asarray(obs)
         st = self.state
         assert self._obs is not None, "step before reset"
         before = self._obs
-        exploit = st.learned(before, self._actions)  # with the reward of the episodes so far
+        exploit = st.learned(before, self.actions)  # with the reward of the episodes so far
         bonus = np.zeros(self.num_envs)
         for i in range(self.num_envs):
             if st.explore:
@@ -423,7 +423,7 @@ class NeuralExploRSVecEnv(VecEnvWrapper):
             infos[i]["exploit_reward"] = float(exploit[i])
             o, a, r = self._episodes[i]
             o.append(before[i])
-            a.append(self._actions[i])
+            a.append(self.actions[i])
             r.append(float(reward[i]))
             if dones[i]:
                 st.end_episode(np.stack(o), np.stack(a), np.asarray(r))
@@ -531,6 +531,21 @@ class NeuralExplorationGuidedShaping(Shaper):
     def callbacks(self) -> list[Any]:
         return [NeuralExploRSCallback(self.env)] if self.env is not None else []
 
+    def write_artifacts(self, run_dir: Path) -> list[Path]:
+        """``explors_weights.pt``: R_φ's and the critic's ``state_dict`` and what rebuilds them (written when the
+        learner is built and again at the end of training); load it with :func:`load_neural_explors`."""
+        if self.env is None:
+            return []
+        st = self.env.state
+        path = Path(run_dir) / WEIGHTS_NAME
+        torch.save({"reward": st.reward.state_dict(), "critic": st.critic.state_dict(), "shaper": self.name,
+                    "features": st.n_features,
+                    "n_actions": int(st.action_space.n) if st.discrete else None,  # type: ignore[attr-defined]
+                    "action_dim": int(np.prod(st.action_space.shape or (1,))),
+                    "hidden": int(st.s["hidden"]), "reward_scale": float(st.s["reward_scale"]),
+                    "episodes": st.episodes, "updates": st.updates}, path)
+        return [path]
+
     def online(self, mdp: TabularMDP, runs: int, rng: np.random.Generator) -> Any:
         raise UserError(f"shaper {self.name!r} with neural: true runs with the sb3 trainer (ppo); "
                         "drop neural for the tabular trainer")
@@ -550,5 +565,31 @@ class NeuralSelfRewardShaping(NeuralExplorationGuidedShaping):
     explore = False
 
 
+def load_neural_explors(path: Path | str) -> tuple[ExploitationReward, torch.nn.Module, dict[str, Any]]:
+    """R_φ, the critic V and the saved metadata (``episodes``, ``updates``, ``shaper``, sizes) from a trial's
+    ``explors_weights.pt`` (:meth:`NeuralExplorationGuidedShaping.write_artifacts`). The nets take
+    preprocessed observations (one-hot for ``Discrete``), as :meth:`NeuralExploRS.features` makes them.
+
+    :raises UserError: the file is missing or not such a file
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file (neural ExploRS writes {WEIGHTS_NAME} into its trial directory)")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        reward = ExploitationReward(saved["features"], saved["n_actions"], saved["action_dim"], saved["hidden"],
+                                    saved["reward_scale"])
+        reward.load_state_dict(saved["reward"])
+        critic = torch.nn.Sequential(torch.nn.Linear(saved["features"], saved["hidden"]), torch.nn.ReLU(),
+                                     torch.nn.Linear(saved["hidden"], 1))
+        critic.load_state_dict(saved["critic"])
+    except (KeyError, RuntimeError, TypeError, ValueError, EOFError) as e:
+        raise UserError(f"{path}: not a neural ExploRS weights file ({e})") from None
+    meta = {k: v for k, v in saved.items() if k not in ("reward", "critic")}
+    return reward, critic, meta
+
+
 _NEURAL: dict[str, type[Shaper]] = {"explors": NeuralExplorationGuidedShaping, "explob": NeuralExplorationBonus,
                                     "selfrs": NeuralSelfRewardShaping}
+#: The shapers with a neural variant (``neural: true``; ``rewardlab train --neural``).
+NEURAL_SHAPERS = tuple(_NEURAL)

@@ -26,13 +26,13 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 from scipy.optimize import linprog
-from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+from stable_baselines3.common.vec_env import VecEnv
 
 from rewardlab.cards import EnvCard
 from rewardlab.errors import UserError
 from rewardlab.program import CompiledReward
 from rewardlab.shaping.abstraction import ACTIONS, CardAbstraction, SampledModel, abstraction_program_source, estimate_card_mdp
-from rewardlab.shaping.base import Shaper, TableShaper
+from rewardlab.shaping.base import ActionMemoryVecEnv, Shaper, TableShaper
 from rewardlab.shaping.teachers import Teacher
 from rewardlab.sims.tabular import TabularMDP
 from rewardlab.state import StateExtractor
@@ -454,7 +454,7 @@ class CardExplicableRewardDesign(ExplicableRewardDesign):
         return [program, summary]
 
 
-class ProgramRewardVecEnv(VecEnvWrapper):
+class ProgramRewardVecEnv(ActionMemoryVecEnv):
     """Replaces a VecEnv's reward with a reward program's, evaluated on the state each step reached (the
     terminal one before an auto-reset) and the action taken; ``info["unshaped_reward"]`` keeps the reward
     before, and each episode's ``episode_stats`` gains the component ``designed`` (its sum).
@@ -468,21 +468,16 @@ class ProgramRewardVecEnv(VecEnvWrapper):
         super().__init__(venv)
         self.extractor = extractor
         self.reward = reward
-        self._actions = np.zeros((self.num_envs, *(self.action_space.shape or ())))
         self._sum = np.zeros(self.num_envs)
 
     def reset(self) -> Any:
         self._sum[:] = 0.0
         return self.venv.reset()
 
-    def step_async(self, actions: np.ndarray) -> None:
-        self._actions = np.asarray(actions, dtype=np.float64).reshape(self._actions.shape)
-        self.venv.step_async(actions)
-
     def step_wait(self) -> Any:
         obs, reward, dones, infos = self.venv.step_wait()
         flat, state_obs = step_states(self.extractor, obs, dones, infos)
-        designed = np.asarray(self.reward(self.extractor.view(flat, state_obs), self._actions)[0], dtype=np.float64)
+        designed = np.asarray(self.reward(self.extractor.view(flat, state_obs), self.actions)[0], dtype=np.float64)
         self._sum += designed
         for i, info in enumerate(infos):
             info["unshaped_reward"] = float(reward[i])

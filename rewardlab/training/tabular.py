@@ -22,7 +22,8 @@ Each trial writes ``curves.npz`` (``episodes (E,)``, ``values (runs, E)``, ``opt
 final evaluation holds one value per run.
 
 Hyperparameters (a spec's ``hyperparameters:``): ``runs`` (default 1), ``epsilon``, ``alpha``, ``q0``
-(Q-learning), ``learning_rate``, ``update_every``, ``recent``, ``init_pool`` (REINFORCE), ``eval_every`` (default 1
+(Q-learning), ``learning_rate``, ``update_every``, ``recent``, ``init_pool`` (REINFORCE: a number K of seeded
+initial policies, or ``aamas24``, the paper's LINEK pool), ``eval_every`` (default 1
 episode), ``metric``, ``target`` (a value to reach, for the report's "first episode at ≥ target";
 default 0.9 of the optimum).
 """
@@ -275,13 +276,36 @@ POOL_SEED = 2024
 
 def initial_policy_pool(size: int, n_states: int, n_actions: int, scale: float = 2.0) -> np.ndarray:
     """ExpAdaRD's learner pool: ``size`` initial softmax parameter tables θ, ``(size, S, A)``, drawn once
-    from N(0, scale²) with :data:`POOL_SEED`. Deviation: the paper's 5 stored policies are not
-    published; these are a fixed, seeded stand-in of diverse, non-uniform starting policies."""
+    from N(0, scale²) with :data:`POOL_SEED`: diverse, far-from-uniform starting policies on any task. Not the
+    paper's pool: its code's five LINEK policies are mild (one +2 logit each; :func:`paper_linek_pool`)."""
     return np.random.default_rng(POOL_SEED).normal(0.0, scale, size=(size, n_states, n_actions))
 
 
+#: ``init_pool`` naming the AAMAS'24 code's own LINEK pool (:func:`paper_linek_pool`).
+PAPER_POOL = "aamas24"
+
+
+def paper_linek_pool(mdp: TabularMDP) -> np.ndarray:
+    """The five initial REINFORCE policies of the AAMAS'24 code for LINEK (``linekey/learner_population``, made
+    by its ``generate_random_policy.py``), ``(5, S, A)``: θ = 0 except a logit of +2 on one (state, action) —
+    (key cell, left), (key cell, right), (start, right), (start, pick), (key layer's position 0, pick).
+
+    :raises UserError: ``mdp`` is not LINEK (actions left, right, pick; positions and a key bit)
+    """
+    if mdp.action_names != ("left", "right", "pick") or mdp.coords is None:
+        raise UserError(f"init_pool {PAPER_POOL!r} is the AAMAS'24 pool of LINEK (gridworld/linek); this task is not LINEK")
+    pos, key = mdp.coords[:, 0], mdp.coords[:, 1]
+    into_key = [s for s in range(mdp.n_states) if key[s] == 0 and mdp.T[s, 2][key == 1].sum() > 0.5]
+    start = int(np.argmax(mdp.start))
+    key_zero = int(np.flatnonzero((key == 1) & (pos == 0))[0])
+    theta = np.zeros((5, mdp.n_states, mdp.n_actions))
+    for i, (s, a) in enumerate([(into_key[0], 0), (into_key[0], 1), (start, 1), (start, 2), (key_zero, 2)]):
+        theta[i, s, a] = 2.0
+    return theta
+
+
 def reinforce(mdp: TabularMDP, reward: np.ndarray, runs: int, episodes: int, rng: np.random.Generator,
-              learning_rate: float = 0.01, update_every: int = 2, recent: int = 5, init_pool: int = 0,
+              learning_rate: float = 0.01, update_every: int = 2, recent: int = 5, init_pool: int | str = 0,
               eval_every: int = 1,
               metric: str = "discounted", online: OnlineShaping | None = None,
               progress: Callable[[int, int], None] | None = None) -> LearningCurves:
@@ -295,7 +319,9 @@ def reinforce(mdp: TabularMDP, reward: np.ndarray, runs: int, episodes: int, rng
     plus the online shaping term) and n the number of steps in those episodes.
 
     :param init_pool: 0: every run starts uniform (θ = 0); K > 0: run r starts from the r mod K-th
-        policy of :func:`initial_policy_pool` (ExpAdaRD's pool mode)
+        policy of :func:`initial_policy_pool` (a seeded stand-in for ExpAdaRD's pool); ``"aamas24"``: run r
+        starts from policy (r + 1) mod 5 of :func:`paper_linek_pool` (the paper's code: run ``exp_iter = r + 1``
+        takes ``policy_{exp_iter % 5}``)
 
     :return: the softmax policy's value (see :func:`_metric`)
     """
@@ -303,7 +329,9 @@ def reinforce(mdp: TabularMDP, reward: np.ndarray, runs: int, episodes: int, rng
 
     S, A = mdp.n_states, mdp.n_actions
     theta = np.zeros((runs, S, A))
-    if init_pool:
+    if init_pool == PAPER_POOL:
+        theta = paper_linek_pool(mdp)[(np.arange(runs) + 1) % 5]
+    elif isinstance(init_pool, int) and init_pool > 0:
         theta = initial_policy_pool(init_pool, S, A)[np.arange(runs) % init_pool].copy()
     sampler = _Sampler(mdp, rng)
     points = _eval_points(episodes, eval_every)
@@ -414,8 +442,9 @@ class TabularTrainer:
             for key in ("update_every", "recent"):
                 if not isinstance(params[key], int) or params[key] < 1:
                     raise UserError(f"hyperparameter {key} must be a whole number >= 1, got {params[key]!r}")
-            if not isinstance(params["init_pool"], int) or params["init_pool"] < 0:
-                raise UserError(f"hyperparameter init_pool must be a whole number >= 0, got {params['init_pool']!r}")
+            pool = params["init_pool"]
+            if pool != PAPER_POOL and (not isinstance(pool, int) or isinstance(pool, bool) or pool < 0):
+                raise UserError(f"hyperparameter init_pool must be a whole number >= 0 or {PAPER_POOL!r}, got {pool!r}")
         if params["target"] is not None and not isinstance(params["target"], int | float):
             raise UserError(f"hyperparameter target must be a number, got {params['target']!r}")
         return params
@@ -481,7 +510,7 @@ class TabularTrainer:
         else:
             curves = reinforce(mdp, table, learning_rate=float(params["learning_rate"]),
                                update_every=int(params["update_every"]), recent=int(params["recent"]),
-                               init_pool=int(params["init_pool"]), **common)
+                               init_pool=params["init_pool"], **common)
         optimum = self.optimum(mdp, params["metric"])
         target = float(params["target"]) if params["target"] is not None else 0.9 * optimum
         np.savez_compressed(run_dir / "curves.npz", episodes=curves.episodes, values=curves.values.astype(np.float32),
