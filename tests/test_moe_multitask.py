@@ -3,7 +3,9 @@ coefficients, matched parameter counts, and SAC on the real MT10 vector env for 
 
 from __future__ import annotations
 
+import json
 import math
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -193,3 +195,93 @@ def test_sac_trains_on_mt10_with_an_moe_trunk() -> None:
     moved = (model.log_ent_coef.detach() != alpha0).tolist()
     assert len(moved) == MT10_TASKS and all(moved)  # every task is in every batch of MT10: each α learns
     assert math.isfinite(float(model.log_ent_coef.detach().sum()))
+
+
+class TaskEnv(OneHotEnv):
+    """:class:`OneHotEnv` of one task ``task`` whose 2-d state is redrawn every step (varied probe rows)."""
+
+    def __init__(self, n_tasks: int, task: int):
+        super().__init__(n_tasks)
+        self.obs[2:] = np.eye(n_tasks, dtype=np.float32)[task]
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        self.obs[:2] = self.np_random.normal(size=2)
+        return self.obs.copy(), 0.0, False, False, {}
+
+
+def _moe_mt_sac(learning_starts: int = 10) -> MultiTaskSAC:
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    env = DummyVecEnv([partial(TaskEnv, 3, t) for t in range(3)])  # one sub-env per task, like MT10
+    moe = {"router": "topk", "n_experts": 3, "router_kwargs": {"k": 1}}
+    return MultiTaskSAC(MultiTaskSACPolicy, env, seed=0, device="cpu", learning_starts=learning_starts, batch_size=8,
+                        policy_kwargs={"n_tasks": 3, "widths": [8, 8], "moe": moe})
+
+
+TRUNKS = ["actor.latent_pi", "critic.qf0.trunk", "critic.qf1.trunk"]  # the online MoE trunks of MultiTaskSACPolicy
+
+
+def test_callback_probes_every_trunk_of_a_multi_task_policy(tmp_path: Path) -> None:
+    from rewardlab.moe.sb3 import MoECallback
+
+    model = _moe_mt_sac()
+    # 3 env steps per vector step: the 6-observation probe is full at step 6, probed at 6, 12, ..., 60 and at the end;
+    # SAC's first update comes after step 10, so the first probe sees the target critic equal to the online one
+    callback = MoECallback(tmp_path, log_freq=6, probe_freq=6, probe_size=6)
+    model.learn(60, callback=callback)
+    assert model._n_updates > 0
+    data = json.loads((tmp_path / "moe_diagnostics.json").read_text())
+    keys = {k for row in data["history"] for k in row}
+    layers = [f"{trunk}.layers.{i}" for trunk in TRUNKS for i in (0, 1)]
+    for layer in layers:
+        role = layer.split(".")[0]
+        assert f"moe/{role}/{layer}/change_rate" in keys, layer
+        assert (f"moe/{role}/{layer}/online_target_agreement" in keys) == (role == "critic"), layer
+    agreement = [row[k] for row in data["history"] for k in row if k.endswith("online_target_agreement")]
+    assert agreement[:4] == [1.0] * 4  # first probe, before any update: the target is the online critic's copy
+    curve = data["saturation_vs_final"]
+    assert len(curve) == len(callback.snapshots) >= 3 and sorted(curve[-1]) == sorted(["step", *layers])
+    assert all(curve[-1][layer] == 1.0 for layer in layers)
+    assert all(0.0 <= row[layer] <= 1.0 for row in curve for layer in layers)
+    # by hand: the actor's first trunk layer routes the probe observations; the critics' first layers route
+    # [observation, the actor's deterministic action] (topk reads its input, not the task)
+    policy = model.policy
+    policy.set_training_mode(False)
+    final = callback.snapshots[-1][1]
+    probe = callback.probe
+    assert probe is not None and probe.shape == (6, 5) and probe[:, 2:].sum(0).tolist() == [2.0, 2.0, 2.0]
+    with torch.no_grad():
+        assert torch.equal(final["actor.latent_pi.layers.0"], policy.actor.latent_pi.layers[0].route(probe).dispatch)
+        critic_in = torch.cat([probe, policy.actor(probe, deterministic=True)], 1)
+        for q in ("qf0", "qf1"):
+            for critic in ("critic", "critic_target"):
+                trunk = getattr(getattr(policy, critic), q).trunk
+                assert torch.equal(final[f"{critic}.{q}.trunk.layers.0"], trunk.layers[0].route(critic_in).dispatch)
+
+
+def test_the_probe_leaves_modes_parameters_and_training_routing_alone() -> None:
+    from rewardlab.moe.layers import moe_layers
+    from rewardlab.moe.sb3 import MoECallback
+
+    model = _moe_mt_sac()
+    model.learn(30)  # every layer has a training batch's routing (layer.last)
+    callback = MoECallback(None, probe_size=4)
+    callback.init_callback(model)
+    callback.on_training_start({}, {})
+    callback.probe = torch.cat([torch.randn(4, 2), torch.eye(3)[[0, 1, 2, 0]]], 1)
+    policy = model.policy
+    for actor_mode, critic_mode in ((True, True), (False, False), (True, False)):
+        policy.actor.train(actor_mode)
+        policy.critic.train(critic_mode)
+        modes = {name: m.training for name, m in policy.named_modules()}
+        state = {k: v.clone() for k, v in policy.state_dict().items()}
+        last = {name: layer.last for name, layer in moe_layers(policy)}
+        rng = torch.get_rng_state()
+        masks = callback.route_probe()
+        assert set(masks) == {f"{t}.layers.{i}" for t in [*TRUNKS, "critic_target.qf0.trunk", "critic_target.qf1.trunk"]
+                              for i in (0, 1)}
+        assert all(m.shape == (4, 3) and m.dtype == torch.bool for m in masks.values())
+        assert {name: m.training for name, m in policy.named_modules()} == modes
+        assert all(torch.equal(v, state[k]) for k, v in policy.state_dict().items())
+        assert all(layer.last is last[name] for name, layer in moe_layers(policy))  # training stats untouched
+        assert torch.equal(torch.get_rng_state(), rng)  # no random number drawn: training's stream is unchanged

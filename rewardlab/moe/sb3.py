@@ -25,7 +25,9 @@ version (:data:`TESTED_SB3`: exact counts of aux backward passes per PPO and SAC
 :class:`MoECallback` sets every router's schedule clock to the algorithm's gradient-update count
 (``model._n_updates``), resets the optimiser state of experts EvoMoE spawns, and logs the diagnostics of
 :mod:`rewardlab.moe.diagnostics` to TensorBoard under ``moe/<actor|critic|shared>/<layer>/...`` and to
-``moe_diagnostics.json`` in the trial directory.
+``moe_diagnostics.json`` in the trial directory. Its fixed probe batch reaches every MoE layer of the
+policy, wherever the layers sit, through :func:`route_probe`: SB3's policies (MoE layers in extractors) and
+:class:`~rewardlab.moe.multitask.MultiTaskSACPolicy` (MoE trunks in the actor and in each Q-network) alike.
 """
 
 from __future__ import annotations
@@ -39,7 +41,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.sac.policies import SACPolicy
+from stable_baselines3.td3.policies import TD3Policy
 
 from rewardlab.errors import UserError
 from rewardlab.moe.diagnostics import change_rate, routing_stats, saturation
@@ -108,6 +113,33 @@ def moe_policy_kwargs(algo: str, router: str, n_experts: int = 4, widths: list[i
     return kwargs
 
 
+def route_probe(policy: BasePolicy, obs: torch.Tensor) -> None:
+    """Run every MoE layer of ``policy`` on a probe batch as training feeds it, so that each layer's
+    ``last_eval`` holds the probe's routing. The caller puts the policy in eval mode under ``no_grad``
+    (:meth:`MoECallback.route_probe`).
+
+    - SAC and TD3 policies (SB3's, and :class:`~rewardlab.moe.multitask.MultiTaskSACPolicy`, whose MoE
+      trunks are the actor's ``latent_pi`` and each Q-network's trunk over ``[observation, action]``, with
+      no extractor): the actor on the observations, then the online and the target critic on the
+      observations and the actor's deterministic action (the action is the critic trunk's input, so an
+      action is needed; the deterministic one consumes no random numbers and is the same at every probe
+      for the same actor).
+    - any other policy (PPO's): each :class:`MoEExtractor` on the observations (SB3 builds MoE layers
+      nowhere else).
+
+    :param policy: the model's policy
+    :param obs: ``(P, d_obs)`` float observations on the policy's device
+    """
+    if isinstance(policy, (SACPolicy, TD3Policy)):
+        action = policy._predict(obs, deterministic=True)  # SAC: the mean's tanh; TD3: its actor's output
+        policy.critic(obs, action)
+        policy.critic_target(obs, action)
+        return
+    for module in policy.modules():
+        if isinstance(module, MoEExtractor):
+            module(obs)
+
+
 def _role(name: str) -> str:
     if "target" in name:
         return "target"
@@ -130,10 +162,11 @@ class MoECallback(BaseCallback):
     Every step it sets each router's ``num_updates`` to ``model._n_updates`` (so within one PPO update
     phase the clock stands at the phase's start: schedules advance per env step, not per minibatch). Every ``log_freq`` steps it
     records :func:`~rewardlab.moe.diagnostics.routing_stats` of each layer's latest training batch. Every
-    ``probe_freq`` steps it routes a fixed probe batch (the first ``probe_size`` observations seen) in
-    eval mode and records the change rate since the previous probe and, for SAC/TD3 critics, the
-    online/target agreement (saturation of the target's choices against the online critic's). At the end
-    it computes the saturation of every probe against the final one and writes ``moe_diagnostics.json``.
+    ``probe_freq`` steps it routes a fixed probe batch (the first ``probe_size`` observations seen) through
+    every MoE layer in eval mode (:func:`route_probe`) and records the change rate since the previous
+    probe and, for SAC/TD3 critics, the online/target agreement (saturation of the target's choices
+    against the online critic's). At the end it computes the saturation of every probe against the final
+    one and writes ``moe_diagnostics.json``.
 
     :param save_path: directory of ``moe_diagnostics.json`` (None: not written)
     :param log_freq: env steps between batch-stat records
@@ -146,7 +179,6 @@ class MoECallback(BaseCallback):
         self.save_path = Path(save_path) if save_path is not None else None
         self.log_freq, self.probe_freq, self.probe_size = log_freq, probe_freq, probe_size
         self.layers: list[tuple[str, MoELayer | SoftMoELayer]] = []
-        self.extractors: list[tuple[str, nn.Module]] = []
         self._probe_obs: list[np.ndarray] = []
         self.probe: torch.Tensor | None = None
         self.snapshots: list[tuple[int, dict[str, torch.Tensor]]] = []
@@ -156,7 +188,6 @@ class MoECallback(BaseCallback):
     def _on_training_start(self) -> None:
         policy = self.model.policy
         self.layers = moe_layers(policy)
-        self.extractors = [(n, m) for n, m in policy.named_modules() if isinstance(m, MoEExtractor)]
 
     def _sync(self) -> None:
         n_updates = int(getattr(self.model, "_n_updates", 0))
@@ -179,19 +210,24 @@ class MoECallback(BaseCallback):
                 self.probe = torch.as_tensor(np.concatenate(self._probe_obs)[: self.probe_size], dtype=torch.float32)
 
     def route_probe(self) -> dict[str, torch.Tensor]:
-        """Each layer's dispatch mask ``(P, E)`` on the probe batch, in eval mode."""
+        """Each MoE layer's dispatch mask ``(P, E)`` on the probe batch (on the CPU), keyed by the layer's
+        name in the policy; the policy is routed in eval mode (:func:`route_probe`) and left in the
+        train/eval mode of each of its modules as found, its parameters and the training-batch routing
+        (``layer.last``) untouched."""
         assert self.probe is not None
-        masks: dict[str, torch.Tensor] = {}
-        for name, extractor in self.extractors:
-            was_training = extractor.training
-            extractor.eval()
+        policy = self.model.policy
+        modes = [(m, m.training) for m in policy.modules()]  # per module: SAC's target critic stays in eval
+        for _, layer in self.layers:
+            layer.last_eval = None  # an acting forward's routing must not pass for the probe's
+        policy.train(False)
+        try:
             with torch.no_grad():
-                extractor(self.probe)
-            extractor.train(was_training)
-            for lname, layer in moe_layers(extractor):
-                assert layer.last_eval is not None
-                masks[f"{name}.{lname}"] = layer.last_eval.dispatch.clone()
-        return masks
+                route_probe(policy, self.probe.to(policy.device))
+        finally:
+            for module, mode in modes:
+                module.training = mode
+        return {name: layer.last_eval.dispatch.to("cpu", copy=True) for name, layer in self.layers
+                if layer.last_eval is not None}
 
     def _record(self, key: str, value: float) -> None:
         self.logger.record(key, value)
