@@ -180,6 +180,30 @@ def test_full_spec_validates() -> None:
 
 
 @pytest.mark.slow
+def test_the_mt10_report_has_results_parameters_and_routing(tmp_path: Path) -> None:
+    from rewardlab.moe.multitask import run_mt10
+
+    spec = MT10Spec(name="tiny", study="mt10", seeds=[0], steps_per_task=60, max_episode_steps=20,
+                    sac={"batch_size": 32, "learning_starts": 100},
+                    variants=[Variant(name="mlp", widths=[16]),
+                              Variant(name="moe", policy="moe", router="topk", n_experts=4, widths=[16],
+                                      router_kwargs={"k": 2})])
+    lines = run_mt10("tiny.yaml", spec, tmp_path, log=lambda _: None)
+    runs = json.loads((tmp_path / "results.json").read_text())["runs"]
+    assert [r["variant"] for r in runs] == ["mlp", "moe"] and all(len(r["per_task"]) == MT10_TASKS for r in runs)
+    assert all(len(r["final_ent_coef"]) == MT10_TASKS for r in runs)
+    report = "\n".join(lines)
+    assert "## Results" in report and "## Parameter counts" in report and "## Anchors" in report
+    routing = [line for line in lines if line.startswith("| moe s0 |")]
+    assert {line.split("|")[2].split("/")[0].strip() for line in routing} == {"actor", "critic"}
+    header = next(line for line in lines if line.startswith("| trial | layer |"))
+    column = [c.strip() for c in header.split("|")].index("change_rate")
+    # a short run still probes several times, so every online MoE layer has a change rate
+    assert all(0.0 <= float(line.split("|")[column]) <= 1.0 for line in routing)
+    assert not any(line.startswith("| mlp s0 |") for line in lines)  # the dense baseline has no router
+
+
+@pytest.mark.slow
 def test_sac_trains_on_mt10_with_an_moe_trunk() -> None:
     from rewardlab.moe.multitask import _policy_kwargs, make_mt10
 

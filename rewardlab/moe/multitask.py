@@ -480,6 +480,7 @@ def _short(layer: str) -> str:
 def run_mt10(spec_path: str | Path, spec: MT10Spec, directory: Path, log: Callable[[str], None]) -> list[str]:
     """Train and evaluate every variant × seed; write ``results.json`` and return the report's body."""
     from rewardlab.moe.sb3 import MoECallback
+    from rewardlab.moe.summary import routing_section
     from rewardlab.stats import SUCCESS_BOUNDS, iqm_ci
 
     widths = _widths(spec)
@@ -497,8 +498,10 @@ def run_mt10(spec_path: str | Path, spec: MT10Spec, directory: Path, log: Callab
             except TypeError as e:
                 raise UserError(f"invalid SAC setting in the spec: {e}") from None
             params = count_parameters(model.policy.actor) + count_parameters(model.policy.critic)
+            # probe every 1000 steps per task, or often enough for five probes in a short run (change rate needs two)
+            probe_every = max(1, min(1000, spec.steps_per_task // 5))
             callback = MoECallback(directory / "diagnostics" / f"{variant.name}_s{seed}", log_freq=100 * MT10_TASKS,
-                                   probe_freq=1000 * MT10_TASKS)
+                                   probe_freq=probe_every * MT10_TASKS)
             model.learn(spec.steps_per_task * MT10_TASKS, callback=callback, tb_log_name=f"{variant.name}_s{seed}")
             per_task = evaluate_mt10(model, 10_000 + seed, spec.max_episode_steps, spec.eval_episodes)
             env.close()
@@ -532,6 +535,9 @@ def run_mt10(spec_path: str | Path, spec: MT10Spec, directory: Path, log: Callab
         lines.append(f"| {variant.name} | {trunk} {widths[variant.name]} | {mine[0]['params_actor_critic']:,} | {len(mine)} | "
                      f"{100 * est.point:.1f} {ci} | {100 * np.mean([r['success'] for r in mine]):.1f} | {alpha_text} "
                      f"| {mi_text} |")
+    routing = routing_section([(f"{v.name} s{seed}", directory / "diagnostics" / f"{v.name}_s{seed}")
+                               for v in spec.variants for seed in spec.seeds])
+    lines += ["", *routing] if routing else []
     lines += ["", "## Parameter counts", "", *param_table(spec)]
     lines += ["", "## Anchors (not comparable to a CPU smoke run: protocol and budget differ)", "",
               "| method | MT10 success (%) | protocol |", "|---|---|---|"]
