@@ -99,6 +99,10 @@ def test_callback_logs_diagnostics_and_saturation(tmp_path: Path) -> None:
                    "online_target_agreement"):
         assert f"{layer}/{metric}" in keys, metric
     assert data["saturation_vs_final"][-1]["critic.features_extractor.mlp.layers.0"] == 1.0
+    # probes at 20, 40 and 60 (the last step): the end of training does not probe step 60 again
+    assert [row["step"] for row in data["saturation_vs_final"]] == [20, 40, 60]
+    changes = [row for row in data["history"] if f"{layer}/change_rate" in row]
+    assert [row["step"] for row in changes] == [40, 60]
     router = dict(moe_layers(model.policy))["actor.features_extractor.mlp.layers.0"].router
     assert int(router.num_updates) == model._n_updates  # the schedule clock follows gradient updates
     assert list((tmp_path / "tb").rglob("events.out.tfevents*"))

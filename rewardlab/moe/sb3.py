@@ -274,7 +274,8 @@ class MoECallback(BaseCallback):
         self.record_batch_stats()
         if self.probe is None:
             return
-        self.probe_now()
+        if not self.snapshots or self.snapshots[-1][0] != self.num_timesteps:
+            self.probe_now()  # not twice at one step: the repeat would record a change rate of 0
         final = self.snapshots[-1][1]
         curve = [{"step": step, **{name: saturation(m, final[name]) for name, m in masks.items() if _role(name) != "target"}}
                  for step, masks in self.snapshots]
