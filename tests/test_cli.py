@@ -167,3 +167,25 @@ def test_an_internal_error_is_told_apart_from_a_verdict_and_a_user_error(monkeyp
     err = capsys.readouterr().err
     assert "Traceback" in err and "RuntimeError: a bug" in err
     assert err.strip().splitlines()[-1].startswith("internal error: RuntimeError (a bug in rewardlab")
+
+
+@pytest.mark.parametrize(("args", "name", "recorded"), [
+    (("--env", "mujoco/InvertedPendulum-v5", "--steps", "2048", "--reward", "env", "--policy", "moe", "--router",
+      "expert_choice", "--experts", "3"), "mujoco_InvertedPendulum-v5-env-ppo-moe_expert_choice-0",
+     {"shaper_params": {}, "router": "expert_choice", "n_experts": 3}),
+    (("--env", "gridworld/linek-continuous", "--steps", "512", "--shaper", "explors", "--neural"),
+     "gridworld_linek-continuous-explors-neural-ppo-0",
+     {"shaper": "explors", "shaper_params": {"neural": True}, "reward": "explors-neural"}),
+])
+def test_a_train_run_records_every_setting_its_options_made(tmp_path: Path, args: tuple[str, ...], name: str,
+                                                            recorded: dict) -> None:
+    import yaml
+
+    proc = rewardlab("train", "--algo", "ppo", "--eval-episodes", "1", *args, "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    (run_dir,) = tmp_path.iterdir()
+    assert run_dir.name == name  # told apart from a plain run by its name
+    settings = yaml.safe_load((run_dir / "train.yaml").read_text())
+    extractor = settings["overrides"].get("policy_kwargs", {}).get("features_extractor_kwargs", {})
+    for key, value in recorded.items():
+        assert settings.get(key, extractor.get(key)) == value, key

@@ -234,3 +234,36 @@ def test_the_family_placeholder_and_a_shaped_base_use_the_template(tmp_path: Pat
         {"name": "shaped", "base": "{family}/{task}.py", "shaper": {"name": "pbrs", "potential": "phi.py"}}])))
     resolved = resolve_source(spec.rewards[0], load_card(TWO_TASKS[1]))
     assert isinstance(resolved, ShapedReward) and resolved.base.origin.endswith("metaworld/reach-v3.py")
+
+
+_MOE = ("hyperparameters:\n  n_steps: 64\n  policy_kwargs:\n    features_extractor_class: moe\n"
+        "    features_extractor_kwargs: {kwargs}\n")
+
+
+@pytest.mark.parametrize(("spec_tail", "problem"), [
+    # a shaper the learner cannot run: refused with the spec, not trial by trial at exit 1
+    ("rewards: [{name: x, shaper: {name: explors, neural: true}}]\ntrainer: tabular\nalgorithms: [reinforce]\n"
+     "tasks: [gridworld/chain]\n", "with neural: true runs with the sb3 trainer"),
+    ("rewards: [{name: x, shaper: {name: explors, neural: true}}]\nalgorithms: [ppo, dqn]\ntasks: [gridworld/chain]\n",
+     "needs an on-policy learner (ppo); dqn learns off-policy"),
+    ("rewards: [{name: x, shaper: {name: sors}}]\nalgorithms: [ppo]\ntasks: [gridworld/chain]\n",
+     "runs with the tabular trainer only"),
+    # MoE settings: a key or a value the extractor or its router refuses
+    ("rewards: [env]\nalgorithms: [ppo]\ntasks: [mujoco/InvertedPendulum-v5]\n"
+     + _MOE.format(kwargs="{router: topk, n_experts: 4, router_kwargs: {k: 5}}"), "needs 1 <= k <= E (got k=5, E=4)"),
+    ("rewards: [env]\nalgorithms: [ppo]\ntasks: [mujoco/InvertedPendulum-v5]\n"
+     + _MOE.format(kwargs="{router: topk, n_expert: 4}"), "not 'n_expert' (did you mean 'n_experts'?)"),
+    ("rewards: [env]\nalgorithms: [ppo]\ntasks: [mujoco/InvertedPendulum-v5]\n"
+     + _MOE.format(kwargs="{router: top_k}"), "unknown router 'top_k'; did you mean 'topk'?"),
+    ("rewards: [env]\nalgorithms: [ppo]\ntasks: [mujoco/InvertedPendulum-v5]\n"
+     "hyperparameters:\n  policy_kwargs: {features_extractor_class: mooe}\n", "did you mean 'moe'"),
+])
+def test_settings_no_trial_could_run_are_refused_before_the_run_exists(tmp_path: Path, spec_tail: str,
+                                                                       problem: str) -> None:
+    from rewardlab.runs.runner import run_experiment
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: refused\nseeds: [0]\nbudget: {steps: 2048}\nworkers: 1\n" + spec_tail)
+    with pytest.raises(UserError, match=re.escape(problem)):
+        run_experiment(spec, out=tmp_path / "runs", workers=1)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # no run, no store

@@ -22,13 +22,15 @@ SETTINGS_NAME = "train.yaml"
 
 
 def write_settings(run_dir: Path, card_id: str, source_name: str, reward: str, shaper: str | None,
-                   config: TrainConfig) -> None:
-    """Write what the run trains (card, reward source, algorithm, seed, budget) as ``run_dir/train.yaml``:
-    ``result.json`` holds the outcome, not the task, and the directory name cannot be parsed back."""
+                   config: TrainConfig, shaper_params: dict[str, object] | None = None) -> None:
+    """Write what the run trains (card, reward source and shaper with its parameters, algorithm, seed,
+    budget, and the preset overrides the options made: an MoE policy's router and experts, randomisation
+    ranges) as ``run_dir/train.yaml``: ``result.json`` holds the outcome, not the task, and the directory
+    name cannot be parsed back."""
     import yaml
 
     settings = {"kind": "train", "card_id": card_id, "reward": source_name, "reward_given": reward, "shaper": shaper,
-                **config.model_dump(mode="json", exclude={"overrides"})}
+                "shaper_params": shaper_params or {}, **config.model_dump(mode="json")}
     (run_dir / SETTINGS_NAME).write_text(yaml.safe_dump(settings, sort_keys=False))
 
 
@@ -104,18 +106,21 @@ def train(env: str = typer.Option(..., "--env", help="card id (or card YAML)"),
         params: dict[str, object] = {k: v for k, v in (("budget", budget), ("potential", potential)) if v is not None}
         if neural:
             params["neural"] = True
-        source = parse_source({"name": shaper, "base": base, "shaper": {"name": shaper, **params}})
+        name = f"{shaper}-neural" if neural else shaper  # the label in reports and the run's name
+        source = parse_source({"name": name, "base": base, "shaper": {"name": shaper, **params}})
     else:
         source = parse_source(base)
     resolved = resolve_source(source, card)  # reads and statically checks the program before anything is made
     if shaper is not None:
         from rewardlab.shaping.base import check_shaper_for
 
-        check_shaper_for(card, shaper, source.shaper.params)  # type: ignore[union-attr]
+        check_shaper_for(card, shaper, source.shaper.params, trainer, algo)  # type: ignore[union-attr]
     chosen = validate(card, config)
-    run_dir = new_directory(out, f"{safe_name(card.id)}-{source.name}-{algo}-{seed}")
+    learner = f"{algo}-moe_{router or 'topk'}" if policy == "moe" else algo  # an MoE run is told apart by name
+    run_dir = new_directory(out, f"{safe_name(card.id)}-{source.name}-{learner}-{seed}")
     try:
-        write_settings(run_dir, card.id, source.name, reward or base, shaper, config)
+        write_settings(run_dir, card.id, source.name, reward or base, shaper, config,
+                       source.shaper.params if shaper is not None else None)  # type: ignore[union-attr]
         with Progress("[progress.description]{task.description}", BarColumn(), "{task.completed}/{task.total}",
                       TimeRemainingColumn(), console=console) as bar, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", SlowRewardWarning)

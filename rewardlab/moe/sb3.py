@@ -83,6 +83,18 @@ class MoEExtractor(BaseFeaturesExtractor):
         self.mlp = MoEMLP(d_in, widths, router=router, n_experts=n_experts, n_shared=n_shared,
                           router_kwargs=router_kwargs, n_tasks=n_tasks, compute=compute)
 
+    @classmethod
+    def check_kwargs(cls, **kwargs: Any) -> None:
+        """Build the extractor once on a stand-in observation space wide enough for its ``n_tasks``, so
+        a router name, ``k``, ``n_experts`` or width it refuses is refused while validating (the real
+        width is checked when the policy is built).
+
+        :raises UserError: what :class:`MoEExtractor` and its router refuse
+        """
+        n_tasks = kwargs.get("n_tasks", 0)
+        width = (n_tasks if isinstance(n_tasks, int) and n_tasks > 0 else 0) + 4
+        cls(gym.spaces.Box(-np.inf, np.inf, (width,), np.float32), **kwargs)
+
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
         x = observations.flatten(1).float()
         task = x[:, -self.n_tasks:] if self.n_tasks else None

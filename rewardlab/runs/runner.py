@@ -158,10 +158,11 @@ def run_experiment(
         for source in spec.rewards:
             if not _is_generated(source):
                 resolved[(task, source.name)] = resolve_source(source, card)
-            if isinstance(source, ShapedSource):  # a shaper the task cannot provide for: one line, no run
+            if isinstance(source, ShapedSource):  # a shaper the task or a learner cannot run: one line, no run
                 from rewardlab.shaping.base import check_shaper_for
 
-                check_shaper_for(card, source.shaper.name, source.shaper.params)
+                for algo in spec.algorithms:
+                    check_shaper_for(card, source.shaper.name, source.shaper.params, spec.trainer, algo)
     overrides = {k: v for k, v in (provider_overrides or {}).items() if v is not None}
     for source in spec.rewards:
         generated = _generated_part(source)

@@ -59,6 +59,16 @@ class Shaper:
         """The capabilities needed with these parameters (PBRS needs a model only for Φ = V*)."""
         return cls.requires
 
+    @classmethod
+    def learner_problem(cls, trainer: str, algo: str) -> str | None:
+        """Why the shaper cannot run with this learner (one line), or None when it can: checked while
+        validating, so a spec or command that pairs them is refused before anything trains.
+
+        :param trainer: the registered trainer (``sb3``, ``tabular``, ...)
+        :param algo: the trainer's algorithm (``ppo``, ``qlearning``, ...)
+        """
+        return None
+
     def __init__(self, card: EnvCard, params: dict[str, Any], gamma: float):
         self.card = card
         self.params = params
@@ -150,9 +160,14 @@ class TabularOnlyShaper(Shaper):
     """A shaper that exists for the tabular learners only so far (ExploRS, SORS, ExpAdaRD): with an SB3
     algorithm it refuses, rather than train on an unshaped reward."""
 
+    @classmethod
+    def learner_problem(cls, trainer: str, algo: str) -> str | None:
+        if trainer == "tabular":
+            return None
+        return f"shaper {cls.name!r} runs with the tabular trainer only (trainer: tabular); its SB3 variant is not built yet"
+
     def wrap(self, venv: VecEnv, extractor: StateExtractor) -> VecEnv:
-        raise UserError(f"shaper {self.name!r} runs with the tabular trainer only (trainer: tabular); its SB3 "
-                        "variant is not built yet")
+        raise UserError(type(self).learner_problem("sb3", "") or "")
 
 
 class TableShaper(Shaper):
@@ -237,12 +252,17 @@ class TabularRewardVecEnv(ActionMemoryVecEnv):
         return obs, total.astype(np.float32), dones, infos
 
 
-def check_shaper_for(card: EnvCard, name: str, params: dict[str, Any]) -> None:
-    """Refuse, with one line, a shaper the task cannot provide for or whose parameters are wrong —
-    before anything trains (the CLI and the runner call it while validating).
+def check_shaper_for(card: EnvCard, name: str, params: dict[str, Any], trainer: str | None = None,
+                     algo: str | None = None) -> None:
+    """Refuse, with one line, a shaper the task cannot provide for, whose parameters are wrong, or that
+    cannot run with the learner — before anything trains (the CLI and the runner call it while validating).
 
-    :raises UserError: see :func:`make_shaper`
+    :param trainer: the trial's trainer and ``algo`` its algorithm (None: the learner is not checked)
+    :raises UserError: see :func:`make_shaper` and :meth:`Shaper.learner_problem`
     """
     from rewardlab.sims.base import get_simulator
 
-    make_shaper(name, params, card, 0.99, get_simulator(card.simulator).capabilities(card))
+    shaper = make_shaper(name, params, card, 0.99, get_simulator(card.simulator).capabilities(card))
+    problem = type(shaper).learner_problem(trainer, algo or "") if trainer is not None else None
+    if problem:
+        raise UserError(problem)

@@ -165,9 +165,15 @@ class ExplorationGuidedShaping(TabularOnlyShaper):
             raise UserError(f"shaper {cls.name!r}: neural must be true or false, got {neural!r}")
         return _NEURAL[cls.name] if neural else cls
 
+    @classmethod
+    def learner_problem(cls, trainer: str, algo: str) -> str | None:
+        if trainer == "tabular":
+            return None
+        return (f"shaper {cls.name!r} runs with the tabular trainer only (trainer: tabular); for an SB3 "
+                f"learner (ppo) give it neural: true")
+
     def wrap(self, venv: VecEnv, extractor: StateExtractor) -> VecEnv:
-        raise UserError(f"shaper {self.name!r} runs with the tabular trainer only (trainer: tabular); for an SB3 "
-                        f"learner (ppo) give it neural: true")
+        raise UserError(type(self).learner_problem("sb3", "") or "")
 
     def __init__(self, card: EnvCard, params: dict[str, Any], gamma: float):
         super().__init__(card, params, gamma)
@@ -546,9 +552,18 @@ class NeuralExplorationGuidedShaping(Shaper):
                     "episodes": st.episodes, "updates": st.updates}, path)
         return [path]
 
+    @classmethod
+    def learner_problem(cls, trainer: str, algo: str) -> str | None:
+        if trainer != "sb3":
+            return (f"shaper {cls.name!r} with neural: true runs with the sb3 trainer (ppo); "
+                    "drop neural for the tabular trainer")
+        if cls.exploit and algo != "ppo":  # the count bonus alone (explob) fits any learner
+            return (f"shaper {cls.name!r} with neural: true needs an on-policy learner (ppo); {algo} learns "
+                    "off-policy, which its meta-gradient does not fit")
+        return None
+
     def online(self, mdp: TabularMDP, runs: int, rng: np.random.Generator) -> Any:
-        raise UserError(f"shaper {self.name!r} with neural: true runs with the sb3 trainer (ppo); "
-                        "drop neural for the tabular trainer")
+        raise UserError(type(self).learner_problem("tabular", "") or "")
 
 
 class NeuralExplorationBonus(NeuralExplorationGuidedShaping):

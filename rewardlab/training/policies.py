@@ -9,6 +9,10 @@ entry-point groups.
 
 from __future__ import annotations
 
+import inspect
+from typing import Any
+
+from rewardlab.errors import UserError, closest
 from rewardlab.registry import Registry
 
 SB3_POLICY_NAMES = ("MlpPolicy", "CnnPolicy", "MultiInputPolicy")
@@ -37,3 +41,30 @@ def resolve_policy(name: str | type) -> str | type:
 def resolve_extractor(name: str | type) -> type:
     """A ``features_extractor_class`` given by registered name, as its class."""
     return name if isinstance(name, type) else EXTRACTORS.get(name)
+
+
+def check_extractor_kwargs(extractor: type, kwargs: dict[str, Any]) -> None:
+    """Refuse ``features_extractor_kwargs`` the extractor does not take (with a "did you mean"), then let
+    it check the values where it can (a ``check_kwargs`` classmethod) — while validating, so a spec with a
+    mistyped key or a meaningless value is refused before its run exists, not trial by trial.
+
+    :param extractor: the ``features_extractor_class``
+    :param kwargs: its ``features_extractor_kwargs``
+    :raises UserError: an unknown key or a value the extractor refuses
+    """
+    params = [p for p in inspect.signature(extractor).parameters.values()
+              if p.name != "observation_space"]
+    if not any(p.kind is p.VAR_KEYWORD for p in params):
+        names = [p.name for p in params]
+        for key in kwargs:
+            if key not in names:
+                guess = closest(key, names)
+                hint = f" (did you mean {guess!r}?)" if guess else ""
+                raise UserError(f"features_extractor_kwargs: {extractor.__name__} takes {', '.join(names)}, "
+                                f"not {key!r}{hint}")
+    check = getattr(extractor, "check_kwargs", None)
+    if check is not None:
+        try:
+            check(**kwargs)
+        except (UserError, ValueError, TypeError) as e:
+            raise UserError(f"features_extractor_kwargs: {e}") from None

@@ -33,7 +33,7 @@ from rewardlab.sources import ResolvedReward, ShapedReward, is_sparse, program_o
 from rewardlab.state import StateExtractor, fields_used_by
 from rewardlab.training.callbacks import LearningCurve
 from rewardlab.training.evaluation import eval_seed
-from rewardlab.training.policies import resolve_policy
+from rewardlab.training.policies import check_extractor_kwargs, resolve_policy
 from rewardlab.training.presets import ALGORITHMS, load_preset, minimum_steps, policy_kwargs
 from rewardlab.types import TrialResult
 from rewardlab.wrappers import MAX_COST_FRACTION, WARN_COST_FRACTION, RewardVecEnv, StateCapture
@@ -179,6 +179,10 @@ class SB3Trainer:
         if config.algo in ("sac", "td3") and discrete:
             raise UserError(f"{config.algo} needs continuous actions; {card.label} has discrete actions (use dqn or ppo)")
         params = load_preset(card, config.algo, config.overrides)
+        kwargs = policy_kwargs(params.get("policy_kwargs"))  # unknown names: one line with a "did you mean"
+        extractor = kwargs.get("features_extractor_class")
+        if extractor is not None:
+            check_extractor_kwargs(extractor, dict(kwargs.get("features_extractor_kwargs") or {}))
         if params.get("randomization") is not None:  # bad ranges: one line before anything is made
             parse_ranges(yaml.safe_dump(params["randomization"]), "randomization")
         least, why = minimum_steps(config.algo, params)
