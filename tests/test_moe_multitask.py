@@ -309,3 +309,19 @@ def test_the_probe_leaves_modes_parameters_and_training_routing_alone() -> None:
         assert all(torch.equal(v, state[k]) for k, v in policy.state_dict().items())
         assert all(layer.last is last[name] for name, layer in moe_layers(policy))  # training stats untouched
         assert torch.equal(torch.get_rng_state(), rng)  # no random number drawn: training's stream is unchanged
+
+
+def test_parameter_table_entry_point_exits_2_on_user_errors(tmp_path: Path) -> None:
+    """Issue 10: ``python -m rewardlab.moe.multitask SPEC`` exits 2 on a user error (as the CLI does), 0 on a good spec."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nsteps_per_task: -1\n")
+    for args in ([str(tmp_path / "missing.yaml")], [str(bad)], []):
+        done = subprocess.run([sys.executable, "-m", "rewardlab.moe.multitask", *args], capture_output=True, text=True)
+        assert done.returncode == 2, (args, done.stderr)
+        assert "Traceback" not in done.stderr and done.stderr.strip().count("\n") == 0, done.stderr
+    good = subprocess.run([sys.executable, "-m", "rewardlab.moe.multitask", "experiments/moe_mt10_smoke.yaml"],
+                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert good.returncode == 0, good.stderr

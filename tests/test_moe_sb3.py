@@ -179,3 +179,29 @@ def test_cli_moe_flags_are_checked_in_one_line() -> None:
         # a UserError: rewardlab.cli.main prints it as one line and exits 2
         assert isinstance(result.exception, UserError), result.output
         assert message in str(result.exception) and "\n" not in str(result.exception)
+
+
+def test_cli_moe_messages_name_what_the_cli_user_can_change() -> None:
+    """Issue 10: router defaults the CLI cannot set are explained by --experts; a non-SB3 trainer is refused by
+    name, not by its internal hyperparameter list; --help gives --router's default and the routers."""
+    from typer.testing import CliRunner
+
+    from rewardlab.cli import app
+
+    runner = CliRunner()
+    for args, message in [(["--experts", "1"], "--experts 1 does not fit --router topk with its default settings, "
+                                                "which the CLI cannot change"),
+                          (["--experts", "1"], "use --experts >= 2"),
+                          (["--router", "norm_sigmoid", "--experts", "1"], "use --experts >= 2"),
+                          (["--router", "prototyping", "--experts", "3"], "use --experts 2, 4, 6"),
+                          (["--trainer", "tabular"], "--policy moe needs the SB3 trainer"),
+                          (["--trainer", "gpu"], "got --trainer gpu")]:
+        result = runner.invoke(app, ["train", "--env", "mujoco/InvertedPendulum-v5", "--steps", "1000",
+                                     "--policy", "moe", *args])
+        assert isinstance(result.exception, UserError), result.output
+        assert message in str(result.exception) and "\n" not in str(result.exception), str(result.exception)
+        assert "policy_kwargs, " not in str(result.exception) and "not policy_kwargs" not in str(result.exception)
+    text = " ".join(runner.invoke(app, ["train", "--help"], terminal_width=200).output.split())
+    assert "default topk" in text.replace("│ ", "")
+    for name in ("topk", "prototyping", "expert_choice", "norm_sigmoid", "soft_moe", "tsallis"):
+        assert name in text

@@ -34,6 +34,32 @@ def write_settings(run_dir: Path, card_id: str, source_name: str, reward: str, s
     (run_dir / SETTINGS_NAME).write_text(yaml.safe_dump(settings, sort_keys=False))
 
 
+def _moe_policy_kwargs(algo: str, router: str, experts: int) -> dict[str, object]:
+    """``--policy moe``'s policy_kwargs; a router whose default settings (which the CLI cannot set, e.g. top-k's
+    k=2) do not fit ``--experts`` is refused naming the ``--experts`` values that fit."""
+    from rewardlab.errors import UserError
+    from rewardlab.moe.routers import ROUTER_CLASSES, make_router
+    from rewardlab.moe.sb3 import moe_policy_kwargs
+
+    try:
+        return moe_policy_kwargs(algo, router, n_experts=experts)
+    except UserError as e:
+        if router not in ROUTER_CLASSES:
+            raise
+
+        def fits(n: int) -> bool:
+            try:
+                make_router(router, 4, n)
+            except UserError:
+                return False
+            return True
+
+        ok = [n for n in range(1, 17) if fits(n)]
+        which = (f">= {ok[0]}" if ok and ok == list(range(ok[0], 17)) else ", ".join(map(str, ok)) or "none up to 16")
+        raise UserError(f"--experts {experts} does not fit --router {router} with its default settings, which the CLI "
+                        f"cannot change ({e}): use --experts {which}, or set the router in a spec's policy_kwargs") from None
+
+
 @app.command()
 def train(env: str = typer.Option(..., "--env", help="card id (or card YAML)"),
           reward: str | None = typer.Option(None, help="env|builtin (the env's own), reference, or a program file "
@@ -51,8 +77,9 @@ def train(env: str = typer.Option(..., "--env", help="card id (or card YAML)"),
           eval_every: int | None = typer.Option(None, help=Evaluation.model_fields["every"].description),
           out: Path = typer.Option(Path("runs/train"), help="folder of run directories (a new one per run)"),
           policy: str = typer.Option("mlp", help="mlp (the preset's network) or moe (mixture-of-experts layers)"),
-          router: str | None = typer.Option(None, help="with --policy moe: the router (topk, prototyping, expert_choice, "
-                                            "norm_sigmoid, softmax, modified_softmax, dense_to_sparse, tsallis, soft_moe)"),
+          router: str | None = typer.Option(None, help="with --policy moe: the router, with its default settings "
+                                            "(default topk; topk, prototyping, expert_choice, norm_sigmoid, softmax, "
+                                            "modified_softmax, dense_to_sparse, tsallis, soft_moe)"),
           experts: int = typer.Option(4, help="with --policy moe: routed experts per layer"),
           randomize: Path | None = typer.Option(None, help="domain randomisation ranges (YAML) for the training envs "
                                                 "(evaluation stays nominal)")) -> None:
@@ -74,11 +101,12 @@ def train(env: str = typer.Option(..., "--env", help="card id (or card YAML)"),
         raise UserError("--router and --experts need --policy moe")
     overrides = {}
     if policy == "moe":
+        if trainer != "sb3":
+            raise UserError(f"--policy moe needs the SB3 trainer (--trainer sb3 with --algo ppo, sac or td3; "
+                            f"got --trainer {trainer})")
         if experts < 1:
             raise UserError(f"--experts must be >= 1 (got {experts})")
-        from rewardlab.moe.sb3 import moe_policy_kwargs
-
-        overrides["policy_kwargs"] = moe_policy_kwargs(algo, router or "topk", n_experts=experts)
+        overrides["policy_kwargs"] = _moe_policy_kwargs(algo, router or "topk", experts)
     if randomize is not None:
         from rewardlab.randomization import load_ranges
 

@@ -553,9 +553,11 @@ if __name__ == "__main__":  # the parameter table of a spec, without training: p
     from rewardlab.config import validate_config
 
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m rewardlab.moe.multitask experiments/moe_mt10_<name>.yaml")
+        print("usage: python -m rewardlab.moe.multitask experiments/moe_mt10_<name>.yaml", file=sys.stderr)
+        sys.exit(2)
     try:
         print("\n".join(param_table(validate_config(MT10Spec, yaml.safe_load(Path(sys.argv[1]).read_text()),
                                                      f"spec {sys.argv[1]}"))))
-    except (UserError, OSError) as e:
-        sys.exit(f"error: {e}")
+    except (UserError, OSError, yaml.YAMLError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)  # a user error, as the CLI exits

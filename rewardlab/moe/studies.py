@@ -3,7 +3,11 @@
 Each study fits maximum-likelihood MoE models to samples of size ``n`` drawn from a known truth, for
 several seeds, and measures an error against the truth. Slopes of ``log error`` on ``log n`` are fitted
 per seed by least squares; tables give the mean and a 95% t-interval over seeds. Every claim the report
-states carries an explicit, computed verdict.
+states carries an explicit, computed verdict, by one standard for all studies (:data:`VERDICT_STANDARD`,
+:func:`ci_verdict`): confirmed only when the intervals support the claim, inconclusive when they overlap,
+not confirmed when they contradict it. A finished run's report and plots are rewritten from its
+``results.json`` without refitting by :func:`write_study_report` (``python -c "from rewardlab.moe.studies
+import write_study_report as w; w('experiments/results/<name>')"``), as the committed reports were.
 
 ``mendes_jiang``
     Mendes & Jiang (JMLR 2012), "On convergence rates of mixtures of polynomial experts": ``m``
@@ -473,8 +477,51 @@ def _plot(path: Path, ns: list[int], curves: dict[str, np.ndarray], title: str, 
     plt.close(fig)
 
 
+Interval = tuple[float, float, float]
+"""``(mean, low, high)`` of a 95% t-interval over seeds, as :func:`mean_ci` returns it."""
+
+VERDICT_STANDARD = ("Verdicts: a claim is *confirmed* only when the 95% intervals support it (an interval lies wholly "
+                    "on the claimed side of the other interval or bound, or wholly inside a claimed range), *not "
+                    "confirmed* when they contradict it (wholly on the other side, or outside the range), and "
+                    "*inconclusive* when they overlap; a claim made of several parts is confirmed when every part is, "
+                    "not confirmed when any part is, else inconclusive. Means alone never decide a verdict.")
+
+
+def ci_verdict(value: Interval, lo: Interval | float = -math.inf, hi: Interval | float = math.inf) -> bool | None:
+    """Judge the claim ``lo < value < hi`` from 95% intervals (the standard in :data:`VERDICT_STANDARD`).
+
+    A bound is a number or another quantity's interval: ``ci_verdict(a, hi=b)`` claims ``a < b``,
+    ``ci_verdict(a, lo=0.0)`` claims ``a > 0``, ``ci_verdict(a, -1.2, -0.8)`` claims ``a`` lies in that range.
+
+    :param value: the quantity's ``(mean, low, high)`` interval
+    :param lo: lower bound of the claim (its interval's *high* end must lie below ``value``'s low end to confirm)
+    :param hi: upper bound of the claim (its interval's *low* end must lie above ``value``'s high end to confirm)
+    :return: True (confirmed: the interval lies wholly inside the claimed region), False (not confirmed: wholly
+        outside it), None (inconclusive: the intervals overlap)
+    """
+    lo_iv = lo if isinstance(lo, tuple) else (lo, lo, lo)
+    hi_iv = hi if isinstance(hi, tuple) else (hi, hi, hi)
+    _, low, high = value
+    if low > lo_iv[2] and high < hi_iv[1]:
+        return True
+    if high < lo_iv[1] or low > hi_iv[2]:
+        return False
+    return None
+
+
+def all_verdicts(parts: Sequence[bool | None]) -> bool | None:
+    """Combine the verdicts of a claim's parts: confirmed when all are, not confirmed when any is not, else None."""
+    if any(p is False for p in parts):
+        return False
+    return True if all(p is True for p in parts) else None
+
+
 def _verdict(ok: bool | None) -> str:
     return {True: "**confirmed**", False: "**not confirmed**", None: "**inconclusive**"}[ok]
+
+
+def _word(ok: bool | None) -> str:
+    return {True: "confirmed", False: "not confirmed", None: "inconclusive"}[ok]
 
 
 def report_mendes_jiang(spec: StudySpec, rows: list[dict[str, Any]], out: Path) -> list[str]:
@@ -491,29 +538,46 @@ def report_mendes_jiang(spec: StudySpec, rows: list[dict[str, Any]], out: Path) 
     # claims
     richest = (max(spec.experts), max(spec.orders))
     s_rich = _slope_ci(ns, curves[richest])
-    c1 = s_rich[1] <= -0.8 and s_rich[2] >= -1.2 if s_rich[2] < -0.5 else False
-    last = {key: float(np.mean(arr[:, -1])) for key, arr in curves.items()}
-    best = {k: [min((float(np.mean(curves[(m, k)][:, j])), m) for m in spec.experts)[1] for j in range(len(ns))]
-            for k in spec.orders}  # best m at each n, per k
-    c2 = all(all(a <= b for a, b in zip(seq, seq[1:])) for seq in best.values()) and any(
-        seq[-1] > seq[0] for seq in best.values())
-    floors_m = [last[(spec.experts[0], k)] > last[(spec.experts[-1], k)] for k in spec.orders]
-    floors_k = [last[(m, spec.orders[0])] > last[(m, spec.orders[-1])] for m in spec.experts]
-    c3 = all(floors_m) and all(floors_k)
+    c1 = ci_verdict(s_rich, -1.2, -0.8)
+    cis = {key: [mean_ci(arr[:, j]) for j in range(len(ns))] for key, arr in curves.items()}
+
+    def best_m(k: int, j: int) -> int | None:
+        """The m with the lowest KL at ``ns[j]``, or None when its interval overlaps another m's."""
+        at = {m: cis[(m, k)][j] for m in spec.experts}
+        top = min(at, key=lambda m: at[m][0])
+        return top if all(ci_verdict(at[top], hi=at[m]) for m in at if m != top) else None
+
+    best = {k: [best_m(k, j) for j in range(len(ns))] for k in spec.orders}
+    parts: list[bool | None] = []
+    rises: list[bool | None] = []
+    for seq in best.values():
+        known = [m for m in seq if m is not None]
+        fell = any(a > b for i, a in enumerate(known) for b in known[i + 1:])
+        rose = any(a < b for i, a in enumerate(known) for b in known[i + 1:])
+        parts.append(False if fell else (True if len(known) == len(seq) else None))  # never falls
+        rises.append(True if rose else (False if len(known) == len(seq) else None))  # rises somewhere
+    c2 = all_verdicts([*parts, True if any(r is True for r in rises) else
+                       (False if all(r is False for r in rises) else None)])
+    floors_m = [ci_verdict(cis[(spec.experts[-1], k)][-1], hi=cis[(spec.experts[0], k)][-1]) for k in spec.orders]
+    floors_k = [ci_verdict(cis[(m, spec.orders[-1])][-1], hi=cis[(m, spec.orders[0])][-1]) for m in spec.experts]
+    c3 = all_verdicts(floors_m + floors_k)
     flat = [(m, k) for (m, k) in curves if m == min(spec.experts) and k == min(spec.orders)]
     s_flat = _slope_ci(ns, curves[flat[0]]) if flat else (float("nan"),) * 3
-    c4 = s_flat[2] > -0.3
+    c4 = ci_verdict(s_flat, lo=-0.3)
+    shown = {k: "[" + ", ".join("?" if m is None else str(m) for m in seq) + "]" for k, seq in best.items()}
     claims = [
         f"1. *The estimation term falls as log n / n once approximation is negligible.* Richest model "
-        f"(m={richest[0]}, k={richest[1]}): slope {_fmt(s_rich)}; criterion: the 95% interval overlaps [-1.2, -0.8] "
-        f"and its upper end is below -0.5 → {_verdict(c1)}.",
+        f"(m={richest[0]}, k={richest[1]}): slope {_fmt(s_rich)}; criterion: the 95% interval lies inside [-1.2, -0.8] "
+        f"(the local slope of log n / n is -1 + 1/ln n) → {_verdict(c1)}.",
         f"2. *Trade-off: the best number of experts grows with n (sublinearly, m ≍ (n / log n)^(s/(s+2a))).* Best m "
-        f"at n = {ns}: {'; '.join(f'k={k}: {seq}' for k, seq in best.items())}; criterion: it never falls as n grows, "
-        f"for every k, and rises for at least one k → {_verdict(c2)}.",
-        f"3. *The approximation floor m^(-2(k+1)) falls with both m and k.* At n={ns[-1]}, more experts lower the KL "
-        f"for every k ({floors_m}) and a higher order lowers it for every m ({floors_k}) → {_verdict(c3)}.",
+        f"at n = {ns} (? where the best m's interval overlaps another m's): "
+        f"{'; '.join(f'k={k}: {seq}' for k, seq in shown.items())}; criterion: it never falls as n grows, for every k, "
+        f"and rises for at least one k, counting only best m's whose intervals separate → {_verdict(c2)}.",
+        f"3. *The approximation floor m^(-2(k+1)) falls with both m and k.* At n={ns[-1]}, m={spec.experts[-1]} has a "
+        f"lower KL than m={spec.experts[0]} for each k ({[_word(v) for v in floors_m]}) and k={spec.orders[-1]} than "
+        f"k={spec.orders[0]} for each m ({[_word(v) for v in floors_k]}) → {_verdict(c3)}.",
         f"4. *A model too small to approximate stops improving with n.* m={min(spec.experts)}, k={min(spec.orders)}: "
-        f"slope {_fmt(s_flat)}; criterion: upper bound above -0.3 → {_verdict(c4)}.",
+        f"slope {_fmt(s_flat)}; criterion: the interval lies above -0.3 → {_verdict(c4)}.",
     ]
     return ["## Results", "", *lines, "", "Plots: " + ", ".join(f"`mendes_jiang_k{k}.png`" for k in spec.orders),
             "", "## Theory claims", "", *claims]
@@ -539,26 +603,26 @@ def report_deepseek(spec: StudySpec, rows: list[dict[str, Any]], out: Path) -> l
         _plot(out / f"deepseek_{truth}_l2.png", ns, l2, f"DeepSeekMoE study, truth {truth}: regression L2 error", "L2 error")
         _plot(out / f"deepseek_{truth}_routed.png", ns, rt, f"DeepSeekMoE study, truth {truth}: routed-expert error",
               "parameter error")
-        shared_better = all(float(np.mean(rt[f"{g} + shared"][:, -1])) < float(np.mean(rt[g][:, -1]))
-                            for g in ("norm_sigmoid", "softmax"))
-        ns_vs_sm = float(np.mean(rt["norm_sigmoid + shared"][:, -1])) <= float(np.mean(rt["softmax + shared"][:, -1]))
+        last = {label: mean_ci(arr[:, -1]) for label, arr in rt.items()}
+        shared_better = all_verdicts([ci_verdict(last[f"{g} + shared"], hi=last[g]) for g in ("norm_sigmoid", "softmax")])
+        ns_vs_sm = ci_verdict(last["norm_sigmoid + shared"], hi=last["softmax + shared"])
         ns_slope = _slope_ci(ns, rt["norm_sigmoid + shared"])
         sm_slope = _slope_ci(ns, rt["softmax + shared"])
         verdicts.append((truth, shared_better, ns_vs_sm, ns_slope, sm_slope))
     claims = []
-    sb = all(v[1] for v in verdicts)
-    claims.append(f"1. *Shared experts make routed-expert estimation more sample efficient.* With a shared expert the "
-                  f"routed experts' error at n={ns[-1]} is lower than without, for both gates and both truths: "
-                  f"{[(v[0], v[1]) for v in verdicts]} → {_verdict(sb)}. (Caveat: without a shared expert the routed "
-                  f"experts must absorb the shared part, which the tanh family cannot represent exactly.)")
-    wins = [v[2] for v in verdicts]
+    sb = all_verdicts([v[1] for v in verdicts])
+    claims.append(f"1. *Shared experts make routed-expert estimation more sample efficient.* Criterion: with a shared "
+                  f"expert the routed experts' error at n={ns[-1]} is lower than without (intervals separate), for both "
+                  f"gates and both truths. Per truth: {[(v[0], _word(v[1])) for v in verdicts]} → {_verdict(sb)}. "
+                  f"(Caveat: without a shared expert the routed experts must absorb the shared part, which the tanh "
+                  f"family cannot represent exactly.)")
     fair = next(v for v in verdicts if v[0] == "softmax")
-    verdict = True if all(wins) else (False if not any(wins) else None)
+    verdict = all_verdicts([v[2] for v in verdicts])
     claims.append(f"2. *Normalized sigmoid gating estimates experts more sample-efficiently than softmax gating.* "
-                  f"Criterion: with a shared expert, the routed experts' error at n={ns[-1]} is no larger under the "
-                  f"normalized sigmoid than under softmax for both truths (mixed: inconclusive). Holds per truth: "
-                  f"{[(v[0], v[2]) for v in verdicts]}; routed-error slopes under the softmax truth (where softmax is "
-                  f"well specified): normalized sigmoid {_fmt(fair[3])}, softmax {_fmt(fair[4])} → {_verdict(verdict)}.")
+                  f"Criterion: with a shared expert, the routed experts' error at n={ns[-1]} is lower under the "
+                  f"normalized sigmoid than under softmax (intervals separate), for both truths. Per truth: "
+                  f"{[(v[0], _word(v[2])) for v in verdicts]}; routed-error slopes under the softmax truth (where softmax "
+                  f"is well specified): normalized sigmoid {_fmt(fair[3])}, softmax {_fmt(fair[4])} → {_verdict(verdict)}.")
     return ["## Results", "", *lines, "Plots: `deepseek_<truth>_l2.png`, `deepseek_<truth>_routed.png`", "",
             "## Theory claims", "", *claims]
 
@@ -583,16 +647,16 @@ def report_modified_softmax(spec: StudySpec, rows: list[dict[str, Any]], out: Pa
           "Voronoi loss of expert parameters")
     std, mod = slopes["standard, vanishing slope"], slopes["modified, vanishing slope"]
     ctrl = slopes["standard, no vanishing slope (control)"]
-    c1 = std[0] > mod[0] and std[1] > mod[2]
-    c2 = mod[2] < 0.0
+    c1 = ci_verdict(mod, hi=std)  # modified steeper (more negative) than standard
+    c2 = ci_verdict(mod, hi=0.0)
     claims = [
         f"1. *With vanishing expert slopes, standard softmax gating estimates experts more slowly than modified "
         f"gating.* Slopes: standard {_fmt(std)}, modified {_fmt(mod)}; criterion: the intervals separate with "
-        f"standard flatter → {_verdict(c1 if c1 else (None if std[0] > mod[0] else False))}.",
+        f"standard flatter → {_verdict(c1)}.",
         f"2. *Modified gating restores a polynomial rate* (for a redundant, over-specified expert the expected "
         f"slope is about -1/4, against about 0 for a 1/log n rate). Modified slope {_fmt(mod)}; criterion: upper "
-        f"bound below 0 → {_verdict(c2)}. (The standard arm with vanishing slopes "
-        f"{'meets' if std[2] < 0 else 'misses'} the same criterion, upper bound {std[2]:.2f}; a 1/log n rate's local "
+        f"bound below 0 → {_verdict(c2)}. (By the same criterion the standard arm with vanishing slopes is "
+        f"{_word(ci_verdict(std, hi=0.0))}, upper bound {std[2]:.2f}; a 1/log n rate's local "
         f"slope, -1/ln n, runs from {-1 / math.log(ns[0]):.2f} to {-1 / math.log(ns[-1]):.2f} over this range, so the "
         f"criterion tells a falling error from a flat one, not a polynomial rate from 1/log n.)",
         f"3. *Control:* without vanishing slopes standard gating's slope is {_fmt(ctrl)} (the theory's polynomial "
@@ -650,7 +714,7 @@ def write_study_report(directory: str | Path) -> Path:
               f"Command: `rewardlab run {spec_path}` ({len(rows)} fits, {wall / 60:.1f} min on one "
               f"CPU thread). Seeds {list(spec.seeds)}; n = {sorted(spec.sample_sizes)}; L-BFGS, {spec.restarts} "
               f"start(s) x {spec.max_iter} iterations per fit. Tables: mean over seeds [95% t-interval]; slopes are "
-              f"least-squares fits of log error on log n, one per seed.", ""]
+              f"least-squares fits of log error on log n, one per seed.", "", VERDICT_STANDARD, ""]
     (directory / "report.md").write_text("\n".join(header + body) + "\n")
     return directory
 
