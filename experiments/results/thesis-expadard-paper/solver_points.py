@@ -118,7 +118,7 @@ def main(episodes: int, runs: int, only: str = "") -> None:
     optimum = TabularTrainer.optimum(mdp, "horizon_discounted")
     marks = [e for e in (1000, 2000, 5000, 10000, 20000, 50000) if e <= episodes]
     print(f"\nREINFORCE, {runs} runs x {episodes} episodes (optimum {optimum:.2f}, target {0.9 * optimum:.2f}):")
-    print(f"  {'design':64s} max|R|  " + "  ".join(f"@{m:>5}" for m in marks) + "  reached  median first")
+    print(f"  {'design':64s} max|R| mean|R|  " + "  ".join(f"@{m:>5}" for m in marks) + "  reached  median first")
     rows = [(name, R, None) for name, R in designs.items()]
     rows.append(("ExpAdaRD, HiGHS (rewardlab)", np.zeros((S, A)), AdaptiveOnline(lp, runs, 5)))
     for name, R, online in [row for row in rows if only in row[0]]:
@@ -128,7 +128,8 @@ def main(episodes: int, runs: int, only: str = "") -> None:
         hit = [int(curves.episodes[np.argmax(v >= 0.9 * optimum)]) for v in curves.values if (v >= 0.9 * optimum).any()]
         at = [curves.values[:, list(curves.episodes).index(m)].mean() for m in marks]
         size = np.abs(R if online is None else online.R).max()  # ExpAdaRD: its last designs
-        print(f"  {name:64s} {size:6.2f}  " + "  ".join(f"{v:6.2f}" for v in at)
+        spread = np.abs(R if online is None else online.R).mean()  # how much of the table is large, not only its max
+        print(f"  {name:64s} {size:6.2f} {spread:7.2f}  " + "  ".join(f"{v:6.2f}" for v in at)
               + f"  {len(hit):>3}/{runs}  {int(np.median(hit)) if hit else '-':>6}  ({time.perf_counter() - start:.0f} s)",
               flush=True)
 
