@@ -14,13 +14,25 @@ def test_train_with_exprd_on_a_gridworld_writes_the_designed_reward(tmp_path: Pa
     proc = rewardlab("train", "--env", "gridworld/linek", "--shaper", "exprd", "--budget", "1", "--trainer", "tabular",
                      "--algo", "qlearning", "--steps", "50", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
-    assert "env return" in proc.stdout
     assert len(list(tmp_path.rglob("designed_reward.py"))) == 1 and list(tmp_path.rglob("curves.npz"))
+    # the summary names what the tabular trainer counted and wrote: 1 run of 50 episodes, no model or TensorBoard
+    out = " ".join(proc.stdout.split())
+    assert "runs episodes each final value (mean over runs) target optimum 1 50 " in out
+    assert "TensorBoard" not in out and "model" not in out
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    written = ", ".join(sorted(p.name for p in run_dir.iterdir()))
+    assert "curves.npz" in written and "designed_reward.py" in written and f"{written} in" in out
+
+
+def test_train_help_says_the_tabular_trainer_counts_episodes() -> None:
+    proc = rewardlab("train", "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert "episodes per run for --trainer tabular" in " ".join(proc.stdout.replace("│", " ").split())
 
 
 def test_a_shaper_the_task_cannot_provide_for_is_one_line(tmp_path: Path) -> None:
     proc = rewardlab("train", "--env", "mujoco/Hopper-v5", "--shaper", "exprd", "--budget", "5", "--out", str(tmp_path))
-    assert_one_line_error(proc, "shaper 'exprd' needs a tabular model; mujoco/Hopper-v5 provides")
+    assert_one_line_error(proc, "shaper 'exprd' needs a tabular model; mujoco/Hopper-v5 does not provide it")
     assert not list(tmp_path.rglob("*"))  # nothing was made
 
 

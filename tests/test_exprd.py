@@ -83,7 +83,7 @@ def test_designed_reward_program_passes_the_sandbox_and_reproduces_the_table(roo
 
 def test_shapers_name_what_a_task_lacks() -> None:
     hopper = load_card("mujoco/Hopper-v5")
-    with pytest.raises(UserError, match="shaper 'exprd' needs a tabular model; mujoco/Hopper-v5 provides none"):
+    with pytest.raises(UserError, match="shaper 'exprd' needs a tabular model; mujoco/Hopper-v5 does not provide it"):
         make_shaper("exprd", {"budget": 5}, hopper, 0.99, set())
     with pytest.raises(UserError, match="shaper 'pbrs' needs a tabular model"):
         make_shaper("pbrs", {"potential": "V*"}, hopper, 0.99, {"expert_policy"})

@@ -236,7 +236,7 @@ def test_a_shaper_that_needs_what_the_task_lacks_is_one_line(tmp_path: Path, toy
     register_shaper("needs-model", NeedsModel)
     try:
         source = parse_source({"name": "x", "shaper": {"name": "needs-model"}})
-        with pytest.raises(UserError, match="shaper 'needs-model' needs a tabular model; test/toy-pendulum provides none"):
+        with pytest.raises(UserError, match="shaper 'needs-model' needs a tabular model; test/toy-pendulum does not provide it"):
             train(str(toy_card_path), source, "ppo", 1024, seed=0, run_dir=tmp_path)
     finally:
         SHAPERS.unregister("needs-model")

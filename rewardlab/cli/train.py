@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -11,6 +12,7 @@ from rich.table import Table
 
 from rewardlab.cli.app import app, console
 from rewardlab.config import Budget, Evaluation, TrainConfig, validate_config
+from rewardlab.types import TrialResult
 
 _FLAGS = {"seed": "--seed", "budget.steps": "--steps", "steps": "--steps", "evaluation.episodes": "--eval-episodes",
           "episodes": "--eval-episodes", "evaluation.every": "--eval-every", "every": "--eval-every",
@@ -71,7 +73,8 @@ def train(env: str = typer.Option(..., "--env", help="card id (or card YAML)"),
                                       "SB3 learner (ppo), as {name: explors, neural: true} in a spec"),
           algo: str = typer.Option("ppo", help="the trainer's algorithm: ppo, sac, td3 or dqn for sb3"),
           trainer: str = typer.Option("sb3", help="registered trainer"),
-          steps: int = typer.Option(50_000, help=Budget.model_fields["steps"].description),
+          steps: int = typer.Option(50_000, help=f"{Budget.model_fields['steps'].description} "
+                                    "(episodes per run for --trainer tabular)"),
           seed: int = typer.Option(0, help="seed of the agent, its envs and (offset) its evaluation envs"),
           eval_episodes: int = typer.Option(Evaluation().episodes, help=Evaluation.model_fields["episodes"].description),
           eval_every: int | None = typer.Option(None, help=Evaluation.model_fields["every"].description),
@@ -165,11 +168,31 @@ def train(env: str = typer.Option(..., "--env", help="card id (or card YAML)"),
     for message in sorted(shown):  # each once, as one line
         console.print(f"[yellow]warning:[/] {message}", highlight=False)
     ev = result.eval
-    table = Table("episodes", "env return", "program return", "success", box=None)
 
     def fmt(value: float | None) -> str:
         return "-" if value is None else f"{value:.4g}"
 
+    if result.trainer == "tabular":
+        _print_tabular(result, run_dir, fmt)
+        return
+    table = Table("episodes", "env return", "program return", "success", box=None)
     table.add_row(str(ev.episodes), fmt(ev.mean("env_return")), fmt(ev.mean("program_return")), fmt(ev.mean("success")))
     console.print(table)
     console.print(f"model, TensorBoard logs and result.json in {relative_path(run_dir)}")
+
+
+def _print_tabular(result: TrialResult, run_dir: Path, fmt: Callable[[float | None], str]) -> None:
+    """The tabular trainer's summary: it trains ``runs`` learners for ``steps`` episodes each and evaluates each
+    learner's policy exactly on the model (no evaluation episodes, no model file, no TensorBoard logs)."""
+    import numpy as np
+
+    from rewardlab.paths import relative_path
+
+    runs = result.eval.episodes  # one exact value per run, stored as one "episode" each
+    curves = np.load(run_dir / "curves.npz")
+    table = Table("runs", "episodes each", "final value (mean over runs)", "target", "optimum", box=None)
+    table.add_row(str(runs), str(result.steps), fmt(result.eval.mean("env_return")), fmt(float(curves["target"])),
+                  fmt(float(curves["optimum"])))
+    console.print(table)
+    written = ", ".join(sorted(p.name for p in run_dir.iterdir()))
+    console.print(f"{written} in {relative_path(run_dir)}", highlight=False)

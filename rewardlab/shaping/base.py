@@ -128,11 +128,16 @@ def make_shaper(name: str, params: dict[str, Any], card: EnvCard, gamma: float, 
     missing = sorted(cls.requirements(params) - provides)
     if missing:
         needs = " and ".join(CAPABILITIES.get(m, m) for m in missing)
-        has = ", ".join(CAPABILITIES.get(p, p) for p in sorted(provides)) or "none of these"
+        offered = ", ".join(CAPABILITIES.get(p, p) for p in sorted(provides))
+        if offered:
+            has = f"provides {offered}"
+        else:  # the wording follows how many things were named
+            has = "does not provide it" if len(missing) == 1 else "provides neither" if len(missing) == 2 else \
+                "provides none of them"
         hint = ""
         if "abstraction" in missing and "expert_policy" in provides:  # a continuous task with a scripted expert
             hint = " (declare one over its card fields: abstraction: {target: ..., source: ..., edges: [...]})"
-        raise UserError(f"shaper {name!r} needs {needs}; {card.id} provides {has}{hint}")
+        raise UserError(f"shaper {name!r} needs {needs}; {card.id} {has}{hint}")
     if "tabular_model" in cls.requirements(params) and card.action.type != "discrete":
         raise UserError(f"shaper {name!r} needs discrete actions; {card.id} has {card.action.type} actions")
     try:

@@ -11,7 +11,12 @@ Not a rewardlab dependency: ``.venv/bin/pip install cvxpy ecos`` first. Run from
 
     .venv/bin/python experiments/results/thesis-expadard-paper/solver_points.py [episodes] [runs] [only]
 
-``only``: train only on the designs whose label contains it (e.g. ``ECOS``).
+``only``: train only on the designs whose label contains it (e.g. ``ECOS``, or ``scaled`` for the control
+below).
+
+The control: each ECOS design and the analytic centre is also multiplied by c = 10 / max|R| ≥ 1 (same shape,
+ExpAdaRD's size); the script checks that the scaled point still satisfies the invariance constraints and
+the box before training on it.
 """
 
 from __future__ import annotations
@@ -84,6 +89,21 @@ def main(episodes: int, runs: int, only: str = "") -> None:
         label = "tree features (paper's code)" if tree else "per (s,a)"
         designs[f"EXPRD B=|S|, ECOS, {label}"] = np.asarray(R.value).reshape(S, A)
 
+    # The direct control for "scale, not shape": the same designs multiplied by c = 10 / max|R| ≥ 1. c·R stays in
+    # the polytope (Aop(cR) = c·Aop R ≥ c·b ≥ b as b ≥ 0; |cR| ≤ 10), checked below, not assumed.
+    assert b.min() >= 0, "a negative margin: scaling by c ≥ 1 need not keep the constraints"
+    for name in [n for n in designs if "ECOS" in n or "centre" in n]:
+        R = designs[name]
+        c = 10.0 / np.abs(R).max()
+        scaled = c * R
+        slack = float((Aop @ scaled.reshape(-1) - b).min())
+        feasible = slack >= -1e-6 and np.abs(scaled).max() <= 10 + 1e-9 and c >= 1
+        print(f"scaled to max|R| = 10: {name}: c = {c:.2f}, min(Aop R − b) = {slack:.2e}, "
+              f"{'feasible' if feasible else 'INFEASIBLE'}")
+        if not feasible:
+            raise SystemExit(f"{name} scaled by {c:.2f} leaves the polytope")
+        designs[f"{name}, scaled to 10"] = scaled
+
     print("ExpAdaRD's LP, ECOS vs HiGHS, for three learner policies:")
     rng = np.random.default_rng(0)
     for k in range(3):
@@ -98,7 +118,7 @@ def main(episodes: int, runs: int, only: str = "") -> None:
     optimum = TabularTrainer.optimum(mdp, "horizon_discounted")
     marks = [e for e in (1000, 2000, 5000, 10000, 20000, 50000) if e <= episodes]
     print(f"\nREINFORCE, {runs} runs x {episodes} episodes (optimum {optimum:.2f}, target {0.9 * optimum:.2f}):")
-    print(f"  {'design':52s} max|R|  " + "  ".join(f"@{m:>5}" for m in marks) + "  reached  median first")
+    print(f"  {'design':64s} max|R| mean|R|  " + "  ".join(f"@{m:>5}" for m in marks) + "  reached  median first")
     rows = [(name, R, None) for name, R in designs.items()]
     rows.append(("ExpAdaRD, HiGHS (rewardlab)", np.zeros((S, A)), AdaptiveOnline(lp, runs, 5)))
     for name, R, online in [row for row in rows if only in row[0]]:
@@ -108,7 +128,8 @@ def main(episodes: int, runs: int, only: str = "") -> None:
         hit = [int(curves.episodes[np.argmax(v >= 0.9 * optimum)]) for v in curves.values if (v >= 0.9 * optimum).any()]
         at = [curves.values[:, list(curves.episodes).index(m)].mean() for m in marks]
         size = np.abs(R if online is None else online.R).max()  # ExpAdaRD: its last designs
-        print(f"  {name:52s} {size:6.2f}  " + "  ".join(f"{v:6.2f}" for v in at)
+        spread = np.abs(R if online is None else online.R).mean()  # how much of the table is large, not only its max
+        print(f"  {name:64s} {size:6.2f} {spread:7.2f}  " + "  ".join(f"{v:6.2f}" for v in at)
               + f"  {len(hit):>3}/{runs}  {int(np.median(hit)) if hit else '-':>6}  ({time.perf_counter() - start:.0f} s)",
               flush=True)
 
