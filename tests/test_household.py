@@ -311,3 +311,21 @@ def test_observation_says_where_the_task_objects_are() -> None:
     room = env.world.room_of("cabinet")
     assert f"plate is in cabinet in {room}" in text and f"table is in {env.world.room_of('table')}" in text
     assert not env.world.visible("plate")
+
+
+def test_task_state_fields_follow_an_expert_plan() -> None:
+    """The cards' task.held / task.near / task.in_room (read by the reference reward) along an expert plan."""
+    env = HouseholdEnv(split="train")
+    env.reset(seed=0, options={"task": "wash the cup", "home": 0})
+    assert env.world is not None
+    env.world.room = next(r for r in ("kitchen", "livingroom", "bedroom", "bathroom")
+                          if r not in (env.world.room_of("cup"), env.world.room_of("sink")))
+    assert (env.task_held, env.task_near, env.task_in_room) == (0, 0.0, 0.0)
+    seen = []
+    for step in env.expert_plan():
+        env.step(step)
+        seen.append((env.task_held, env.task_near, env.task_in_room))
+    assert env.goal_progress == 1.0
+    assert any(h == 1 for h, _, _ in seen) and seen[-1][1] == 1.0 and seen[-1][2] > 0
+    fresh = HouseholdEnv()
+    assert (fresh.task_held, fresh.task_near, fresh.task_in_room) == (0, 0.0, 0.0)
