@@ -12,16 +12,17 @@ import pytest
 import torch
 
 from rewardlab.cards import load_card
-from rewardlab.e2cl.agents import SeqAgent, is_error, prompt
+from rewardlab.e2cl.agents import SeqAgent, focus, is_error, prompt
 from rewardlab.e2cl.datasets import Context, Record, counts, read_jsonl, write_jsonl
 from rewardlab.e2cl.exploration import collect_demos, expert_records, teacher_free, teacher_guided
 from rewardlab.e2cl.inference import run_episodes
-from rewardlab.e2cl.model import ModelConfig, Seq2Seq
+from rewardlab.e2cl.model import ModelConfig, Seq2Seq, pad_batch
 from rewardlab.e2cl.report import mean_ci, summary_table
 from rewardlab.e2cl.sft import fit
 from rewardlab.e2cl.tokenizer import Tokenizer
 from rewardlab.errors import UserError
 from rewardlab.household import HouseholdEnv
+from rewardlab.household.world import ENTITIES
 from rewardlab.store import TrialRecord
 from rewardlab.training import train
 from rewardlab.types import EvalResult, TrialResult
@@ -110,6 +111,10 @@ def test_exploration_records_feedback_and_corrections(tmp_path: Path) -> None:
     assert read_jsonl(tmp_path / "all.jsonl") == records
     c = counts(records)
     assert c["by_source"]["teacher_free"]["correction"] == 90 and c["error_kinds"]["cannot"] > 0
+    # every kept teacher-free correction is also a feedback example "True" for the same context
+    checks = [r for r in free if r.skill == "feedback" and r.target == "True"]
+    assert len(checks) == 90 and {(r.context, r.step) for r in checks} == {
+        (r.context, r.target) for r in free if r.skill == "correction"}
     del envs
 
 
@@ -232,3 +237,31 @@ def test_report_gives_mean_and_t_interval_over_seeds(tmp_path: Path) -> None:
     # them executable, 1 identical to its proposal
     assert ("fired 40% of steps; the proposal was infeasible in 75%; accepted 4/8, 50% of them executable, "
             "50% identical to the proposal") in rows[3]
+
+
+def test_focus_keeps_the_task_objects_and_their_furniture() -> None:
+    obs = ("You are in the kitchen. You are close to the counter. You hold knife (clean). You see fridge (closed), "
+           "cabinet (open), counter (dirty), sink (on), apple (on counter, clean), bread (in cabinet). "
+           "You know bread is in cabinet in kitchen, sink is in kitchen.")
+    out = focus("put the bread on the table and then wash the knife", obs)
+    seen = out.split("You see ")[1].split(".")[0]
+    # bread (task), cabinet (holds bread), sink (a known tool), counter (close to it); not fridge or apple
+    assert seen == "cabinet (open), counter (dirty), sink (on), bread (in cabinet)"
+    assert out.startswith("You are in the kitchen. You are close to the counter. You hold knife (clean).")
+    assert out.endswith("You know bread is in cabinet in kitchen, sink is in kitchen.")
+    assert focus("wash the cup", "You are in the kitchen. You hold nothing. You see nothing.").endswith("You see nothing.")
+
+
+def test_decoding_is_grounded_and_corrections_differ_from_the_step() -> None:
+    tok = Tokenizer()
+    agent = SeqAgent(_tiny_model(tok, seed=3), tok, temperature=2.0, seed=0)  # untrained: names anything
+    ctxs = [Context("wash the cup", "You are in the kitchen. You hold nothing. You see cup (on counter, dirty).")] * 64
+    rooms_and_prompt = {"kitchen", "livingroom", "bedroom", "bathroom", "cup", "counter"}
+    named = {w for step in agent.plan(ctxs) for w in tok.split(step) if w in ENTITIES}
+    assert named and named <= rooms_and_prompt
+    # the banned sequence is never produced, and only it is banned: greedy decoding, then the same again
+    model = _tiny_model(tok, seed=4)
+    src = pad_batch([tok.encode(prompt("correction", ctxs[0], "grab cup", "Error, x."))], tok.pad)
+    first = model.generate(src, 8)[0]
+    again = model.generate(src, 8, banned=[first])[0]
+    assert again != first and model.generate(src, 8, banned=[[tok.eos]])[0] == first

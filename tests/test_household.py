@@ -188,6 +188,8 @@ def _solve(home: int, task_text: str) -> int:
     task.prepare(w)
     assert not task.satisfied(w), f"{task_text!r} already holds in home {home}"
     plan = expert_plan(w, task)
+    # the E2CL agents never repeat their last step (it would fail again or change nothing): the expert never does
+    assert all(a != b for a, b in zip(plan, plan[1:], strict=False)), f"home {home}, {task_text!r}: a step repeats"
     for step in plan:
         fb = w.execute(step)
         assert fb.executable, f"home {home}, {task_text!r}: {step.text}: {fb.message}"
@@ -296,3 +298,34 @@ def test_check_samples_states_of_the_structured_observation() -> None:
     report = check_program(RewardProgram("def compute_dense_reward(self, action):\n    return self.goal.progress\n"),
                            card)
     assert report.ok, report
+
+
+def test_observation_says_where_the_task_objects_are() -> None:
+    """A task object shut in a closed container is not visible, but the observation names its holder."""
+    env = HouseholdEnv(split="train")
+    env.reset(seed=0, options={"task": "put the plate on the table", "home": 0})
+    assert env.world is not None
+    env.world.location["plate"] = ("in", "cabinet")
+    env.world.states["cabinet"].discard("open")
+    text = env.world.observation_text()
+    room = env.world.room_of("cabinet")
+    assert f"plate is in cabinet in {room}" in text and f"table is in {env.world.room_of('table')}" in text
+    assert not env.world.visible("plate")
+
+
+def test_task_state_fields_follow_an_expert_plan() -> None:
+    """The cards' task.held / task.near / task.in_room (read by the reference reward) along an expert plan."""
+    env = HouseholdEnv(split="train")
+    env.reset(seed=0, options={"task": "wash the cup", "home": 0})
+    assert env.world is not None
+    env.world.room = next(r for r in ("kitchen", "livingroom", "bedroom", "bathroom")
+                          if r not in (env.world.room_of("cup"), env.world.room_of("sink")))
+    assert (env.task_held, env.task_near, env.task_in_room) == (0, 0.0, 0.0)
+    seen = []
+    for step in env.expert_plan():
+        env.step(step)
+        seen.append((env.task_held, env.task_near, env.task_in_room))
+    assert env.goal_progress == 1.0
+    assert any(h == 1 for h, _, _ in seen) and seen[-1][1] == 1.0 and seen[-1][2] > 0
+    fresh = HouseholdEnv()
+    assert (fresh.task_held, fresh.task_near, fresh.task_in_room) == (0, 0.0, 0.0)

@@ -129,6 +129,12 @@ def teacher_free(agent: Agent, episodes: int, seed: int, split: str = "train", m
                         stats["corrections_kept"] += 1
                         records.append(Record("correction", ctx, fix.text, step=step, feedback=str(info["feedback"]),
                                               source="teacher_free", error_kind=info["error_kind"], meta=meta))
+                        # the filter's own check is a feedback example too: the same context with an
+                        # executable step, paired with the error above, so the feedback skill must read
+                        # the step rather than guess from the context (without it, predicted feedback for
+                        # a correction repeated the proposal's error)
+                        records.append(Record("feedback", ctx, "True", step=fix.text, source="teacher_free",
+                                              meta={**meta, "check": "correction"}))
                     else:
                         stats["corrections_rejected"] += 1
                 ctxs[i] = ctx.then(step, bool(info["executable"]), str(obs["text"]))

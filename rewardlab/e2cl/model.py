@@ -95,8 +95,13 @@ class Seq2Seq(nn.Module):
 
     @torch.no_grad()
     def generate(self, src: torch.Tensor, max_len: int, temperature: float = 0.0,
-                 generator: torch.Generator | None = None) -> list[list[int]]:
+                 generator: torch.Generator | None = None, allowed: torch.Tensor | None = None,
+                 banned: Sequence[Sequence[int] | None] | None = None) -> list[list[int]]:
         """Decode each prompt of ``src`` (B, S): greedy when ``temperature`` is 0, else sampled.
+
+        :param allowed: (B, V) bool, the tokens each prompt's output may use (None: all)
+        :param banned: per prompt, one id sequence (without ``<eos>``) the output must not start with (None or
+            empty: any): its last token is masked when the output so far is the rest of it
 
         :return: per prompt, the generated ids without ``<bos>`` and ``<eos>``
         """
@@ -107,6 +112,13 @@ class Seq2Seq(nn.Module):
         for _ in range(min(max_len, self.config.max_tgt)):
             logits = self.decode(out, memory, mask)[:, -1]
             logits[:, self.pad] = -math.inf
+            if allowed is not None:
+                logits = logits.masked_fill(~allowed, -math.inf)
+            if banned is not None:  # the last token of a banned sequence is masked once the rest is decoded
+                t = out.shape[1] - 1
+                for b, seq in enumerate(banned):
+                    if seq and t == len(seq) - 1 and out[b, 1:].tolist() == list(seq[:-1]):
+                        logits[b, seq[-1]] = -math.inf
             if temperature > 0:
                 nxt = torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=generator).squeeze(1)
             else:

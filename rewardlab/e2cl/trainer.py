@@ -24,7 +24,12 @@ result with or without the cache.
 Deviations from the paper, labelled: a ~0.1M-parameter Transformer trained from scratch (not Flan-T5);
 the last 6 steps of history in prompts (not the whole episode); teacher-free corrections from the expert
 planner (not GPT-4o), filtered by the env; the final training continues from the SFT weights (the paper
-runs one SFT pass on all data from the pretrained LM); the episode ends when the goal holds (no END step).
+runs one SFT pass on all data from the pretrained LM); the episode ends when the goal holds (no END step);
+prompts carry the observation focused on the task's objects (:func:`rewardlab.e2cl.agents.focus`);
+steps are decoded with arguments grounded in the prompt, never the step just taken, and a correction
+never the erroneous step itself (:class:`rewardlab.e2cl.agents.SeqAgent`); teacher-free exploration also
+keeps the env's check of each kept correction as a feedback example (:func:`rewardlab.e2cl.exploration.teacher_free`);
+the feedback records are class-balanced (:func:`balance_feedback`).
 """
 
 from __future__ import annotations
@@ -37,12 +42,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from rewardlab.cards import EnvCard
 from rewardlab.config import TrainConfig, validate_config
-from rewardlab.e2cl.agents import SeqAgent
+from rewardlab.e2cl.agents import SeqAgent, is_error
 from rewardlab.e2cl.datasets import Record, counts, read_jsonl, write_jsonl
 from rewardlab.e2cl.exploration import collect_demos, expert_records, teacher_free, teacher_guided
 from rewardlab.e2cl.inference import EpisodeStats, run_episodes
@@ -73,6 +79,8 @@ class E2CLConfig(BaseModel):
                                        description="sampling temperature of the agent's steps during exploration")
     d_model: int = Field(default=64, ge=8, le=1024, description="model width")
     layers: int = Field(default=2, ge=1, le=12, description="encoder layers (one decoder layer)")
+    feedback_true_ratio: float = Field(default=1.0, gt=0, le=1000.0,
+                                       description="'True' feedback records kept per error feedback record (class balance)")
     cache: bool = Field(default=True, description="reuse the SFT model and exploration data of an identical earlier trial")
 
 
@@ -170,10 +178,11 @@ class E2CLTrainer:
         #     E2CL adds the corrections too
         keep = {"sft": {"plan"}, "sft_feedback": {"plan", "feedback"}, "e2cl": {"plan", "feedback", "correction"}}[algo]
         records = [r for r in demo_records + explored if r.skill in keep]
+        records, balance = balance_feedback(records, cfg.feedback_true_ratio, seed)
         data_dir = run_dir / "datasets"
         for source in ("expert", "teacher_guided", "teacher_free"):
             write_jsonl(data_dir / f"{source}.jsonl", [r for r in records if r.source == source])
-        data_counts = {**counts(records), "exploration": explore_stats, "demo_episodes": len(demos),
+        data_counts = {**counts(records), "exploration": explore_stats, "feedback_balance": balance, "demo_episodes": len(demos),
                        "demo_steps": sum(len(d.steps) for d in demos)}
         (data_dir / "counts.json").write_text(json.dumps(data_counts, indent=1))
         final_key = {**sft_key, "stage": f"final-{algo}", "finetune_epochs": cfg.finetune_epochs,
@@ -246,6 +255,33 @@ class E2CLTrainer:
         return records, stats
 
 
+def balance_feedback(records: list[Record], true_ratio: float, seed: int) -> tuple[list[Record], dict[str, int]]:
+    """Keep every error feedback record and at most ``true_ratio`` times as many ``True`` ones.
+
+    Every expert step is a ``True`` example, so without this the feedback data is mostly ``True``
+    (6,008 expert + 1,700 explored ``True`` against 450 errors in a 6,000-step run) and the model
+    predicts ``True`` for every step: speculative inference never fires. ``True`` records from
+    exploration are kept first (each is paired with an error in a similar context), then expert
+    ones, shuffled with ``seed``. Deviation (labelled): the paper's feedback data come from exploration
+    only and it does not say how it balances them.
+
+    :return: the records (other skills untouched, order kept) and counts ``errors``, ``true_kept``, ``true_dropped``
+    """
+    fb = [i for i, r in enumerate(records) if r.skill == "feedback"]
+    errors = [i for i in fb if is_error(records[i].target)]
+    trues = [i for i in fb if not is_error(records[i].target)]
+    if not fb:
+        return records, {"errors": 0, "true_kept": 0, "true_dropped": 0}
+    rng = np.random.default_rng(seed)
+    explored = [i for i in trues if records[i].source != "expert"]
+    expert = [i for i in trues if records[i].source == "expert"]
+    ranked = [*(explored[j] for j in rng.permutation(len(explored))), *(expert[j] for j in rng.permutation(len(expert)))]
+    keep_true = set(ranked[: int(round(true_ratio * len(errors)))])
+    keep = keep_true | set(errors)
+    kept = [r for i, r in enumerate(records) if r.skill != "feedback" or i in keep]
+    return kept, {"errors": len(errors), "true_kept": len(keep_true), "true_dropped": len(trues) - len(keep_true)}
+
+
 def _eval_result(stats: list[EpisodeStats]) -> EvalResult:
     """Episodes as an :class:`EvalResult`: return = success (the env's reward is 1 at success), and
     per episode the components ``executability`` (executable steps / steps) and the correction counts."""
@@ -260,4 +296,4 @@ def _eval_result(stats: list[EpisodeStats]) -> EvalResult:
     )
 
 
-__all__ = ["ALGORITHMS", "E2CLConfig", "E2CLTrainer"]
+__all__ = ["ALGORITHMS", "E2CLConfig", "E2CLTrainer", "balance_feedback"]

@@ -172,6 +172,31 @@ class HouseholdEnv(gym.Env[dict[str, Any], Any]):
     def held_count(self) -> int:
         return 0 if self.world is None else len(self.world.holding)
 
+    @property
+    def task_held(self) -> int:
+        """How many of the task's objects (tools included) the agent holds (0 before the first reset)."""
+        if self.world is None or self.task is None:
+            return 0
+        return sum(o in self.world.holding for o in self.task.objects)
+
+    @property
+    def task_near(self) -> float:
+        """1 when the agent is close to one of the task's objects (holds it, walked to it, or walked to
+        what it is in or on), else 0."""
+        if self.world is None or self.task is None:
+            return 0.0
+        w = self.world
+        return float(any(w.exists(o) and w.close_to(o) for o in self.task.objects))
+
+    @property
+    def task_in_room(self) -> float:
+        """Fraction of the task's objects (not eaten) in the agent's room (0 before the first reset)."""
+        if self.world is None or self.task is None:
+            return 0.0
+        w = self.world
+        objects = [o for o in self.task.objects if w.exists(o)]
+        return sum(w.room_of(o) == w.room for o in objects) / len(objects) if objects else 0.0
+
     def _live(self) -> tuple[World, Task]:
         if self.world is None or self.task is None:
             raise gym.error.ResetNeeded("call reset() before step()")

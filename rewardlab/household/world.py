@@ -617,8 +617,15 @@ class World:
         near = f" You are close to the {self.near}." if self.near else ""
         text = (f"You are in the {self.room}.{posture}{near} You hold {held}. "
                 f"You see {', '.join(self.describe_object(o) for o in seen) or 'nothing'}.")
-        rooms = [f"{o} is in {self.room_of(o)}" for o in self.known if self.exists(o) and o not in self.holding]
+        # where the task's objects are: their room, and for one in or on furniture that furniture too, so a
+        # task object shut in a closed cabinet can be found without search (VirtualHome agents get the scene
+        # graph; the expert planner knows it too, and a plan step the agent cannot infer is noise to learn)
+        rooms = [f"{o} is {self._where(o)}" for o in self.known if self.exists(o) and o not in self.holding]
         return text + (f" You know {', '.join(rooms)}." if rooms else "")
+
+    def _where(self, obj: str) -> str:
+        h = self.holder(obj)
+        return f"in {self.room_of(obj)}" if h is None else f"{self.location[obj][0]} {h} in {self.room_of(obj)}"
 
 
 # -- vocabulary ------------------------------------------------------------------------------------
