@@ -45,6 +45,7 @@ from rewardlab.paths import new_directory, relative_path, safe_name, shown_path
 from rewardlab.sims.base import make_env
 from rewardlab.state import StateExtractor
 from rewardlab.store import DB_NAME, RunStore, TrialRecord
+from rewardlab.training.normalization import ObsNormalization, load_normalization
 from rewardlab.types import TrialResult
 
 #: The formats ``rewardlab export --format`` writes.
@@ -315,35 +316,6 @@ def locate_trial(ref: str | Path, out: Path = Path("runs"), env: str | None = No
 
 
 # -- the exported graph ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ObsNormalization:
-    """VecNormalize's observation statistics: ``clip((obs - mean) / sqrt(var + eps), -clip, clip)``."""
-
-    mean: np.ndarray
-    var: np.ndarray
-    epsilon: float
-    clip: float
-
-    def apply(self, obs: np.ndarray) -> np.ndarray:
-        """As SB3's ``VecNormalize.normalize_obs`` computes it (float64)."""
-        return np.clip((obs - self.mean) / np.sqrt(self.var + self.epsilon), -self.clip, self.clip)
-
-
-def load_normalization(trial_dir: Path) -> ObsNormalization | None:
-    """The trial's frozen observation statistics (``vecnormalize.pkl``), or None when it trained without."""
-    path = trial_dir / "vecnormalize.pkl"
-    if not path.is_file():
-        return None
-    import pickle
-
-    with path.open("rb") as f:
-        vn = pickle.load(f)  # noqa: S301 - the trial's own file, written by SB3's VecNormalize.save
-    if not getattr(vn, "norm_obs", True):
-        return None
-    rms = vn.obs_rms
-    return ObsNormalization(np.asarray(rms.mean, float), np.asarray(rms.var, float), float(vn.epsilon), float(vn.clip_obs))
-
-
 def load_model(trial: TrialRef) -> Any:
     """The trial's SB3 model on the CPU.
 

@@ -110,7 +110,8 @@ def feasibility(
     seeds: str = typer.Option("0,1,2", help="comma-separated seeds"),
     v_max: float = typer.Option(10.0, help="joint-speed limit in rad/s"),
     episodes: int = typer.Option(20, help="evaluation episodes per seed"),
-    out: Path = typer.Option(Path("runs/e2cl-feasibility"), help="where the PPO trials and results.json go"),
+    out: Path = typer.Option(Path("runs/e2cl-feasibility"), help="where the PPO trials (reused per card, seed "
+                                                        "and budget) and a new results folder per call go"),
 ) -> None:
     """E2CL's continuous-control variant: a learned feasibility model and corrector as a wrapper around
     a PPO policy under a joint-speed limit; violation rate and success, plain vs corrected."""
@@ -125,12 +126,19 @@ def feasibility(
     if not seed_list:
         raise UserError("--seeds names no seed")
     rows = feasibility_experiment(card, ppo_steps, data_steps, seed_list, v_max, episodes, out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(rows, indent=1))
+    from rewardlab.paths import new_directory, safe_name
+
+    result_dir = new_directory(out, f"feasibility-{safe_name(card)}")  # never overwrites an earlier result
+    settings = {"card": card, "ppo_steps": ppo_steps, "data_steps": data_steps, "seeds": seed_list, "v_max": v_max,
+                "episodes": episodes}
+    (result_dir / "results.json").write_text(json.dumps({"settings": settings, "seeds": rows}, indent=1))
+    def shown(value: float | None, digits: int) -> str:
+        return "-" if value is None else f"{value:.{digits}f}"
+
     for r in rows:
         p, c = r["plain"], r["corrected"]
         console.print(f"seed {r['seed']}: violation rate {p['violation_rate']:.3f} -> {c['violation_rate']:.3f}; "
-                      f"success {p['success']:.2f} -> {c['success']:.2f}; final distance {p['final_distance']:.3f} -> "
-                      f"{c['final_distance']:.3f} m; corrections fired {r['fired']:.1%} of steps, taken {r['accepted']:.1%}",
-                      highlight=False)
-    console.print(f"written to {out / 'results.json'}", highlight=False)
+                      f"success {shown(p['success'], 2)} -> {shown(c['success'], 2)}; final distance "
+                      f"{shown(p['final_distance'], 3)} -> {shown(c['final_distance'], 3)} m; corrections fired "
+                      f"{r['fired']:.1%} of steps, taken {r['accepted']:.1%}", highlight=False)
+    console.print(f"written to {result_dir / 'results.json'}", highlight=False)

@@ -198,10 +198,10 @@ class SpeculativeCorrection(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 
-def evaluate(policy: Any, env: gym.Env, episodes: int, seed: int) -> dict[str, float]:
-    """Deterministic episodes: ``violation_rate`` (share of steps over the limit), ``final_distance``
-    (m, fingertip to target at the last step: ``-info["reward_dist"]``) and ``success`` (final distance
-    below 0.05 m)."""
+def evaluate(policy: Any, env: gym.Env, episodes: int, seed: int) -> dict[str, float | None]:
+    """Deterministic episodes: ``violation_rate`` (share of steps over the limit), and on envs that report
+    a distance to a target (Reacher's ``info["reward_dist"]``) ``final_distance`` (m, at the last step)
+    and ``success`` (final distance below 0.05 m); None where the env reports none."""
     violations, steps, dist = 0, 0, []
     for ep in range(episodes):
         obs, _ = env.reset(seed=seed + ep)
@@ -212,9 +212,31 @@ def evaluate(policy: Any, env: gym.Env, episodes: int, seed: int) -> dict[str, f
             violations += bool(info["violation"])
             steps += 1
             done = terminated or truncated
-        dist.append(-float(info["reward_dist"]))
+        if "reward_dist" in info:
+            dist.append(-float(info["reward_dist"]))
+    if not dist:
+        return {"violation_rate": violations / steps, "final_distance": None, "success": None}
     return {"violation_rate": violations / steps, "final_distance": float(np.mean(dist)),
             "success": float(np.mean(np.array(dist) < 0.05))}
+
+
+class NormalizedPolicy:
+    """A trained policy that acts on raw env observations: the trial's frozen ``VecNormalize``
+    statistics are applied before ``predict``, as in training (without them a normalised policy sees
+    its observations at the wrong scale).
+
+    :param policy: the SB3 model
+    :param trial_dir: its trial directory (``vecnormalize.pkl`` when the preset normalised observations)
+    """
+
+    def __init__(self, policy: Any, trial_dir: Path):
+        from rewardlab.training.normalization import load_normalization
+
+        self.policy, self.norm = policy, load_normalization(trial_dir)
+
+    def predict(self, obs: Any, deterministic: bool = False) -> tuple[np.ndarray, Any]:
+        shown = obs if self.norm is None else self.norm.apply(np.asarray(obs, dtype=np.float64)).astype(np.float32)
+        return self.policy.predict(shown, deterministic=deterministic)
 
 
 def feasibility_experiment(card_id: str, ppo_steps: int, data_steps: int, seeds: list[int], v_max: float,
@@ -230,6 +252,7 @@ def feasibility_experiment(card_id: str, ppo_steps: int, data_steps: int, seeds:
     from stable_baselines3 import PPO
 
     from rewardlab.cards import load_card
+    from rewardlab.paths import safe_name
     from rewardlab.sims.base import make_env
     from rewardlab.training import train
     from rewardlab.training.evaluation import eval_seed
@@ -237,12 +260,14 @@ def feasibility_experiment(card_id: str, ppo_steps: int, data_steps: int, seeds:
     if min(ppo_steps, data_steps, episodes) <= 0:
         raise UserError("ppo_steps, data_steps and episodes must be positive")
     card = load_card(card_id)
+    JointSpeedFeedback(make_env(card), v_max).close()  # a bad limit or a non-MuJoCo card: refused before training
     rows = []
     for seed in seeds:
-        trial = run_dir / f"ppo-s{seed}-{ppo_steps}"
-        if not (trial / "model.zip").is_file():  # a finished PPO trial of the same seed and budget is reused
+        # a finished PPO trial of the same card, seed and budget is reused
+        trial = run_dir / f"ppo-{safe_name(card.id)}-s{seed}-{ppo_steps}"
+        if not (trial / "model.zip").is_file():
             train(card, "env", "ppo", steps=ppo_steps, seed=seed, run_dir=trial, eval_episodes=2)
-        policy = PPO.load(trial / "model.zip", device="cpu")
+        policy = NormalizedPolicy(PPO.load(trial / "model.zip", device="cpu"), trial)
         data = collect(policy, JointSpeedFeedback(make_env(card, seed=seed), v_max), data_steps, seed)
         f, c = train_models(data, seed)
         plain = evaluate(policy, JointSpeedFeedback(make_env(card), v_max), episodes, eval_seed(seed))
