@@ -171,7 +171,7 @@ def test_an_internal_error_is_told_apart_from_a_verdict_and_a_user_error(monkeyp
 
 @pytest.mark.parametrize(("args", "name", "recorded"), [
     (("--env", "mujoco/InvertedPendulum-v5", "--steps", "2048", "--reward", "env", "--policy", "moe", "--router",
-      "expert_choice", "--experts", "3"), "mujoco_InvertedPendulum-v5-env-ppo-moe_expert_choice-0",
+      "expert_choice", "--experts", "3"), "mujoco_InvertedPendulum-v5-env-ppo-moe_expert_choice-e3-0",
      {"shaper_params": {}, "router": "expert_choice", "n_experts": 3}),
     (("--env", "gridworld/linek-continuous", "--steps", "512", "--shaper", "explors", "--neural"),
      "gridworld_linek-continuous-explors-neural-ppo-0",

@@ -147,7 +147,7 @@ def train(env: str = typer.Option(..., "--env", help="card id (or card YAML)"),
 
         check_shaper_for(card, shaper, source.shaper.params, trainer, algo)  # type: ignore[union-attr]
     chosen = validate(card, config)
-    learner = f"{algo}-moe_{router or 'topk'}" if policy == "moe" else algo  # an MoE run is told apart by name
+    learner = f"{algo}-moe_{router or 'topk'}-e{experts}" if policy == "moe" else algo  # an MoE run is told apart by name
     run_dir = new_directory(out, f"{safe_name(card.id)}-{source.name}-{learner}-{seed}")
     try:
         write_settings(run_dir, card.id, source.name, reward or base, shaper, config,
