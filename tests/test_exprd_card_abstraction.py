@@ -140,7 +140,7 @@ def test_exprd_with_the_tasks_own_abstraction_points_a_continuous_task_to_card_f
 
 
 def test_card_abstraction_refuses_a_task_without_an_expert_or_with_one_field_twice() -> None:
-    with pytest.raises(UserError, match="^shaper 'exprd' needs an expert policy; mujoco/Reacher-v5 provides"):
+    with pytest.raises(UserError, match="^shaper 'exprd' needs an expert policy; mujoco/Reacher-v5 does not provide it"):
         check_shaper_for(load_card("mujoco/Reacher-v5"), "exprd", {"budget": 3, "abstraction": ABSTRACTION})
     with pytest.raises(UserError, match="^shaper 'exprd': abstraction: target and source are the same field"):
         check_shaper_for(load_card("gridworld/room"), "exprd",
