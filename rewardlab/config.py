@@ -43,7 +43,7 @@ class TrainConfig(BaseModel):
     the budget and the evaluation.
 
     :param trainer: a registered trainer name (:func:`rewardlab.training.get_trainer`)
-    :param algo: the trainer's algorithm (``ppo``, ``sac``, ``td3``, ``dqn`` for ``sb3``)
+    :param algo: the trainer's algorithm (``ppo``, ``sac``, ``td3``, ``dqn``, ``reinforce`` for ``sb3``)
     :param seed: seed of the agent, the training envs and (offset) the evaluation envs
     :param budget: environment steps to train for
     :param evaluation: evaluation episodes and interval
@@ -52,7 +52,7 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     trainer: str = Field(default="sb3", description="registered trainer name")
-    algo: str = Field(default="ppo", description="the trainer's algorithm, e.g. ppo, sac, td3 or dqn")
+    algo: str = Field(default="ppo", description="the trainer's algorithm, e.g. ppo, sac, td3, dqn or reinforce")
     seed: Seed = 0
     budget: Budget
     evaluation: Evaluation = Field(default_factory=Evaluation)

@@ -245,7 +245,7 @@ _MOE = ("hyperparameters:\n  n_steps: 64\n  policy_kwargs:\n    features_extract
     ("rewards: [{name: x, shaper: {name: explors, neural: true}}]\ntrainer: tabular\nalgorithms: [reinforce]\n"
      "tasks: [gridworld/chain]\n", "with neural: true runs with the sb3 trainer"),
     ("rewards: [{name: x, shaper: {name: explors, neural: true}}]\nalgorithms: [ppo, dqn]\ntasks: [gridworld/chain]\n",
-     "needs an on-policy learner (ppo); dqn learns off-policy"),
+     "needs an on-policy learner (ppo or reinforce); dqn learns off-policy"),
     ("rewards: [{name: x, shaper: {name: sors}}]\nalgorithms: [ppo]\ntasks: [gridworld/chain]\n",
      "runs with the tabular trainer only"),
     # MoE settings: a key or a value the extractor or its router refuses

@@ -71,7 +71,7 @@ def train(env: str = typer.Option(..., "--env", help="card id (or card YAML)"),
           potential: str | None = typer.Option(None, help="pbrs: the potential (a program file, or V*)"),
           neural: bool = typer.Option(False, "--neural", help="explors, explob, selfrs: the neural variant, for an "
                                       "SB3 learner (ppo), as {name: explors, neural: true} in a spec"),
-          algo: str = typer.Option("ppo", help="the trainer's algorithm: ppo, sac, td3 or dqn for sb3"),
+          algo: str = typer.Option("ppo", help="the trainer's algorithm: ppo, sac, td3, dqn or reinforce (neural) for sb3"),
           trainer: str = typer.Option("sb3", help="registered trainer"),
           steps: int = typer.Option(50_000, help=f"{Budget.model_fields['steps'].description} "
                                     "(episodes per run for --trainer tabular)"),
@@ -131,7 +131,7 @@ def train(env: str = typer.Option(..., "--env", help="card id (or card YAML)"),
         if shaper not in NEURAL_SHAPERS:
             raise UserError(f"--neural applies to {', '.join(NEURAL_SHAPERS)}; shaper {shaper!r} has no neural variant")
         if trainer == "tabular":
-            raise UserError(f"--neural {shaper} trains an SB3 learner (--trainer sb3, --algo ppo); "
+            raise UserError(f"--neural {shaper} trains an SB3 learner (--trainer sb3, --algo ppo or reinforce); "
                             "drop --neural for the tabular trainer")
     if shaper is not None:
         params: dict[str, object] = {k: v for k, v in (("budget", budget), ("potential", potential)) if v is not None}

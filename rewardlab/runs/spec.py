@@ -84,7 +84,7 @@ class ExperimentSpec(BaseModel):
         min_length=1, description="reward sources: env, reference, a program path, {name, path}, generated, shaped"
     )
     trainer: str = Field(default="sb3", description="registered trainer name")
-    algorithms: list[str] = Field(min_length=1, description="the trainer's algorithms (sb3: ppo, sac, td3, dqn)")
+    algorithms: list[str] = Field(min_length=1, description="the trainer's algorithms (sb3: ppo, sac, td3, dqn, reinforce)")
     seeds: list[Seed] = Field(min_length=1, description="training seeds, one trial each")
     budget: Budget = Field(description="training budget per trial")
     evaluation: Evaluation = Field(default_factory=Evaluation, description="evaluation settings")

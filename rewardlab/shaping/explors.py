@@ -220,6 +220,9 @@ NEURAL_DEFAULTS: dict[str, Any] = {"bonus_lambda": 1.0, "bonus_max": 1.0, "lr_re
 
 #: The file in a trial directory that keeps neural ExploRS' nets (:func:`load_neural_explors`).
 WEIGHTS_NAME = "explors_weights.pt"
+#: The sb3 trainer's on-policy algorithms, the ones neural ExploRS' and SELFRS' meta-gradient fits (``reinforce``:
+#: rewardlab.training.reinforce, not the tabular trainer's).
+ON_POLICY = ("ppo", "reinforce")
 
 #: The policy's action distribution on a batch of raw observations (a ``torch.distributions`` object:
 #: ``Categorical`` for discrete actions, one with ``sample`` for continuous ones).
@@ -464,7 +467,7 @@ class NeuralExploRSCallback(BaseCallback):
         from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
         if self.env.state.exploit and not isinstance(self.model, OnPolicyAlgorithm):
-            raise UserError(f"shaper 'explors' with neural: true needs an on-policy learner (ppo); "
+            raise UserError(f"shaper 'explors' with neural: true needs an on-policy learner (ppo or reinforce); "
                             f"{type(self.model).__name__.lower()} learns off-policy, which its meta-gradient does not fit")
         self._distribution = sb3_distribution(self.model)
         if self.model.seed is not None and self.env.state.updates == 0:
@@ -555,10 +558,10 @@ class NeuralExplorationGuidedShaping(Shaper):
     @classmethod
     def learner_problem(cls, trainer: str, algo: str) -> str | None:
         if trainer != "sb3":
-            return (f"shaper {cls.name!r} with neural: true runs with the sb3 trainer (ppo); "
+            return (f"shaper {cls.name!r} with neural: true runs with the sb3 trainer (ppo or its reinforce); "
                     "drop neural for the tabular trainer")
-        if cls.exploit and algo != "ppo":  # the count bonus alone (explob) fits any learner
-            return (f"shaper {cls.name!r} with neural: true needs an on-policy learner (ppo); {algo} learns "
+        if cls.exploit and algo not in ON_POLICY:  # the count bonus alone (explob) fits any learner
+            return (f"shaper {cls.name!r} with neural: true needs an on-policy learner (ppo or reinforce); {algo} learns "
                     "off-policy, which its meta-gradient does not fit")
         return None
 

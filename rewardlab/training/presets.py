@@ -17,8 +17,9 @@ from rewardlab.errors import UserError
 from rewardlab.sims.base import get_simulator
 from rewardlab.training.policies import resolve_extractor
 
-#: The SB3 algorithms the ``sb3`` trainer runs: the one list every caller checks against.
-ALGORITHMS = ("ppo", "sac", "td3", "dqn")
+#: The SB3 algorithms the ``sb3`` trainer runs: the one list every caller checks against (``reinforce`` is
+#: rewardlab's neural REINFORCE, :mod:`rewardlab.training.reinforce`, not the tabular trainer's).
+ALGORITHMS = ("ppo", "sac", "td3", "dqn", "reinforce")
 #: Preset keys that configure the env, not the algorithm.
 ENV_KEYS = ("n_envs", "normalize", "policy", "randomization")
 _ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "leaky_relu", "silu")
@@ -62,11 +63,22 @@ def policy_kwargs(raw: dict[str, Any] | None) -> dict[str, Any]:
     return kwargs
 
 
-def minimum_steps(algo: str, params: dict[str, Any]) -> tuple[int, str]:
+def minimum_steps(algo: str, params: dict[str, Any], episode_steps: int | None = None) -> tuple[int, str]:
     """The smallest budget that trains at all, and why: PPO updates once per rollout of
-    ``n_steps × n_envs`` transitions; SAC, TD3 and DQN start learning after ``learning_starts`` (which
-    :func:`rewardlab.training.sb3.build_agent` caps to a fifth of the budget, at least 100)."""
+    ``n_steps × n_envs`` transitions; REINFORCE once ``episodes_per_update`` episodes are complete, which
+    ``⌈episodes_per_update / n_envs⌉ × n_envs × episode_steps`` steps guarantee (episodes may end sooner);
+    SAC, TD3 and DQN start learning after ``learning_starts`` (which
+    :func:`rewardlab.training.sb3.build_agent` caps to a fifth of the budget, at least 100).
+
+    :param episode_steps: the card's episode length (REINFORCE; one step where not given)
+    """
     n_envs = int(params.get("n_envs", 1))
+    if algo == "reinforce":
+        episodes = int(params.get("episodes_per_update", 1))
+        length = episode_steps or 1
+        rounds = -(-episodes // n_envs)
+        return (rounds * n_envs * length, f"one reinforce update of the sb3 trainer ({episodes} complete "
+                f"episode(s) of up to {length} steps on {n_envs} env(s))")
     if algo == "ppo":
         n_steps = int(params.get("n_steps", 2048))
         return n_steps * n_envs, f"one PPO rollout (n_steps {n_steps} x {n_envs} envs)"

@@ -1,5 +1,5 @@
-"""The ``sb3`` trainer: stable-baselines3 (PPO, SAC, TD3) on a card's env with the env's own reward, a
-reward program, or a shaped reward.
+"""The ``sb3`` trainer: stable-baselines3 (PPO, SAC, TD3, DQN, and rewardlab's neural REINFORCE) on a card's
+env with the env's own reward, a reward program, or a shaped reward.
 
 :meth:`SB3Trainer.train` reads top to bottom: check the program in the sandbox, build the vector env
 (``StateCapture`` per env -> :class:`~rewardlab.wrappers.RewardVecEnv` -> shaper -> ``VecMonitor``
@@ -144,7 +144,9 @@ def build_agent(
     env = VecMonitor(env)
     if normalize:
         env = VecNormalize(env, norm_obs=True, norm_reward=True, gamma=params.get("gamma", 0.99))
-    algo_cls = {"ppo": PPO, "sac": SAC, "td3": TD3, "dqn": DQN}[algo]
+    from rewardlab.training.reinforce import REINFORCE
+
+    algo_cls = {"ppo": PPO, "sac": SAC, "td3": TD3, "dqn": DQN, "reinforce": REINFORCE}[algo]
     try:
         model = algo_cls(policy, env, seed=seed, device="cpu", verbose=0,
                          tensorboard_log=str(tensorboard_log) if tensorboard_log else None, **params)
@@ -163,7 +165,8 @@ def _reward_vec_env(env: VecEnv) -> RewardVecEnv | None:
 
 
 class SB3Trainer:
-    """stable-baselines3's PPO, SAC, TD3 and DQN with rewardlab's presets (registered as ``sb3``)."""
+    """stable-baselines3's PPO, SAC, TD3 and DQN, and neural REINFORCE (:mod:`rewardlab.training.reinforce`),
+    with rewardlab's presets (registered as ``sb3``)."""
 
     name = "sb3"
     algorithms = ALGORITHMS
@@ -179,13 +182,16 @@ class SB3Trainer:
         if config.algo in ("sac", "td3") and discrete:
             raise UserError(f"{config.algo} needs continuous actions; {card.label} has discrete actions (use dqn or ppo)")
         params = load_preset(card, config.algo, config.overrides)
+        if config.algo == "reinforce" and not discrete and float(params.get("epsilon", 0.05)) > 0:
+            raise UserError(f"the sb3 trainer's reinforce mixes epsilon {params.get('epsilon', 0.05)} uniform actions, "
+                            f"which needs discrete actions; {card.label} has {card.action.type} actions (set epsilon: 0)")
         kwargs = policy_kwargs(params.get("policy_kwargs"))  # unknown names: one line with a "did you mean"
         extractor = kwargs.get("features_extractor_class")
         if extractor is not None:
             check_extractor_kwargs(extractor, dict(kwargs.get("features_extractor_kwargs") or {}))
         if params.get("randomization") is not None:  # bad ranges: one line before anything is made
             parse_ranges(yaml.safe_dump(params["randomization"]), "randomization")
-        least, why = minimum_steps(config.algo, params)
+        least, why = minimum_steps(config.algo, params, card.episode_steps)
         if config.budget.steps < least:
             raise UserError(f"steps {config.budget.steps} is less than {why} on {card.label}: nothing would be "
                             f"learnt; give at least {least}")
