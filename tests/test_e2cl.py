@@ -239,6 +239,16 @@ def test_report_gives_mean_and_t_interval_over_seeds(tmp_path: Path) -> None:
             "50% identical to the proposal") in rows[3]
 
 
+def test_report_gives_no_shares_of_accepted_corrections_when_none_was_accepted(tmp_path: Path) -> None:
+    from rewardlab.e2cl.report import _corrections
+
+    trial = _trial(tmp_path, "e2cl", 0, [False], [0.5])
+    rejected = {"proposal": "grab cup", "correction": "walk to cup", "proposal_env_feedback": "Error, z",
+                "correction_predicted_feedback": "Error, w", "env_feedback": "Error, z"}
+    (Path(trial.dir or "") / "eval_log.jsonl").write_text(json.dumps(rejected) + "\n")
+    assert _corrections([trial]) == "fired 100% of steps; the proposal was infeasible in 100%; accepted 0/1"
+
+
 def test_focus_keeps_the_task_objects_and_their_furniture() -> None:
     obs = ("You are in the kitchen. You are close to the counter. You hold knife (clean). You see fridge (closed), "
            "cabinet (open), counter (dirty), sink (on), apple (on counter, clean), bread (in cabinet). "

@@ -41,7 +41,8 @@ def find_model(path: Path, algo: str = "e2cl") -> Path:
 def play(
     task: str = typer.Option(..., help='the instruction, e.g. "put the apple in the fridge"'),
     agent: str = typer.Option(..., help="a trained agent (model.pt, trial or run directory) or 'llm'"),
-    home: int = typer.Option(0, help="home id (0-15: training homes; see rewardlab.household.tasks)"),
+    home: int = typer.Option(0, help="home id: every id >= 0 is a generated home; 0-15 are the training "
+                           "homes, the unseen-home split's ids start at 1000 (rewardlab.household.tasks)"),
     seed: int = typer.Option(0, help="seed of the episode"),
     speculative: bool = typer.Option(True, help="E2CL's speculative inference (else execute the planned step)"),
     algo: str = typer.Option("e2cl", help="which algorithm's trial to take from a run directory"),

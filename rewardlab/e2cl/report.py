@@ -72,9 +72,10 @@ def _corrections(trials: list[TrialRecord]) -> str:
     if not n["fired"]:
         return "-"
     f, a = n["fired"], n["accepted"]
-    return (f"fired {f / n['steps']:.0%} of steps; the proposal was infeasible in {n['infeasible'] / f:.0%}; "
-            f"accepted {a}/{f}, {n['executable'] / a if a else 0:.0%} of them executable, "
-            f"{n['same'] / a if a else 0:.0%} identical to the proposal")
+    head = f"fired {f / n['steps']:.0%} of steps; the proposal was infeasible in {n['infeasible'] / f:.0%}; accepted {a}/{f}"
+    if not a:  # no accepted correction: no share of them to give
+        return head
+    return f"{head}, {n['executable'] / a:.0%} of them executable, {n['same'] / a:.0%} identical to the proposal"
 
 
 def summary_table(trials: list[TrialRecord]) -> list[str]:
