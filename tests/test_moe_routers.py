@@ -344,3 +344,14 @@ def test_tsallis_switch_fires_exactly_when_the_entropy_exceeds_the_threshold() -
     assert below(x).dispatch.all() and below(x).stats["soft_share"] == 1.0  # H̃ > threshold: every expert
     # H̃ < threshold: top-p. p ≈ (.455, .276, .167, .102): cumulative .455 <= .75, .731 <= .75, .898 > .75 -> 2 experts
     assert above(x).dispatch.tolist() == [[True, True, False, False]] and above(x).stats["soft_share"] == 0.0
+
+
+def test_a_router_setting_it_does_not_take_is_one_line_with_a_guess() -> None:
+    from rewardlab.errors import UserError
+    from rewardlab.moe.routers import make_router
+
+    with pytest.raises(UserError, match=r"router 'topk' takes k, capacity_factor, .*not 'kk' \(did you mean 'k'\?\)"):
+        make_router("topk", 4, 4, kk=2)
+    with pytest.raises(UserError, match="unknown router 'top_k'; did you mean 'topk'"):
+        make_router("top_k", 4, 4)
+    assert make_router("expert_choice", 4, 4, capacity_factor=2.0) is not None  # a setting it takes still works

@@ -627,13 +627,22 @@ def make_router(name: str, d_in: int, n_experts: int, **kwargs: object) -> Route
 
     :raises UserError: unknown name (with the known ones) or a setting the router does not take
     """
-    if name not in ROUTER_CLASSES:
-        import difflib
+    import inspect
 
-        near = difflib.get_close_matches(name, ROUTER_CLASSES, n=1)
-        hint = f"did you mean {near[0]!r}? " if near else ""
+    from rewardlab.errors import closest
+
+    if name not in ROUTER_CLASSES:
+        near = closest(name, list(ROUTER_CLASSES))
+        hint = f"did you mean {near!r}? " if near else ""
         raise UserError(f"unknown router {name!r}; {hint}known: {', '.join(ROUTER_CLASSES)}")
+    cls = ROUTER_CLASSES[name]
+    takes = [p for p in list(inspect.signature(cls).parameters)[2:]]  # after d_in and n_experts
+    for key in kwargs:
+        if key not in takes:
+            near = closest(key, takes)
+            hint = f" (did you mean {near!r}?)" if near else ""
+            raise UserError(f"router {name!r} takes {', '.join(takes) or 'no settings'}, not {key!r}{hint}")
     try:
-        return ROUTER_CLASSES[name](d_in, n_experts, **kwargs)  # type: ignore[arg-type]
+        return cls(d_in, n_experts, **kwargs)  # type: ignore[arg-type]
     except TypeError as e:
         raise UserError(f"router {name!r}: {e}") from None
